@@ -1,0 +1,132 @@
+"""Normalise eligibility text and split it into single criteria. Pure: no I/O.
+
+Every criterion is a span of the normalised text (`text[start:end] == criterion.text`), so evidence
+offsets and criterion ids mean the same thing for every backend. Sub-bullets are kept with their
+parent criterion: "Adequate organ function:" and its indented lab lines are one criterion.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+from schemas import Criterion
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; the v2 API escapes >, <, =, [, ] ...
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+_BULLET = re.compile(
+    r"""^(?P<indent>[ \t]*)
+        (?:[*\-•·▪◦‣]+|\d{1,2}[.)]|\(\d{1,2}\)|[a-zA-Z][.)]|\([a-zA-Z]\)|(?:i{1,3}|iv|vi{0,3}|ix|x)[.)]|\((?:i{1,3}|iv|vi{0,3}|ix|x)\))
+        [ \t]+""",
+    re.VERBOSE,
+)
+_INDENT = re.compile(r"^[ \t]*")
+_SECTION_WORD = re.compile(r"(?i)\b(inclusion|exclusion)s?\b")
+# "Inclusion Criteria:", "KEY EXCLUSION CRITERIA", "Other Exclusions", "Exclusion criteria for patients include:"
+_HEADING_ONLY = re.compile(r"(?i)^[\w /()-]{0,40}\b(?:inclusion|exclusion)s?\b(?: criteria| criterion)?[\w /(),-]{0,50}:?$")
+# "Inclusion criteria: Age 18 or over" puts the heading and a criterion on one line.
+_HEADING_PREFIX = re.compile(r"(?i)^(?:(?:key|main|general|selected|major)\s+)?(inclusion|exclusion)s?(?:\s+criteria)?\s*:\s*(?=\S)")
+# Section labels of older records ("DISEASE CHARACTERISTICS:"): structure, not criteria.
+_LABEL = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{2,60}:$")
+_SENTENCE_END = re.compile(r"[.;:!?]$")
+
+
+def unescape_markdown(text: str) -> str:
+    return _MARKDOWN_ESCAPE.sub(r"\1", text)
+
+
+def normalise(raw: str) -> str:
+    """The text every offset points into: unified newlines, no markdown escapes, common indent removed."""
+    text = unescape_markdown(raw.replace("\r\n", "\n").replace("\r", "\n"))
+    text = textwrap.dedent(text)
+    return "\n".join(line.rstrip() for line in text.strip().split("\n"))
+
+
+@dataclass
+class _Open:
+    kind: str
+    start: int
+    end: int
+    indent: int
+    bulleted: bool
+
+
+def _heading_kind(content: str) -> str | None:
+    words = {w.lower() for w in _SECTION_WORD.findall(content)}
+    if len(words) != 1 or len(content) > 100 or not _HEADING_ONLY.match(content):
+        return None  # "Other protocol-defined inclusion/exclusion criteria apply." is a criterion
+    if content.endswith(".") and not content.endswith(":"):
+        return None
+    return words.pop()
+
+
+def segment(text: str) -> list[Criterion]:
+    """Split normalised text into criteria with kind and stable ids (inc-1, exc-1, ... in text order)."""
+    spans: list[_Open] = []
+    current: _Open | None = None
+    kind = "inclusion"  # no heading at all: everything is inclusion
+    blank_before = False
+    offset = 0
+
+    def close() -> None:
+        nonlocal current
+        if current is not None:
+            spans.append(current)
+            current = None
+
+    for line in text.split("\n"):
+        line_start, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            blank_before = True
+            continue
+        bullet = _BULLET.match(line)
+        indent = len(_INDENT.match(line).group())
+        content_start = line_start + (bullet.end() if bullet else indent)
+        content = line[content_start - line_start :]
+        line_end = line_start + len(line)
+
+        heading = _heading_kind(content)
+        prefix = _HEADING_PREFIX.match(content)
+        if heading or (_LABEL.match(content) and not bullet):
+            close()
+            kind = heading or kind
+        elif prefix:
+            close()
+            kind = prefix.group(1).lower()
+            current = _Open(kind, content_start + prefix.end(), line_end, indent, True)
+        elif current is not None and _continues(current, text, bullet, indent, blank_before, content):
+            current.end = line_end
+        else:
+            close()
+            current = _Open(kind, content_start, line_end, indent, bool(bullet))
+        blank_before = False
+    close()
+
+    counters = {"inclusion": 0, "exclusion": 0}
+    criteria = []
+    for span in spans:
+        counters[span.kind] += 1
+        prefix = "inc" if span.kind == "inclusion" else "exc"
+        criteria.append(
+            Criterion(
+                id=f"{prefix}-{counters[span.kind]}",
+                kind=span.kind,
+                text=text[span.start : span.end],
+                start=span.start,
+                end=span.end,
+            )
+        )
+    return criteria
+
+
+def _continues(current: _Open, text: str, bullet: re.Match | None, indent: int, blank_before: bool, content: str) -> bool:
+    """Does this line belong to the open criterion (a sub-bullet, a wrapped line, an indented note)?"""
+    if indent > current.indent and (current.bulleted or bullet):
+        return True  # nested deeper than the criterion's own marker
+    if bullet or blank_before:
+        return False
+    # A plain line right after a plain line: wrapped mid-sentence, or a new criterion?
+    previous = text[current.start : current.end].rstrip()
+    return not _SENTENCE_END.search(previous) or content[:1].islower()

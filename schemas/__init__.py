@@ -1,0 +1,35 @@
+"""Pydantic models of the eligex contract (../shared/SCHEMA.md). Pure: no I/O."""
+
+from schemas.record import (
+    NCT_ID_PATTERN,
+    SCHEMA_VERSION,
+    BiomarkerRule,
+    BiomarkerTest,
+    BrainMetastases,
+    CancerType,
+    Criterion,
+    Eligibility,
+    EligibilityRecord,
+    Evidence,
+    Extraction,
+    FieldOrigin,
+    Intervention,
+    Lab,
+    MeasurableDisease,
+    OtherCriterion,
+    PerformanceStatus,
+    PriorTherapy,
+    Source,
+    Stage,
+    TrialFacts,
+    is_nct_id,
+    iter_evidence,
+)
+from schemas.trial import Trial
+
+__all__ = [
+    "NCT_ID_PATTERN", "SCHEMA_VERSION", "BiomarkerRule", "BiomarkerTest", "BrainMetastases", "CancerType",
+    "Criterion", "Eligibility", "EligibilityRecord", "Evidence", "Extraction", "FieldOrigin", "Intervention",
+    "Lab", "MeasurableDisease", "OtherCriterion", "PerformanceStatus", "PriorTherapy", "Source", "Stage",
+    "Trial", "TrialFacts", "is_nct_id", "iter_evidence",
+]  # fmt: skip
