@@ -1,0 +1,86 @@
+"""The `rules` backend: deterministic extraction with no LLM, the embedded default.
+
+Each finder module reads one criterion at a time and yields `(field, item)` pairs in the contract's
+plain-data shape, quoting the criterion text it matched (`evidence: {criterion_id, quote}`); this
+module merges them into one draft. Vocabularies (marker aliases, drug lexicon, analytes, units)
+are data files in `vocab/`, for curators to extend without touching code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from extract.backend import Draft
+from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
+from schemas import Criterion, Trial
+
+RULES_VERSION = "1"
+VOCAB_DIR = Path(__file__).parent / "vocab"
+
+FINDERS = (
+    ages.find,
+    cancer_types.find,
+    biomarkers.find,
+    stage.find,
+    performance.find,
+    therapies.find,
+    labs.find,
+    disease.find,
+)
+_LIST_FIELDS = ("cancer_types", "biomarkers", "performance_status", "prior_therapies", "labs")
+_SCALAR_FIELDS = ("min_age_years", "max_age_years")
+
+
+def _vocab_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(VOCAB_DIR.glob("*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class RulesBackend:
+    name = "rules"
+    model = None
+
+    def __init__(self) -> None:
+        # Changes to the vocabularies change the version, so records say which rules made them.
+        self.prompt_version = f"rules-{RULES_VERSION}+{_vocab_digest()}"
+
+    async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
+        return Draft(eligibility=extract_eligibility(criteria))
+
+
+def extract_eligibility(criteria: list[Criterion]) -> dict[str, Any]:
+    eligibility: dict[str, Any] = {name: [] for name in _LIST_FIELDS}
+    eligibility.update(stage=None, brain_metastases=None, measurable_disease=None, origins={})
+    for criterion in criteria:
+        for name, item in _found(criterion):
+            _merge(eligibility, name, item)
+    return eligibility
+
+
+def _found(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
+    for finder in FINDERS:
+        yield from finder(criterion)
+
+
+def _merge(eligibility: dict[str, Any], name: str, item: dict[str, Any]) -> None:
+    if name in _LIST_FIELDS:
+        if item not in eligibility[name]:
+            eligibility[name].append(item)
+    elif name in _SCALAR_FIELDS:
+        # `item` is {"value": years, "evidence": ...}; the stricter of several statements wins.
+        current = eligibility.get(name)
+        stricter = max if name == "min_age_years" else min
+        if current is None or stricter(current, item["value"]) == item["value"]:
+            eligibility[name] = item["value"]
+            eligibility["origins"][name] = {"origin": "text", "evidence": item["evidence"]}
+    elif name == "stage" and eligibility["stage"] is not None:
+        # Several criteria may each name part of the stage: the union, grounded on the first.
+        merged = eligibility["stage"]
+        for key in ("groups", "settings"):
+            merged[key] = merged[key] + [v for v in item[key] if v not in merged[key]]
+    elif eligibility.get(name) is None:
+        eligibility[name] = item  # brain_metastases, measurable_disease: the first statement
