@@ -1,0 +1,211 @@
+"""eligex: clinical-trial eligibility criteria to structured, evidence-grounded JSON.
+
+Data goes to stdout, diagnostics and progress to stderr. Exit codes: 0 success, 1 some records
+failed (each named on stderr), 2 bad input or usage, 3 an upstream service failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from extract.errors import EligexError, InputError, redact
+from extract.store import Workspace
+from schemas import EligibilityRecord, is_nct_id
+
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "eligibility-record.schema.json"
+
+
+def record_json_schema() -> dict:
+    return EligibilityRecord.model_json_schema()
+
+
+def progress(length: int, label: str):
+    """A progress bar on stderr (hidden when stderr is not a terminal)."""
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+
+
+def fail_if(failures: list[str] | dict[str, str]) -> None:
+    """Name every failure on stderr and exit 1 if there was any."""
+    lines = failures if isinstance(failures, list) else [f"{k}: {v}" for k, v in failures.items()]
+    for line in lines:
+        click.echo(f"failed: {line}", err=True)
+    if lines:
+        sys.exit(1)
+
+
+class Eligex(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EligexError as error:
+            click.echo(f"Error: {redact(str(error))}", err=True)
+            sys.exit(error.exit_code)
+
+
+@click.group(cls=Eligex)
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="ELIGEX_WORKSPACE",
+    default=".",
+    show_default=True,
+    help="Folder holding raw/, structured/ and eligex.duckdb (env ELIGEX_WORKSPACE).",
+)
+@click.version_option(package_name="eligex")
+@click.pass_context
+def main(ctx: click.Context, workspace: Path) -> None:
+    """Turn clinical-trial eligibility criteria into structured, evidence-grounded JSON.
+
+    Typical use: `eligex import FILES...` or `eligex fetch --cond ...`, then `eligex extract --all`,
+    then `eligex eval`.
+    """
+    ctx.obj = Workspace(workspace)
+
+
+@main.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
+    """Import trial records from files or folders.
+
+    Reads ClinicalTrials.gov API v2 study JSON, v2 pages {"studies": [...]}, JSONL of studies,
+    classic XML (<clinical_study>), the flat 2026 export, and plain JSONL or CSV rows with
+    nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age. A file that cannot
+    be read is reported with its reason and the rest goes on; exit code 1 if any failed.
+    """
+    from extract.importer import files_under, import_files
+
+    files = files_under(paths)
+    with workspace.writing():
+        with progress(len(files), "importing") as bar:
+            summary = import_files(workspace, files, on_file=lambda path: bar.update(1))
+    click.echo(f"imported {len(files)} files into {workspace.root}: {summary.line()}", err=True)
+    fail_if(summary.failures)
+
+
+@main.command()
+@click.argument("nct_id")
+@click.pass_obj
+def criteria(workspace: Workspace, nct_id: str) -> None:
+    """Print a stored trial's criteria, one JSON object per line (id, kind, start, end, text)."""
+    from extract.text import segment
+
+    trial = _stored_trials(workspace, [nct_id])[0]
+    for criterion in segment(trial.eligibility_text):
+        click.echo(criterion.model_dump_json())
+
+
+@main.command()
+@click.option("--check", is_flag=True, help=f"Exit 1 if {SCHEMA_FILE.name} differs from the models.")
+def schema(check: bool) -> None:
+    """Print the JSON Schema of the structured record (the contract, version 1)."""
+    text = json.dumps(record_json_schema(), indent=2) + "\n"
+    if check:
+        if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
+            raise click.ClickException(f"{SCHEMA_FILE} is out of date: run `eligex schema > {SCHEMA_FILE}`")
+        return
+    click.echo(text, nl=False)
+
+
+@main.command(name="extract")
+@click.argument("nct_ids", nargs=-1)
+@click.option("--all", "all_trials", is_flag=True, help="Extract every stored trial.")
+@click.option(
+    "--backend",
+    type=click.Choice(["rules", "openai"]),
+    help="Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.",
+)
+@click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="Trials in flight.")
+@click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
+@click.pass_obj
+def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, force) -> None:
+    """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
+
+    One trial's failure never stops the batch: it is stored with its reason and named at the end
+    (exit code 1). Trials whose record is up to date (same content, same backend version) are
+    skipped unless --force.
+    """
+    from extract.pipeline import run_extraction
+
+    if bool(nct_ids) == all_trials:
+        raise InputError("name trials (NCT ids) or pass --all, not both")
+    chosen = make_backend(backend, model)
+    with workspace.writing():
+        trials = _stored_trials(workspace, list(nct_ids) or None)
+        with progress(len(trials), f"extracting ({chosen.name})") as bar:
+            summary = asyncio.run(
+                run_extraction(
+                    workspace, chosen, trials, force=force, concurrency=concurrency, on_done=lambda _: bar.update(1)
+                )
+            )
+    model_note = f", model {chosen.model}" if chosen.model else ""
+    click.echo(
+        f"backend {chosen.name}{model_note}, run {summary.run_id}: {summary.extracted} extracted, "
+        f"{summary.skipped} up to date, {len(summary.failures)} failed; records in {workspace.structured_dir}",
+        err=True,
+    )
+    if summary.input_tokens:
+        click.echo(f"tokens: {summary.input_tokens} in, {summary.output_tokens} out; cost ${summary.cost_usd:.4f}", err=True)
+    fail_if(summary.failures)
+
+
+def make_backend(name: str | None, model: str | None):
+    """The backend asked for, or the default: the LLM when one is configured, else rules."""
+    if name is None:
+        name = "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") else "rules"
+    if name == "rules":
+        from extract.rules import RulesBackend
+
+        return RulesBackend()
+    from extract.llm import OpenAIBackend
+
+    return OpenAIBackend.from_environment(model=model)
+
+
+@main.command()
+@click.argument("nct_id")
+@click.pass_obj
+def show(workspace: Workspace, nct_id: str) -> None:
+    """Print the current structured record of one trial (JSON)."""
+    _check_ids([nct_id])
+    record = workspace.current_record(nct_id)
+    if record is None:
+        raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
+    click.echo(record.model_dump_json(indent=2))
+
+
+@main.command()
+@click.pass_obj
+def runs(workspace: Workspace) -> None:
+    """List extraction runs, newest first, one JSON object per line."""
+    for run in workspace.runs():
+        click.echo(json.dumps(run, default=str))
+
+
+def _check_ids(nct_ids: list[str]) -> None:
+    bad = [i for i in nct_ids if not is_nct_id(i)]
+    if bad:
+        raise InputError(f"not an NCT id (NCT + 8 digits): {', '.join(bad)}")
+
+
+def _stored_trials(workspace: Workspace, nct_ids: list[str] | None):
+    if nct_ids is not None:
+        _check_ids(nct_ids)
+    trials = list(workspace.trials(nct_ids))
+    missing = sorted(set(nct_ids or []) - {t.nct_id for t in trials})
+    if missing:
+        raise InputError(f"not in the workspace: {', '.join(missing)} (import or fetch them first)")
+    if not trials:
+        raise InputError(f"no trials in {workspace.root}: run `eligex import` or `eligex fetch` first")
+    return trials
+
+
+if __name__ == "__main__":
+    main()

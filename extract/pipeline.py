@@ -1,0 +1,100 @@
+"""`eligex extract`: run a backend over stored trials, one record per trial, nothing lost on a crash.
+
+Each trial's result is written as soon as it is ready (the record file atomically, the row at
+once), so a killed run loses at most the trials in flight; running again skips every trial whose
+current record came from the same content and the same backend version, and does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from extract.backend import Backend, assemble
+from extract.errors import redact
+from extract.store import Workspace
+from extract.text import segment
+from schemas import Trial
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    backend: str
+    extracted: int = 0
+    skipped: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id, "backend": self.backend, "extracted": self.extracted, "skipped": self.skipped,
+            "failed": len(self.failures), "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }  # fmt: skip
+
+
+def new_run_id(backend: Backend) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{backend.name}"
+
+
+def up_to_date(workspace: Workspace, backend: Backend) -> set[str]:
+    """Trials whose latest successful extraction used this backend version on the current content."""
+    rows = workspace.db.execute(
+        """
+        SELECT e.nct_id
+        FROM extractions e JOIN runs r USING (run_id) JOIN trials t USING (nct_id)
+        WHERE e.status = 'ok' AND e.content_sha256 = t.content_sha256
+          AND r.backend = ? AND r.model IS NOT DISTINCT FROM ? AND r.prompt_version IS NOT DISTINCT FROM ?
+        """,
+        [backend.name, backend.model, backend.prompt_version],
+    ).fetchall()
+    return {nct_id for (nct_id,) in rows}
+
+
+async def run_extraction(
+    workspace: Workspace,
+    backend: Backend,
+    trials: list[Trial],
+    *,
+    force: bool = False,
+    concurrency: int = 4,
+    on_done: Callable[[str], None] = lambda nct_id: None,
+) -> RunSummary:
+    summary = RunSummary(run_id=new_run_id(backend), backend=backend.name)
+    workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
+    done = set() if force else up_to_date(workspace, backend)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(trial: Trial) -> None:
+        if trial.nct_id in done:
+            summary.skipped += 1
+        else:
+            async with limit:
+                await _extract_one(workspace, backend, trial, summary)
+        on_done(trial.nct_id)
+
+    await asyncio.gather(*(one(trial) for trial in trials))
+    workspace.finish_run(summary.run_id, summary.as_dict() | {"failures": summary.failures})
+    return summary
+
+
+async def _extract_one(workspace: Workspace, backend: Backend, trial: Trial, summary: RunSummary) -> None:
+    try:
+        criteria = segment(trial.eligibility_text)
+        draft = await backend.extract(trial, criteria)
+        record = assemble(trial, criteria, draft, backend)
+    except Exception as error:  # one trial's failure never stops the batch: it is stored with its reason
+        reason = redact(f"{type(error).__name__}: {error}".splitlines()[0])
+        summary.failures[trial.nct_id] = reason
+        workspace.save_error(summary.run_id, trial, reason)
+        return
+    workspace.save_record(summary.run_id, record)
+    summary.extracted += 1
+    summary.input_tokens += record.extraction.input_tokens
+    summary.output_tokens += record.extraction.output_tokens
+    summary.cost_usd += record.extraction.cost_usd or 0.0

@@ -1,0 +1,356 @@
+"""Registry records in, normalised `Trial`s out: API v2 JSON, classic XML, flat exports. No I/O.
+
+Every parser takes the bytes of one file (or one API response) and yields, for each record in it,
+either a `RawRecord` (the record exactly as received, plus its normalised `Trial`) or a
+`RecordError` saying in one line why it could not be read. Reading files is the importer's job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+from bs4 import BeautifulSoup
+
+from extract.text import normalise
+from schemas import Intervention, Source, Trial, TrialFacts, is_nct_id
+
+CTGOV = "clinicaltrials.gov"
+STUDY_URL = "https://clinicaltrials.gov/study/{}"
+PLAIN_COLUMNS = ("nct_id", "title", "conditions", "eligibility_text", "sex", "minimum_age", "maximum_age")
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    registry: str
+    format: str  # "json" or "xml": the extension of the raw file
+    raw: bytes  # the record exactly as received
+    trial: Trial
+
+
+@dataclass(frozen=True)
+class RecordError:
+    reason: str
+    nct_id: str | None = None
+
+
+Parsed = RawRecord | RecordError
+
+
+class NotAStudy(ValueError):
+    """The document is well-formed but holds no study (a search page, an unrelated JSON)."""
+
+
+def content_sha256(document: Any) -> str:
+    """Hash of canonical JSON, so the same study hashes alike from a page, a file or JSONL."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_document(data: bytes, name: str, retrieved_at: datetime | None = None) -> Iterator[Parsed]:
+    """Every record in one file's bytes; `name` (the file name) picks the format by extension."""
+    retrieved_at = retrieved_at or datetime.now(timezone.utc)
+    if not data.strip():
+        yield RecordError("empty file")
+        return
+    lower = name.lower()
+    try:
+        if lower.endswith(".xml"):
+            yield from _classic_xml(data, retrieved_at)
+        elif lower.endswith(".csv"):
+            yield from _csv(data, retrieved_at)
+        elif lower.endswith((".jsonl", ".ndjson")):
+            yield from _jsonl(data, retrieved_at)
+        else:
+            yield from _json_document(_load_json(data), retrieved_at)
+    except NotAStudy as error:
+        yield RecordError(str(error))
+    except UnicodeDecodeError as error:
+        yield RecordError(f"not UTF-8 text ({error.reason} at byte {error.start})")
+
+
+def _load_json(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise NotAStudy(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def _jsonl(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
+    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            for parsed in _json_document(_load_json(line), retrieved_at):
+                yield parsed
+        except NotAStudy as error:
+            yield RecordError(f"line {number}: {error}")
+
+
+def _json_document(document: Any, retrieved_at: datetime) -> Iterator[Parsed]:
+    """A v2 study, a v2 page {"studies": [...]}, a flat 2026-export row or a plain row."""
+    if isinstance(document, dict) and isinstance(document.get("studies"), list):
+        for study in document["studies"]:
+            yield from _json_document(study, retrieved_at)
+    elif isinstance(document, dict) and "protocolSection" in document:
+        yield _checked(lambda: v2_study(document, retrieved_at))
+    elif isinstance(document, dict) and isinstance(document.get("eligibility"), dict) and "nct_id" in document:
+        yield _checked(lambda: flat_export_row(document, retrieved_at))
+    elif isinstance(document, dict) and "eligibility_text" in document:
+        yield _checked(lambda: plain_row(document, retrieved_at))
+    else:
+        raise NotAStudy("not a study: expected an API v2 study, a page of studies or a trial row")
+
+
+def _checked(build) -> Parsed:
+    try:
+        return build()
+    except InvalidRecord as error:
+        return RecordError(str(error), error.nct_id)
+
+
+class InvalidRecord(ValueError):
+    def __init__(self, reason: str, nct_id: str | None = None):
+        super().__init__(reason)
+        self.nct_id = nct_id
+
+
+def _nct_id(value: Any) -> str:
+    if not value:
+        raise InvalidRecord("no NCT id")
+    value = str(value).strip()
+    if not is_nct_id(value):
+        raise InvalidRecord(f"{value[:40]!r} is not an NCT id (NCT + 8 digits)")
+    return value
+
+
+def v2_study(study: dict[str, Any], retrieved_at: datetime) -> RawRecord:
+    protocol = study.get("protocolSection") or {}
+    ident = protocol.get("identificationModule") or {}
+    nct_id = _nct_id(ident.get("nctId"))
+    status = protocol.get("statusModule") or {}
+    design = protocol.get("designModule") or {}
+    eligibility = protocol.get("eligibilityModule") or {}
+    interventions = (protocol.get("armsInterventionsModule") or {}).get("interventions") or []
+    facts = TrialFacts(
+        title=ident.get("briefTitle") or ident.get("officialTitle"),
+        phases=[_phase(p) for p in design.get("phases") or []],
+        overall_status=_enum(status.get("overallStatus")),
+        study_type=_enum(design.get("studyType")),
+        conditions=(protocol.get("conditionsModule") or {}).get("conditions") or [],
+        interventions=[Intervention(type=_enum(i.get("type")), name=i["name"]) for i in interventions if i.get("name")],
+        sponsor=((protocol.get("sponsorCollaboratorsModule") or {}).get("leadSponsor") or {}).get("name"),
+    )
+    last_update = (status.get("lastUpdatePostDateStruct") or {}).get("date")
+    return _record(
+        registry=CTGOV,
+        raw_format="json",
+        document=study,
+        retrieved_at=retrieved_at,
+        nct_id=nct_id,
+        facts=facts,
+        text=eligibility.get("eligibilityCriteria") or "",
+        sex=eligibility.get("sex"),
+        minimum_age=eligibility.get("minimumAge"),
+        maximum_age=eligibility.get("maximumAge"),
+        healthy_volunteers=eligibility.get("healthyVolunteers"),
+        last_update=_date(last_update),
+    )
+
+
+def flat_export_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
+    """A row of the flattened 2026 ClinicalTrials.gov export (../shared/data/ctgov-2026)."""
+    nct_id = _nct_id(row.get("nct_id"))
+    eligibility = row["eligibility"]
+    facts = TrialFacts(
+        title=row.get("title"),
+        phases=[_phase(p) for p in (row.get("phase") or "").split("/") if p.strip()],
+        overall_status=_enum(row.get("status")),
+        study_type=_enum(row.get("study_type")),
+        conditions=row.get("conditions") or [],
+        interventions=[Intervention(name=name) for name in row.get("interventions") or []],
+        sponsor=row.get("sponsor"),
+    )
+    return _record(
+        registry=CTGOV,
+        raw_format="json",
+        document=row,
+        retrieved_at=retrieved_at,
+        nct_id=nct_id,
+        facts=facts,
+        text=eligibility.get("raw_text") or "",
+        sex=eligibility.get("sex"),
+        minimum_age=eligibility.get("minimum_age"),
+        maximum_age=eligibility.get("maximum_age"),
+        healthy_volunteers=eligibility.get("accepts_healthy_volunteers"),
+        url=row.get("source_url"),
+    )
+
+
+def plain_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
+    """A trial from any registry: nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age."""
+    nct_id = _nct_id(row.get("nct_id"))
+    conditions = row.get("conditions") or []
+    if isinstance(conditions, str):
+        conditions = [c.strip() for c in re.split(r"[;|]", conditions) if c.strip()]
+    return _record(
+        registry=row.get("registry") or "local",
+        raw_format="json",
+        document=row,
+        retrieved_at=retrieved_at,
+        nct_id=nct_id,
+        facts=TrialFacts(title=row.get("title") or None, conditions=conditions),
+        text=row.get("eligibility_text") or "",
+        sex=row.get("sex"),
+        minimum_age=row.get("minimum_age"),
+        maximum_age=row.get("maximum_age"),
+        healthy_volunteers=None,
+        url=row.get("url"),
+    )
+
+
+def _csv(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    missing = [c for c in ("nct_id", "eligibility_text") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise NotAStudy(f"CSV lacks the column(s) {', '.join(missing)} (expected {', '.join(PLAIN_COLUMNS)})")
+    for number, row in enumerate(reader, 2):
+        parsed = _checked(lambda: plain_row(row, retrieved_at))
+        yield RecordError(f"row {number}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
+
+
+def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
+    soup = BeautifulSoup(data, "xml")
+    study = soup.find("clinical_study")
+    if study is None:
+        root = next((tag.name for tag in soup.find_all(True, recursive=False)), None)
+        if root is None:
+            raise NotAStudy("malformed XML: no root element")
+        what = "a search results page" if root == "rss" else f"a <{root}> document"
+        raise NotAStudy(f"{what}, not a study (expected <clinical_study>)")
+    yield _checked(lambda: _classic_study(study, data, retrieved_at))
+
+
+def _classic_study(study, data: bytes, retrieved_at: datetime) -> RawRecord:
+    def text_of(path: str) -> str | None:
+        tag = study.select_one(path)
+        return tag.get_text().strip() if tag else None
+
+    nct_id = _nct_id(text_of("id_info > nct_id"))
+    phase = text_of("phase") or ""
+    facts = TrialFacts(
+        title=text_of("brief_title") or text_of("official_title"),
+        phases=[_phase(p) for p in phase.split("/") if p.strip()],
+        overall_status=_enum(text_of("overall_status")),
+        study_type=_enum(text_of("study_type")),
+        conditions=[tag.get_text().strip() for tag in study.find_all("condition", recursive=False)],
+        interventions=[
+            Intervention(type=_enum(text_of_tag(i, "intervention_type")), name=text_of_tag(i, "intervention_name"))
+            for i in study.find_all("intervention", recursive=False)
+            if text_of_tag(i, "intervention_name")
+        ],
+        sponsor=text_of("sponsors > lead_sponsor > agency"),
+    )
+    volunteers = text_of("eligibility > healthy_volunteers")
+    return RawRecord(
+        registry=CTGOV,
+        format="xml",
+        raw=data,
+        trial=_trial(
+            nct_id=nct_id,
+            registry=CTGOV,
+            sha=hashlib.sha256(data).hexdigest(),
+            retrieved_at=retrieved_at,
+            facts=facts,
+            text=text_of("eligibility > criteria > textblock") or "",
+            sex=text_of("eligibility > gender"),
+            minimum_age=text_of("eligibility > minimum_age"),
+            maximum_age=text_of("eligibility > maximum_age"),
+            healthy_volunteers=None if volunteers is None else volunteers.lower().startswith("accepts"),
+            last_update=_date(text_of("last_update_posted") or text_of("lastchanged_date")),
+            url=text_of("required_header > url"),
+        ),
+    )
+
+
+def text_of_tag(tag, name: str) -> str | None:
+    child = tag.find(name)
+    return child.get_text().strip() if child else None
+
+
+def _record(*, registry: str, raw_format: str, document: dict, retrieved_at: datetime, **fields) -> RawRecord:
+    raw = json.dumps(document, ensure_ascii=False, indent=2).encode()
+    trial = _trial(registry=registry, sha=content_sha256(document), retrieved_at=retrieved_at, **fields)
+    return RawRecord(registry=registry, format=raw_format, raw=raw, trial=trial)
+
+
+def _trial(*, nct_id, registry, sha, retrieved_at, facts, text, sex, minimum_age, maximum_age,
+           healthy_volunteers, last_update=None, url=None) -> Trial:  # fmt: skip
+    return Trial(
+        nct_id=nct_id,
+        source=Source(
+            registry=registry,
+            url=url or (STUDY_URL.format(nct_id) if registry == CTGOV else None),
+            retrieved_at=retrieved_at,
+            content_sha256=sha,
+        ),
+        trial=facts,
+        eligibility_text=normalise(text),
+        sex=_sex(sex),
+        min_age_years=age_in_years(minimum_age),
+        max_age_years=age_in_years(maximum_age),
+        healthy_volunteers=healthy_volunteers if isinstance(healthy_volunteers, bool) else None,
+        last_update=last_update,
+    )
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(year|month|week|day|hour|minute)s?\s*$", re.IGNORECASE)
+_DAYS_PER_UNIT = {"year": 365.25, "month": 365.25 / 12, "week": 7, "day": 1, "hour": 1 / 24, "minute": 1 / 1440}
+
+
+def age_in_years(value: Any) -> float | None:
+    """Registry ages ("18 Years", "6 Months", "N/A") in years, rounded to 0.01."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    match = _AGE.match(str(value))
+    if not match:
+        return None
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return round(number * _DAYS_PER_UNIT[unit] / 365.25, 4)
+
+
+def _sex(value: Any) -> str | None:
+    value = (value or "").strip().upper()
+    return {"ALL": "ALL", "BOTH": "ALL", "FEMALE": "FEMALE", "MALE": "MALE"}.get(value)
+
+
+def _enum(value: Any) -> str | None:
+    """Registry wording to the v2 API's enum style: "Not yet recruiting" -> NOT_YET_RECRUITING."""
+    if not value:
+        return None
+    return re.sub(r"[^A-Z0-9]+", "_", str(value).upper()).strip("_")
+
+
+def _phase(value: str) -> str:
+    """"Phase 1" / "PHASE1" -> PHASE1, "Early Phase 1" -> EARLY_PHASE1, "N/A" / "Not Applicable" -> NA."""
+    phase = _enum(value) or ""
+    if phase in ("N_A", "NOT_APPLICABLE", "NA"):
+        return "NA"
+    return re.sub(r"PHASE_(\d)", r"PHASE\1", phase)
+
+
+def _date(value: str | None) -> date | None:
+    if not value:
+        return None
+    for pattern in ("%Y-%m-%d", "%Y-%m", "%B %d, %Y", "%B %Y"):
+        try:
+            return datetime.strptime(value.strip(), pattern).date()
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,271 @@
+"""The workspace: `raw/`, `structured/` and `eligex.duckdb` under one folder, and nothing outside it.
+
+Writes are atomic (temporary file, then rename), the database changes only through the ordered
+MIGRATIONS, and one process at a time may write a workspace (a lock file; a second one gets a
+clear error instead of a corrupt file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from extract.errors import InputError
+from extract.sources import RawRecord
+from schemas import EligibilityRecord, Trial, is_nct_id
+
+# Each entry runs once, in order; the index + 1 is the schema version recorded in `migrations`.
+MIGRATIONS = [
+    """
+    CREATE TABLE trials (
+        nct_id VARCHAR PRIMARY KEY,
+        registry VARCHAR NOT NULL,
+        source_url VARCHAR,
+        retrieved_at TIMESTAMPTZ NOT NULL,
+        content_sha256 VARCHAR NOT NULL,
+        last_update DATE,
+        raw_format VARCHAR NOT NULL,
+        raw_document VARCHAR NOT NULL,
+        trial JSON NOT NULL,
+        stored_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        backend VARCHAR NOT NULL,
+        model VARCHAR,
+        prompt_version VARCHAR,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        summary JSON
+    );
+    CREATE TABLE extractions (
+        run_id VARCHAR NOT NULL,
+        nct_id VARCHAR NOT NULL,
+        content_sha256 VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,  -- 'ok' or 'error'
+        error VARCHAR,
+        record JSON,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cost_usd DOUBLE,
+        extracted_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (run_id, nct_id)
+    )
+    """,
+    """
+    CREATE TABLE llm_cache (
+        cache_key VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        prompt_version VARCHAR NOT NULL,
+        schema_version VARCHAR NOT NULL,
+        response JSON NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Stored:
+    nct_id: str
+    outcome: str  # "new", "changed" or "unchanged"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class Workspace:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.raw_dir = self.root / "raw"
+        self.structured_dir = self.root / "structured"
+        self.db_path = self.root / "eligex.duckdb"
+        self._lock = FileLock(self.root / ".eligex.lock")
+        self._db: duckdb.DuckDBPyConnection | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, wait_seconds: float = 0) -> Iterator[Workspace]:
+        """Hold the workspace for writing: one process at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=wait_seconds)
+        except Timeout:
+            raise InputError(f"workspace {self.root} is in use by another eligex process; try again when it ends") from None
+        try:
+            yield self
+        finally:
+            self.close()
+            self._lock.release()
+
+    @property
+    def db(self) -> duckdb.DuckDBPyConnection:
+        if self._db is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = duckdb.connect(str(self.db_path))
+            except duckdb.IOException as error:
+                raise InputError(f"cannot open {self.db_path}: {str(error).splitlines()[0]}") from None
+            self._migrate()
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        applied = db.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0]
+        for version, sql in enumerate(MIGRATIONS[applied:], applied + 1):
+            db.execute("BEGIN")
+            db.execute(sql)
+            db.execute("INSERT INTO migrations VALUES (?, ?)", [version, _now()])
+            db.execute("COMMIT")
+
+    # -- trials ----------------------------------------------------------------------------------
+
+    def raw_path(self, registry: str, nct_id: str, raw_format: str) -> Path:
+        if not is_nct_id(nct_id):  # never build a path from an unchecked id
+            raise InputError(f"{nct_id!r} is not an NCT id")
+        folder = "".join(ch for ch in registry if ch.isalnum() or ch in ".-_") or "unknown"
+        return self.raw_dir / folder / f"{nct_id}.{raw_format}"
+
+    def store_trial(self, record: RawRecord) -> Stored:
+        """Upsert one record: raw file and row; a record whose content hash is unchanged is not rewritten."""
+        trial = record.trial
+        existing = self.db.execute(
+            "SELECT content_sha256 FROM trials WHERE nct_id = ?", [trial.nct_id]
+        ).fetchone()
+        if existing and existing[0] == trial.source.content_sha256:
+            return Stored(trial.nct_id, "unchanged")
+        atomic_write(self.raw_path(record.registry, trial.nct_id, record.format), record.raw)
+        self.db.execute(
+            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                trial.nct_id,
+                record.registry,
+                trial.source.url,
+                trial.source.retrieved_at,
+                trial.source.content_sha256,
+                trial.last_update,
+                record.format,
+                record.raw.decode("utf-8", errors="replace"),
+                trial.model_dump_json(),
+                _now(),
+            ],
+        )
+        return Stored(trial.nct_id, "changed" if existing else "new")
+
+    def trial_ids(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT nct_id FROM trials ORDER BY nct_id").fetchall()]
+
+    def trials(self, nct_ids: list[str] | None = None) -> Iterator[Trial]:
+        """Stored trials in id order (all of them, or the ones named)."""
+        if nct_ids is None:
+            rows = self.db.execute("SELECT trial FROM trials ORDER BY nct_id").fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT trial FROM trials WHERE nct_id IN (SELECT unnest(?)) ORDER BY nct_id", [nct_ids]
+            ).fetchall()
+        for (document,) in rows:
+            yield Trial.model_validate_json(document)
+
+    # -- extraction runs -------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, backend: str, model: str | None, prompt_version: str | None) -> None:
+        self.db.execute(
+            "INSERT INTO runs (run_id, backend, model, prompt_version, started_at) VALUES (?, ?, ?, ?, ?)",
+            [run_id, backend, model, prompt_version, _now()],
+        )
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?", [_now(), json.dumps(summary), run_id]
+        )
+
+    def save_record(self, run_id: str, record: EligibilityRecord) -> None:
+        """The record goes to `structured/<NCT>.json` (the current one) and to the run's rows."""
+        document = record.model_dump_json(indent=2)
+        atomic_write(self.structured_dir / f"{record.nct_id}.json", document.encode())
+        extraction = record.extraction
+        self._save_extraction(
+            run_id, record.nct_id, record.source.content_sha256, "ok", None, document,
+            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd,
+        )  # fmt: skip
+
+    def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
+        self._save_extraction(run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None)
+
+    def _save_extraction(self, run_id, nct_id, sha, status, error, record, input_tokens, output_tokens, cost) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, nct_id, sha, status, error, record, input_tokens, output_tokens, cost, _now()],
+        )
+
+    def current_record(self, nct_id: str) -> EligibilityRecord | None:
+        path = self.structured_dir / f"{nct_id}.json"
+        if not is_nct_id(nct_id) or not path.exists():
+            return None
+        return EligibilityRecord.model_validate_json(path.read_bytes())
+
+    def run_records(self, run_id: str) -> dict[str, EligibilityRecord]:
+        rows = self.db.execute(
+            "SELECT nct_id, record FROM extractions WHERE run_id = ? AND status = 'ok'", [run_id]
+        ).fetchall()
+        if not rows and not self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+            raise InputError(f"no run {run_id!r} in {self.db_path}; `eligex runs` lists them")
+        return {nct_id: EligibilityRecord.model_validate_json(record) for nct_id, record in rows}
+
+    def runs(self) -> list[dict[str, Any]]:
+        cursor = self.db.execute("SELECT * FROM runs ORDER BY started_at DESC")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- LLM response cache ----------------------------------------------------------------------
+
+    def cache_get(self, cache_key: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT response, input_tokens, output_tokens FROM llm_cache WHERE cache_key = ?", [cache_key]
+        ).fetchone()
+        if row is None:
+            return None
+        return {"response": json.loads(row[0]), "input_tokens": row[1], "output_tokens": row[2]}
+
+    def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
+                  response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
+        self.db.execute(
+            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()],
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
