@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterator
 
 from bs4 import BeautifulSoup
+from lxml import etree
 
 from extract.text import normalise
 from schemas import Intervention, Source, Trial, TrialFacts, is_nct_id
@@ -226,21 +227,25 @@ def _csv(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
 
 
 def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
+    try:  # BeautifulSoup repairs broken XML silently; a truncated record must be reported instead
+        etree.fromstring(data)
+    except etree.XMLSyntaxError as error:
+        raise NotAStudy(f"malformed XML: {error}") from None
     soup = BeautifulSoup(data, "xml")
     study = soup.find("clinical_study")
     if study is None:
-        root = next((tag.name for tag in soup.find_all(True, recursive=False)), None)
-        if root is None:
-            raise NotAStudy("malformed XML: no root element")
+        root = next(tag.name for tag in soup.find_all(True, recursive=False))
         what = "a search results page" if root == "rss" else f"a <{root}> document"
         raise NotAStudy(f"{what}, not a study (expected <clinical_study>)")
     yield _checked(lambda: _classic_study(study, data, retrieved_at))
 
 
 def _classic_study(study, data: bytes, retrieved_at: datetime) -> RawRecord:
-    def text_of(path: str) -> str | None:
+    def text_of(path: str, strip: bool = True) -> str | None:
         tag = study.select_one(path)
-        return tag.get_text().strip() if tag else None
+        if tag is None:
+            return None
+        return tag.get_text().strip() if strip else tag.get_text()
 
     nct_id = _nct_id(text_of("id_info > nct_id"))
     phase = text_of("phase") or ""
@@ -268,7 +273,7 @@ def _classic_study(study, data: bytes, retrieved_at: datetime) -> RawRecord:
             sha=hashlib.sha256(data).hexdigest(),
             retrieved_at=retrieved_at,
             facts=facts,
-            text=text_of("eligibility > criteria > textblock") or "",
+            text=text_of("eligibility > criteria > textblock", strip=False) or "",  # normalise dedents it
             sex=text_of("eligibility > gender"),
             minimum_age=text_of("eligibility > minimum_age"),
             maximum_age=text_of("eligibility > maximum_age"),

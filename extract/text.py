@@ -31,6 +31,11 @@ _HEADING_PREFIX = re.compile(r"(?i)^(?:(?:key|main|general|selected|major)\s+)?(
 # Section labels of older records ("DISEASE CHARACTERISTICS:"): structure, not criteria.
 _LABEL = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{2,60}:$")
 _SENTENCE_END = re.compile(r"[.;:!?]$")
+# A lead-in for a whole list ("... any of the following criteria will be excluded:"): its bullets are
+# criteria of their own, unlike the details under "Adequate organ function as defined below:".
+_LIST_LEAD_IN = re.compile(r"(?i)\b(?:criteria|criterion|excluded|not be eligible|ineligible|must meet)\b[^\n]*:$")
+# A short plain line over a list of the same depth ("Age", "Hepatic"): a label of older records.
+_SHORT_LABEL = re.compile(r"^[A-Za-z][\w/&,() -]{0,40}$")
 
 
 def unescape_markdown(text: str) -> str:
@@ -99,6 +104,8 @@ def segment(text: str) -> list[Criterion]:
         elif current is not None and _continues(current, text, bullet, indent, blank_before, content):
             current.end = line_end
         else:
+            if current is not None and bullet and _is_label(current, text, indent):
+                current = None  # "Age" over "* Between the ages of 18 and 80": structure, not a criterion
             close()
             current = _Open(kind, content_start, line_end, indent, bool(bullet))
         blank_before = False
@@ -121,10 +128,17 @@ def segment(text: str) -> list[Criterion]:
     return criteria
 
 
+def _is_label(current: _Open, text: str, indent: int) -> bool:
+    opened = text[current.start : current.end]
+    return not current.bulleted and indent <= current.indent and bool(_SHORT_LABEL.match(opened)) and len(opened.split()) <= 4
+
+
 def _continues(current: _Open, text: str, bullet: re.Match | None, indent: int, blank_before: bool, content: str) -> bool:
     """Does this line belong to the open criterion (a sub-bullet, a wrapped line, an indented note)?"""
     if indent > current.indent and (current.bulleted or bullet):
-        return True  # nested deeper than the criterion's own marker
+        opened = text[current.start : current.end]
+        # nested deeper than the criterion's own marker, unless the criterion only introduces a list
+        return not (bullet and "\n" not in opened and _LIST_LEAD_IN.search(opened))
     if bullet or blank_before:
         return False
     # A plain line right after a plain line: wrapped mid-sentence, or a new criterion?

@@ -1,0 +1,48 @@
+# Two commands on a fresh machine with only python3 and make: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ELIGEX := $(BIN)/eligex
+SHARED := ../shared/data
+
+.PHONY: demo test install bench lock clean
+
+install: $(VENV)/.installed
+
+# Exact versions of every dependency come from requirements.lock; the project itself is editable.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: install
+	$(ELIGEX) import examples/trials evals/records
+	$(ELIGEX) extract --all
+	$(ELIGEX) eval --split test --out evals/reports/demo
+	@echo
+	@echo "One structured record (structured/NCT06450314.json), abridged:"
+	@$(ELIGEX) show NCT06450314 | head -n 60
+	@echo "..."
+	@echo
+	@echo "Raw records:        raw/"
+	@echo "Structured records: structured/"
+	@echo "Database:           eligex.duckdb"
+	@echo "Eval report:        evals/reports/demo/report.md (and report.html)"
+
+# The browser test needs Debian's chromium; install it when missing (CI runs as root).
+test: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/run.py
+
+# Refresh requirements.lock after changing dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/eligex-lock && $(PYTHON) -m venv /tmp/eligex-lock
+	/tmp/eligex-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/eligex-lock/bin/pip freeze --exclude-editable > requirements.lock
+
+clean:
+	rm -rf $(VENV) raw/clinicaltrials.gov raw/local structured/*.json eligex.duckdb evals/reports/demo
