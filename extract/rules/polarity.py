@@ -45,3 +45,12 @@ def requirement(criterion: Criterion, start: int, end: int) -> str:
     if criterion.kind == "inclusion":
         return "excluded" if flipped else "required"
     return "required" if flipped else "excluded"
+
+
+# "Cohort B:", "Part 2A (ER+HER2- breast cancer):", "Arm 3 only:": criteria for one cohort, which v1 cannot state.
+_COHORT_LABEL = re.compile(r"(?i)^[^:\n]{0,40}\b(?:cohorts?|arms?|parts?|groups?|phase\s+\d\w*)\b[^:\n]{0,60}:")
+
+
+def cohort_specific(text: str) -> bool:
+    """Does the criterion state itself for one cohort only ("Cohort A: HER2-positive ...")?"""
+    return bool(_COHORT_LABEL.match(text))

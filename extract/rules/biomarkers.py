@@ -1,0 +1,442 @@
+"""Biomarker rules: "HER2-positive", "EGFR exon 19 deletion or L858R", "ER and PR negative", "MSI-H/dMMR".
+
+A criterion is read as chains of marker mentions joined by "or", "and", commas or slashes
+("ER+/PR+/HER2-", "EGFR, ALK or ROS1 alterations"). Each mention takes its status from its own
+wording (after it: "HER2-negative", "KRAS wild-type"; or before it: "mutations in EGFR"), or from a
+neighbour in the chain ("ER and PR negative"). A chain joined by "or" is one rule whose tests are
+alternatives; a chain joined by "and" is one rule per mention. A mention with no status ("HER2
+status known", "PD-L1 testing", "anti-HER2 therapy") is no rule, and neither is a biomarker that only
+conditions another requirement ("patients with an EGFR mutation must have received a TKI").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from extract.rules.polarity import clause_bounds, cohort_specific, requirement
+from extract.rules.vocab import load_tsv, phrase_regex
+from schemas import Criterion
+
+
+def _alias_key(text: str) -> str:
+    return re.sub(r"[\s-]+", "", text)
+
+
+_ROWS = load_tsv("markers.tsv")
+_EXACT_ALIASES = {_alias_key(row["alias"]): row for row in _ROWS if row["case"] == "exact"}
+_FOLDED_ALIASES = {_alias_key(row["alias"]).lower(): row for row in _ROWS if row["case"] != "exact"}
+
+
+_FOLDED_REGEX = phrase_regex([row["alias"].lower() for row in _ROWS if row["case"] != "exact"])
+_EXACT_REGEX = phrase_regex([row["alias"] for row in _ROWS if row["case"] == "exact"])
+_ANY_ALIAS = rf"(?:(?i:{_FOLDED_REGEX})|{_EXACT_REGEX})"
+# "human epidermal growth factor receptor 2 (HER2)" is one mention.
+_MENTION = re.compile(rf"(?<![\w-])(?P<alias>{_ANY_ALIAS})(?:\s*\(\s*{_ANY_ALIAS}\s*\))?(?!\w)")
+
+_VALUE = (
+    r"(?:(?:TPS|CPS|TC|IC|tumou?r\s+proportion\s+score|combined\s+positive\s+score)\s*(?:\(\w+\)\s*|\[\w+\]\s*)?"
+    r"(?:score\s*)?(?:of\s*)?"
+    r"(?:≥|>=|=>|≤|<=|=<|>|<|=|at\s+least|greater\s+than|more\s+than|less\s+than)\s*\d+(?:\.\d+)?\s*%?"
+    r"|(?:of\s*)?(?:≥|>=|=>|≤|<=|=<|>|<|at\s+least|greater\s+than|more\s+than|less\s+than)\s*\d+(?:\.\d+)?\s*"
+    r"(?:%|mut(?:ations)?\s*(?:/|per)\s*(?:Mb|mega\s*base)\b))"
+)
+# A mention's own wording after it: a few filler words ("EGFR activating mutation", "HER2 IHC 3+"),
+# then one status word; the filler is lazy, so the nearest status wins.
+_STATUS_AFTER = re.compile(
+    r"""(?ix)(?:[\s:(/-]+|\([^()]{0,30}\)
+        |(?:gene|genes|somatic|germline|tumou?r|tissue|activating|sensitizing|sensitising|oncogenic|pathogenic|
+            likely|deleterious|driver|known|documented|protein|receptor|kinase|status|expression|IHC|FISH|ISH|
+            by|is|are|was|point|hotspot|actionable|targetable|exon\s*\d+|codon\s*\d+|p\.|[A-Z]\d{2,4}[A-Z]?(?:/[A-Z])?
+            |ITD|TKD)(?!\w))*?
+    (?:(?P<any>positive\s*(?:,|or|and/or|/)\s*negative|negative\s*(?:,|or|/)\s*positive)
+    |(?P<value>"""
+    + _VALUE
+    + r""")
+    |(?P<score>[0-3]\s?\+)
+    |(?P<negative>negative|negativity|neg\b|wild[\s-]?type|wt\b|non[\s-]?mutated|unmutated|non[\s-]?mutant
+        |non[\s-]?amplified|not\s+amplified|proficient|\(\s*[-−–]\s*\)|[-−–](?!\w))
+    |(?P<low>ultra[\s-]?low\b|low\b)
+    |(?P<amplification>amplifi(?:ed|cations?)|amp\b|gains?\b)
+    |(?P<overexpression>over[\s-]?express(?:ion|ing|ed|ors?))
+    |(?P<fusion>fusions?|fused|rearrange(?:d|ments?)|translocations?|translocated)
+    |(?P<mutation>mutat(?:ed|ions?)|mutants?|variants?|skipping|insertions?)
+    |(?P<deletion>deletions?|deleted)
+    |(?P<loss>loss\b|lost\b)
+    |(?P<altered>alterations?|altered|aberrations?|aberrant|abnormalit(?:y|ies))
+    |(?P<expression>expressing|expressed|expressors?)
+    |(?P<deficient>deficien(?:t|cy))
+    |(?P<high>high\b)
+    |(?P<positive>positive|positivity|pos\b|\(\s*\+\s*\)|\+))"""
+)
+# Words before a mention that give its status ("mutations in EGFR", "positive for HER2", "high TMB").
+_STATUS_BEFORE = re.compile(
+    r"""(?ix)(?P<word>
+        (?P<positive>positive\s+for|mutated|mutant|amplified|over[\s-]?expressed|altered|rearranged|high)
+        |(?P<negative>negative\s+for|wild[\s-]?type|non[\s-]?mutated|unmutated|low)
+        |(?P<kind>mutations?|alterations?|aberrations?|amplifications?|rearrangements?|fusions?|overexpression|loss|deletions?)
+            (?:\s+(?:in|of|involving|at)\b|(?=\s*\())
+      )
+      (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic))*
+      [\s(,]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
+)
+_CONNECTOR = re.compile(r"(?i)[\s,/;]*(?:(?P<word>and/or|or|and|nor)\b[\s,/]*)?(?:\(\s*)?")
+_VARIANT = re.compile(
+    r"""(?x)\b(?:exon\s*(?P<exon>\d{1,2})\s*(?P<exon_kind>deletion|del|insertion|ins|skipping|mutation)s?
+        |ex(?P<short_exon>\d{1,2})(?P<short_kind>del|ins)
+        |p\.(?P<hgvs>[A-Z]\d{2,4}[A-Z]?)
+        |(?P<protein>[ACDEFGHIKLMNPQRSTVWY]\d{2,4})(?P<to>[ACDEFGHIKLMNPQRSTVWYX])?(?:/(?P<to2>[A-Z])\b)?
+        |(?P<itd>ITD|TKD))(?![\w])"""
+)
+_EXON_KIND = {"del": "deletion", "ins": "insertion"}
+_METHODS = (
+    ("IHC", re.compile(r"(?i)\bIHC\b|immunohistochemi")),
+    ("ISH", re.compile(r"(?i)\b[FSCD]?ISH\b|in\s+situ\s+hybridi[sz]ation")),
+    ("NGS", re.compile(r"(?i)\bNGS\b|sequencing")),
+    ("PCR", re.compile(r"(?i)\b(?:RT-?|q)?PCR\b|polymerase\s+chain\s+reaction")),
+    ("ctDNA", re.compile(r"(?i)\bct\s?DNA\b|\bcfDNA\b|liquid\s+biops|circulating\s+tumou?r\s+DNA|plasma|blood[\s-]based")),
+)
+# A mention after these is a therapy's target ("anti-HER2", "a drug that targets KRAS G12C").
+_TARGET_BEFORE = re.compile(r"(?i)\b(?:anti|targets?|targeting|against)[\s-]*$")
+# A mention after these has no required status ("unknown or indeterminate BRAF mutation").
+_UNKNOWN_BEFORE = re.compile(r"(?i)\b(?:unknown|indeterminate|pending|regardless\s+of|irrespective\s+of)\s+(?:[\w/-]+\s+){0,2}$")
+# "BRAF V600E mutation-negative": the status after the alteration word decides.
+_THEN_STATUS = re.compile(r"(?i)[\s-]*(?:(?P<negative>negative)|positive)\b")
+# A variant named as a test, not a finding ("as determined by BRAF V600E immunohistochemistry").
+_TEST_AFTER = re.compile(r"(?i)[\s-]*(?:immunohisto\w*|IHC|test\w*|assays?|status|sequencing|analys[ie]s)\b")
+# A mention before these counts cells, not a tumour's marker ("CD19+ CD5+ clonal B lymphocytes").
+_CELLS_AFTER = re.compile(r"(?i)[\s,]*(?:[\w+-]+\s+){0,3}?(?:cells|lymphocytes|B[\s-]cells|T[\s-]cells|blasts)\b")
+# A mention followed by these is a therapy, not a biomarker ("EGFR TKI", "KRAS G12C inhibitor").
+_THERAPY_AFTER = re.compile(
+    r"(?i)[\s/-]*(?:[\w.]+[\s/-]+){0,2}?(?:inhibitors?|inhibition|TKIs?|targeted|targeting|directed|antagonists?|"
+    r"degraders?|antibod(?:y|ies)|blockers?|blockade|therap(?:y|ies)|agents?|drugs?|ADCs?|CAR|bispecifics?|"
+    r"vaccines?|pathway|signal+ing)\b"
+)
+_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
+# A sentence that opens with a condition uses its biomarker to condition something else.
+_CONDITION_OPENER = re.compile(
+    r"(?i)\W*(?:note\W+)?(?:if|when|(?:for|in|among)\s+(?:the\s+|all\s+)?(?:patients?|participants?|subjects?|those|"
+    r"individuals?|women|men|cases)\b)"
+)
+_SUBJECT_WITH = re.compile(r"(?i)\b(?:patients?|participants?|subjects?|those|individuals?)\s+(?:with|whose|who\s+have)\b")
+_CONDITION_AFTER = re.compile(
+    r"(?i)\b(?:must|should|shall|need\s+to|are\s+required\s+to|may|can|will\s+(?:need|be\s+required))\b"
+    r"|\b(?:is|are)\s+(?:eligible|allowed|permitted)\s+(?:if|only|provided)"
+)
+_TUMOUR_NOUN = re.compile(
+    r"(?i)\b(?:cancers?|carcinomas?|tumou?rs?|melanomas?|lymphomas?|leuka?emias?|myelomas?|sarcomas?|mesotheliomas?|"
+    r"glioblastomas?|NSCLC|SCLC|HNSCC|CRC|HCC|RCC|PDAC|mCRPC|TNBC)\b"
+)
+# A specific tumour type right after a biomarker: "triple negative breast cancer", "MSI-H CRC".
+_TUMOUR_AFTER = re.compile(
+    r"(?i)[\s)]*(?:metastatic\s+|advanced\s+)?(?:breast|lung|colorectal|colon|rectal|gastric|gastro\w*|o?esophag\w*|ovarian|"
+    r"endometrial|cervical|pancrea\w*|prostate|bladder|urothelial|melanoma|head|NSCLC|SCLC|CRC|BC|HNSCC|GEJ|biliary|"
+    r"cholangio\w*|thyroid|glioma)\b"
+)
+# Markers whose plain "positive"/"negative" speaks of protein expression ("ER-positive", "CD20+").
+_EXPRESSION_MARKERS = frozenset(
+    "ESR1 PGR CD274 AR MS4A1 CD19 CD22 CD33 CD38 TNFRSF8 TNFRSF17 IL3RA GPRC5D CLDN18 TACSTD2 DLL3 FOLH1 FOLR1 "
+    "NECTIN4 CD276 GPC3 ERBB3".split()
+)
+_HER2_IHC_SCORE = re.compile(r"(?i)(?:IHC\s*)?\b(?P<score>[0-3])\s?\+(?:\s*(?:by|on)\s+IHC)?")
+_HER2_ISH_POSITIVE = re.compile(
+    r"(?i)\b[FSCD]?ISH[\s-]*(?:amplified|positive|\+)|(?:amplified|amplification|positive)\s+(?:by|on)\s+[FSCD]?ISH\b"
+)
+_HER2_LOW_VALUE = "1+ or 2+/ISH-"
+
+
+_ALTERATION_OF_STATUS = {
+    "amplification": "amplification",
+    "overexpression": "overexpression",
+    "fusion": "fusion",
+    "mutation": "mutation",
+    "deletion": "deletion",
+    "loss": "loss",
+    "expression": "expression",
+}
+_ALTERATION_STEMS = (
+    ("mut", "mutation"),
+    ("type", "mutation"),
+    ("ampl", "amplification"),
+    ("rearrang", "fusion"),
+    ("fusion", "fusion"),
+    ("overexpress", "overexpression"),
+    ("over-express", "overexpression"),
+    ("loss", "loss"),
+    ("deletion", "deletion"),
+)
+
+
+def _alteration_named(words: str) -> str | None:
+    """The alteration a status word names ("mutated" -> mutation, "rearrangement" -> fusion)."""
+    words = words.lower()
+    return next((name for stem, name in _ALTERATION_STEMS if stem in words), None)
+
+
+@dataclass
+class _Mention:
+    start: int
+    end: int
+    markers: list[str]
+    status: str | None = None
+    alteration: str | None = None
+    value: str | None = None
+    method: str | None = None
+    variants: list[str] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)  # a definition's own tests (HER2 IHC 3+ or ISH+)
+    status_before: bool = False  # the status came from the words before ("mutations in EGFR")
+    fact_start: int = 0  # the quote that carries the fact is [fact_start, fact_end)
+    fact_end: int = 0
+
+
+def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
+    text = criterion.text
+    if cohort_specific(text):
+        return
+    # A sub-bullet "Cohort 1: participants with HR+/HER2-low ..." speaks for one cohort only.
+    mentions = [m for m in _mentions(text) if not cohort_specific(text[text.rfind("\n", 0, m.start) + 1 : m.start])]
+    if any(m.value == _HER2_LOW_VALUE for m in mentions):
+        # The other HER2 mentions define HER2-low ("IHC 1+ or 2+ and no evidence of HER2 amplification").
+        mentions = [m for m in mentions if m.markers != ["ERBB2"] or m.value == _HER2_LOW_VALUE]
+    for chain, connector in _chains(text, mentions):
+        _share_status(chain)
+        chain = [m for m in chain if m.status in ("positive", "negative")]
+        if not chain or _not_a_requirement(text, chain[0].fact_start, chain[-1].fact_end):
+            continue
+        one_rule = connector == "or" or (connector is None and all(m.status == "positive" for m in chain))
+        for group in [chain] if one_rule else [[m] for m in chain]:
+            for tests in _rule_tests(group):
+                quote = _quote(text, min(m.fact_start for m in group), max(m.fact_end for m in group))
+                yield "biomarkers", {
+                    "requirement": requirement(criterion, group[0].start, group[0].end),
+                    "any_of": tests,
+                    "evidence": {"criterion_id": criterion.id, "quote": quote},
+                }
+
+
+def _quote(text: str, start: int, end: int) -> str:
+    """text[start:end], closing a parenthesis it opened ("estrogen receptor positive (ER+)")."""
+    if text.count("(", start, end) > text.count(")", start, end) and text.startswith(")", end):
+        end += 1
+    return text[start:end]
+
+
+def _mentions(text: str) -> list[_Mention]:
+    matches = list(_MENTION.finditer(text))
+    mentions = []
+    for index, match in enumerate(matches):
+        following = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        mention = _mention(text, match, following)
+        if mention is not None and (not mentions or mention.start >= mentions[-1].fact_end):
+            mentions.append(mention)
+    return mentions
+
+
+def _mention(text: str, match: re.Match, following: int) -> _Mention | None:
+    """One marker mention with whatever its own wording says; None for a therapy ("anti-HER2")."""
+    alias = match.group("alias")
+    row = _EXACT_ALIASES.get(_alias_key(alias)) or _FOLDED_ALIASES[_alias_key(alias).lower()]
+    start, end = match.span()
+    if _TARGET_BEFORE.search(text, max(0, start - 12), start) or _CELLS_AFTER.match(text, end):
+        return None
+    if _UNKNOWN_BEFORE.search(text, max(0, start - 40), start):
+        return None
+    mention = _Mention(start, end, row["markers"].split("|"), row["status"] or None, row["alteration"] or None)
+    mention.fact_start, mention.fact_end = start, end
+    if row["variant"]:
+        mention.variants.append(row["variant"])
+    if mention.status is None:
+        _read_status_after(text, mention)
+    if mention.status is None and _THERAPY_AFTER.match(text, end):
+        return None  # "EGFR TKI", "KRAS G12C inhibitor", "HER2-targeted therapy"
+    if mention.status is None:
+        _read_status_before(text, mention)
+    limit = min(following, clause_bounds(text, start, end)[1], mention.fact_end + 80)
+    window = text[start:limit]
+    if mention.markers[0] not in _EXPRESSION_MARKERS:
+        _read_variants(text, mention, limit)
+    if mention.variants and mention.status is None and not _TEST_AFTER.match(text, mention.fact_end):
+        mention.status, mention.alteration = "positive", "mutation"
+    if mention.variants and mention.alteration in (None, "deletion"):
+        mention.alteration = "mutation"  # "EGFR exon 19 deletion" is an EGFR mutation
+    mention.method = mention.method or _first_method(window)
+    if mention.markers == ["ERBB2"] and mention.status == "positive" and mention.value is None:
+        _read_her2_definition(text, mention, limit)
+    return mention
+
+
+def _first_method(window: str) -> str | None:
+    found = [(match.start(), name) for name, pattern in _METHODS if (match := pattern.search(window))]
+    return min(found)[1] if found else None
+
+
+def _read_status_after(text: str, mention: _Mention) -> None:
+    status = _STATUS_AFTER.match(text[mention.end : mention.end + 100])
+    if not status:
+        return
+    kind, words = status.lastgroup, status.group(status.lastgroup)
+    mention.fact_end = mention.end + status.end()
+    if kind == "any":
+        mention.status = "any"  # "ER positive or negative": no requirement
+    elif kind == "value":
+        mention.value = _value_text(words)
+        mention.status = "negative" if re.search(r"<|≤|less\s+than", words) else "positive"
+        mention.alteration = None if mention.markers[0] == "TMB" else "expression"
+    elif kind == "score":
+        mention.value = words.replace(" ", "")
+        mention.status, mention.method = "positive", "IHC"
+        mention.alteration = "overexpression" if mention.value == "3+" else "expression"
+    elif kind == "low" and mention.markers == ["ERBB2"]:
+        mention.status, mention.alteration, mention.value, mention.method = "positive", "expression", _HER2_LOW_VALUE, "IHC"
+    elif kind in ("negative", "low"):
+        mention.status, mention.alteration = "negative", _alteration_named(words)
+    else:
+        mention.status, mention.alteration = "positive", _ALTERATION_OF_STATUS.get(kind)
+        then = _THEN_STATUS.match(text, mention.fact_end)
+        if then:
+            mention.status = "negative" if then.group("negative") else "positive"
+            mention.fact_end = then.end()
+
+
+def _read_status_before(text: str, mention: _Mention) -> None:
+    before = _STATUS_BEFORE.search(text, max(0, mention.start - 60), mention.start)
+    if before:
+        mention.status = "negative" if before.group("negative") else "positive"
+        mention.alteration = _alteration_named(before.group("word"))
+        mention.status_before, mention.fact_start = True, before.start()
+
+
+def _value_text(words: str) -> str:
+    """A threshold as written, with ASCII comparators: "TPS ≥50%" -> "TPS >= 50%"."""
+    words = re.sub(r"\s+", " ", words.strip())
+    for symbol, ascii_form in (("≥", ">="), ("=>", ">="), ("≤", "<="), ("=<", "<=")):
+        words = words.replace(symbol, ascii_form)
+    words = re.sub(r"^of\s*", "", words)
+    return re.sub(r"\s*(>=|<=|>|<)\s*", r" \1 ", words).strip()
+
+
+def _read_variants(text: str, mention: _Mention, limit: int) -> None:
+    found = mention.variants
+    for match in _VARIANT.finditer(text, mention.start, limit):
+        mention.fact_end = max(mention.fact_end, match.end())
+        if match.group("exon"):
+            kind = match.group("exon_kind")
+            found.append(f"exon {match.group('exon')} {_EXON_KIND.get(kind, kind)}")
+        elif match.group("short_exon"):
+            found.append(f"exon {match.group('short_exon')} {_EXON_KIND[match.group('short_kind')]}")
+        elif match.group("hgvs"):
+            found.append(match.group("hgvs"))
+        elif match.group("protein"):
+            protein = match.group("protein")
+            found.append(protein + (match.group("to") or ""))
+            if match.group("to2"):
+                found.append(protein + match.group("to2"))  # "V600E/K"
+        else:
+            found.append(match.group("itd"))
+    mention.variants = list(dict.fromkeys(found))
+
+
+def _read_her2_definition(text: str, mention: _Mention, limit: int) -> None:
+    """ "HER2-positive (IHC 3+ or ISH amplified)": one test per way of being positive."""
+    window_start = mention.fact_end
+    score = _HER2_IHC_SCORE.search(text, window_start, limit)
+    ish = _HER2_ISH_POSITIVE.search(text, window_start, limit)
+    if score and score.group("score") == "3":
+        mention.tests.append(_test("ERBB2", "positive", "overexpression", None, "IHC", "3+"))
+    if ish:
+        mention.tests.append(_test("ERBB2", "positive", "amplification", None, "ISH", None))
+    ends = [m.end() for m in (score, ish) if m]
+    if mention.tests:
+        mention.fact_end = max(ends)
+        closing = text.find(")", mention.fact_end, limit)
+        mention.fact_end = closing + 1 if closing != -1 and "(" in text[window_start : mention.fact_end] else mention.fact_end
+
+
+def _chains(text: str, mentions: list[_Mention]) -> Iterator[tuple[list[_Mention], str | None]]:
+    """Mentions joined by connectors, with the chain's word: "or" (also and/or, nor), "and", or None."""
+    chain: list[_Mention] = []
+    words: set[str] = set()
+    for mention in mentions:
+        joint = _CONNECTOR.fullmatch(text, chain[-1].fact_end, mention.fact_start) if chain else None
+        if joint and not joint.group("word") and "," in joint.group() and chain[-1].status and mention.status:
+            joint = None  # "BRCA1 or BRCA2 deficient, HER2 negative": a comma between two findings ends the list
+        if chain and joint is None:
+            yield chain, _chain_word(words)
+            chain, words = [], set()
+        if joint is not None and joint.group("word"):
+            words.add(joint.group("word").lower())
+        chain.append(mention)
+    if chain:
+        yield chain, _chain_word(words)
+
+
+def _chain_word(words: set[str]) -> str | None:
+    if words & {"or", "and/or", "nor"}:
+        return "or"
+    return "and" if words else None
+
+
+def _share_status(chain: list[_Mention]) -> None:
+    """ "ER and PR negative": a mention without status takes the next one's; "mutations in EGFR, ALK": the first's."""
+    donor = None
+    for mention in reversed(chain):
+        if mention.status is not None:
+            donor = mention
+        elif donor is not None:
+            _take_status(mention, donor, fact_end=donor.fact_end)
+    head = chain[0]
+    if head.status_before:
+        for mention in chain[1:]:
+            if mention.status is None:
+                _take_status(mention, head, fact_end=mention.end)
+                mention.fact_start = head.fact_start
+
+
+def _take_status(mention: _Mention, donor: _Mention, fact_end: int) -> None:
+    mention.status, mention.alteration, mention.value = donor.status, donor.alteration, donor.value
+    mention.method = mention.method or donor.method
+    mention.fact_end = fact_end
+
+
+def _not_a_requirement(text: str, start: int, end: int) -> bool:
+    """Does the sentence use the biomarker only to condition something else, or to name one tumour of a basket?"""
+    breaks_before = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, start)]
+    sentence_start = breaks_before[-1] if breaks_before else 0
+    following = _SENTENCE_BREAK.search(text, end)
+    sentence_end = following.start() if following else len(text)
+    if _CONDITION_OPENER.match(text, sentence_start):
+        return True  # "For patients with EGFR mutation, ..."
+    if _SUBJECT_WITH.search(text, sentence_start, start) and _CONDITION_AFTER.search(text, end, sentence_end):
+        return True  # "Patients with EGFR mutation must have received a TKI"
+    # "urothelial carcinoma, triple negative breast cancer, NSCLC, ...": a subtype among the tumour types.
+    names_a_tumour = _TUMOUR_AFTER.match(text, end) or _TUMOUR_NOUN.fullmatch(text, start, end)
+    return bool(names_a_tumour) and len(_TUMOUR_NOUN.findall(text, sentence_start, sentence_end)) >= 3
+
+
+def _rule_tests(group: list[_Mention]) -> Iterator[list[dict[str, Any]]]:
+    """The tests of each rule: a lone family named negative ("RAS wild-type") is one rule per member."""
+    tests = [test for mention in group for test in _tests(mention)]
+    if len(group) == 1 and group[0].status == "negative" and len(group[0].markers) > 1:
+        yield from ([test] for test in tests)
+    elif tests:
+        yield list({tuple(test.values()): test for test in tests}.values())
+
+
+def _tests(mention: _Mention) -> list[dict[str, Any]]:
+    if mention.tests:
+        return mention.tests
+    return [
+        _test(marker, mention.status, _alteration_of(marker, mention.alteration), variant, mention.method, mention.value)
+        for marker in mention.markers
+        for variant in (mention.variants or [None])
+    ]
+
+
+def _alteration_of(marker: str, alteration: str | None) -> str | None:
+    """ "ER-positive" speaks of expression; "HER2-positive" or "ALK-positive" does not say."""
+    return "expression" if alteration is None and marker in _EXPRESSION_MARKERS else alteration
+
+
+def _test(marker, status, alteration, variant, method, value) -> dict[str, Any]:
+    return {"marker": marker, "status": status, "alteration": alteration, "variant": variant, "method": method, "value": value}
