@@ -136,7 +136,7 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
 
     if bool(nct_ids) == all_trials:
         raise InputError("name trials (NCT ids) or pass --all, not both")
-    chosen = make_backend(backend, model)
+    chosen = make_backend(backend, model, workspace)
     with workspace.writing():
         trials = _stored_trials(workspace, list(nct_ids) or None)
         with progress(len(trials), f"extracting ({chosen.name})") as bar:
@@ -156,8 +156,11 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     fail_if(summary.failures)
 
 
-def make_backend(name: str | None, model: str | None):
-    """The backend asked for, or the default: the LLM when one is configured, else rules."""
+def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None):
+    """The backend asked for, or the default: the LLM when one is configured, else rules.
+
+    The LLM backend caches its answers in the workspace's database when given one.
+    """
     if name is None:
         name = "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") else "rules"
     if name == "rules":
@@ -166,7 +169,7 @@ def make_backend(name: str | None, model: str | None):
         return RulesBackend()
     from extract.llm import OpenAIBackend
 
-    return OpenAIBackend.from_environment(model=model)
+    return OpenAIBackend.from_environment(model=model, workspace=workspace)
 
 
 @main.command()

@@ -1,0 +1,426 @@
+"""The `openai` backend: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp).
+
+The model sees the criteria with their ids and answers with items whose evidence is only a criterion
+id and a verbatim quote; `extract.backend.assemble` grounds them with the one aligner. Each failure
+has one retry policy: instructor re-asks when the answer fails validation, tenacity retries transport
+failures (429, 5xx, timeouts, lost connections) honouring Retry-After, and the openai client's own
+retries are off. Answers are cached per eligibility text in the workspace, so an unchanged trial is
+never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import instructor
+import openai
+from aiolimiter import AsyncLimiter
+from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
+from instructor.core.hooks import Hooks
+from pydantic import Field, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from extract.backend import Draft
+from extract.errors import InputError, UpstreamError, redact
+from extract.store import Workspace
+from schemas import SCHEMA_VERSION, Criterion, Trial
+from schemas.record import (
+    BiomarkerRule,
+    BrainMetastases,
+    CancerType,
+    Contract,
+    Lab,
+    MeasurableDisease,
+    NonNegative,
+    PerformanceStatus,
+    PriorTherapy,
+    Stage,
+)
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+PROMPT_FILE = PROMPTS / "extract-v1.md"  # bump its version whenever it or ExtractedEligibility changes
+PRICES_FILE = PROMPTS / "prices.json"
+DEFAULT_MODEL = "gpt-4.1-mini"
+MODES = {"tools": instructor.Mode.TOOLS, "json": instructor.Mode.JSON}
+
+# Failures are reported once, per trial, by the pipeline; without a handler of its own instructor's
+# log records would reach stderr through logging's last-resort handler.
+logging.getLogger("instructor").addHandler(logging.NullHandler())
+
+
+# -- what the model answers: the contract's items, with evidence reduced to what a model can know ----
+
+
+class Quote(Contract):
+    criterion_id: str = Field(pattern=r"^(inc|exc)-[1-9][0-9]*$", description="id of the criterion quoted")
+    quote: str = Field(min_length=1, description="verbatim text of that criterion: the shortest span carrying the fact")
+
+
+class QuotedCancerType(CancerType):
+    evidence: Quote
+
+
+class QuotedBiomarkerRule(BiomarkerRule):
+    evidence: Quote
+
+
+class QuotedStage(Stage):
+    evidence: Quote
+
+
+class QuotedPerformanceStatus(PerformanceStatus):
+    evidence: Quote
+
+
+class QuotedPriorTherapy(PriorTherapy):
+    evidence: Quote
+
+
+class QuotedLab(Lab):
+    evidence: Quote
+
+
+class QuotedBrainMetastases(BrainMetastases):
+    evidence: Quote
+
+
+class QuotedMeasurableDisease(MeasurableDisease):
+    evidence: Quote
+
+
+class AgeLimits(Contract):
+    min_years: NonNegative | None = None
+    max_years: NonNegative | None = None
+    evidence: Quote
+
+
+class ExtractedEligibility(Contract):
+    """What the eligibility criteria require; every item quotes the criterion it comes from."""
+
+    age_limits: AgeLimits | None = Field(default=None, description="only when the criteria state an age")
+    cancer_types: list[QuotedCancerType] = Field(default_factory=list)
+    biomarkers: list[QuotedBiomarkerRule] = Field(default_factory=list)
+    stage: QuotedStage | None = None
+    performance_status: list[QuotedPerformanceStatus] = Field(default_factory=list)
+    prior_therapies: list[QuotedPriorTherapy] = Field(default_factory=list)
+    labs: list[QuotedLab] = Field(default_factory=list)
+    brain_metastases: QuotedBrainMetastases | None = None
+    measurable_disease: QuotedMeasurableDisease | None = None
+
+
+def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answers for parts of one trial as one: lists concatenated, single fields first-wins."""
+    merged: dict[str, Any] = {}
+    for answer in answers:
+        for name, value in answer.items():
+            if isinstance(value, list):
+                merged.setdefault(name, []).extend(value)
+            elif merged.get(name) is None:
+                merged[name] = value
+    return merged
+
+
+def to_eligibility(answer: dict[str, Any]) -> dict[str, Any]:
+    """The contract's `eligibility` as plain data: ages stated in the text become text-origin facts."""
+    eligibility = {name: value for name, value in answer.items() if name != "age_limits"}
+    ages = answer.get("age_limits") or {}
+    for name, key in (("min_age_years", "min_years"), ("max_age_years", "max_years")):
+        if ages.get(key) is not None:
+            eligibility[name] = ages[key]
+            eligibility.setdefault("origins", {})[name] = {"origin": "text", "evidence": ages["evidence"]}
+    return eligibility
+
+
+# -- the prompt: a stable prefix (instructions, conventions; the schema travels as the tool) -----------
+
+
+@dataclass(frozen=True)
+class Prompt:
+    version: str
+    system: str
+
+
+def load_prompt(path: Path = PROMPT_FILE) -> Prompt:
+    match = re.fullmatch(r"---\nversion: (\S+)\n---\n(.*)", path.read_text(encoding="utf-8"), re.DOTALL)
+    if match is None:
+        raise InputError(f"{path} does not start with its '---', 'version: ...', '---' header")
+    return Prompt(version=match[1], system=match[2].strip())
+
+
+def trial_message(trial: Trial, criteria: list[Criterion]) -> str:
+    """The trial-specific part, sent last so that everything before it is a cacheable prefix."""
+    lines = [f"Trial {trial.nct_id}: {trial.trial.title or '(no title)'}"]
+    if trial.trial.conditions:
+        lines.append(f"Conditions: {'; '.join(trial.trial.conditions)}")
+    lines += ["", "Criteria:"] + [f"[{c.id}] {c.text}" for c in criteria]
+    return "\n".join(lines)
+
+
+def chunk(criteria: list[Criterion], budget: int) -> list[list[Criterion]]:
+    """Criteria in order, grouped under `budget` characters of text; a criterion is never cut."""
+    groups: list[list[Criterion]] = []
+    size = 0
+    for criterion in criteria:
+        if not groups or size + len(criterion.text) > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(criterion)
+        size += len(criterion.text)
+    return groups
+
+
+# -- usage and cost -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0  # input tokens the provider served from its prompt cache
+
+    def add(self, response: Any) -> None:
+        usage = getattr(response, "usage", None)
+        if usage is None:  # some local servers report none
+            return
+        self.input_tokens += usage.prompt_tokens or 0
+        self.output_tokens += usage.completion_tokens or 0
+        details = usage.prompt_tokens_details
+        self.cached_tokens += (details.cached_tokens or 0) if details else 0
+
+
+def load_prices() -> dict[str, dict[str, float]]:
+    """USD per million tokens per model, from ELIGEX_PRICES (a JSON file) or the shipped table."""
+    path = Path(os.environ.get("ELIGEX_PRICES") or PRICES_FILE)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["usd_per_million_tokens"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"cannot read the price table {path}: {error}") from None
+
+
+def cost_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage) -> float | None:
+    """What the usage cost; None for a model the table does not price."""
+    price = prices.get(model)
+    if price is None:
+        return None
+    cached_price = price.get("cached_input", price["input"])
+    fresh = usage.input_tokens - usage.cached_tokens
+    total = fresh * price["input"] + usage.cached_tokens * cached_price + usage.output_tokens * price["output"]
+    return round(total / 1_000_000, 8)
+
+
+# -- transport ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard to push the endpoint, how long to wait on it, how to cut long texts."""
+
+    mode: str = "tools"  # "json" for servers without forced tool calls
+    requests_per_minute: int = 500
+    tokens_per_minute: int = 200_000
+    max_in_flight: int = 16
+    timeout_seconds: float = 120.0
+    attempts: int = 4  # transport attempts per request
+    backoff_seconds: float = 1.0  # first wait between attempts without Retry-After, then doubled
+    max_wait_seconds: float = 30.0  # cap on any wait between attempts, Retry-After included
+    reasks: int = 2  # re-asks after an answer fails validation
+    chunk_chars: int = 12_000  # criteria text per request
+
+
+def transient(error: BaseException) -> bool:
+    """Worth another attempt: rate limits, server errors, timeouts and lost connections."""
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code in (408, 409, 429) or error.status_code >= 500
+    return isinstance(error, openai.APIConnectionError)
+
+
+def retry_after(error: BaseException | None) -> float | None:
+    """The server's own wait, in seconds, when it sent one."""
+    if not isinstance(error, openai.APIStatusError):
+        return None
+    headers = error.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) * scale)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, openai.APITimeoutError):
+        return "the request timed out"
+    if isinstance(error, openai.APIConnectionError):
+        return "could not connect"
+    if isinstance(error, openai.APIStatusError):
+        body = error.body if isinstance(error.body, dict) else {}
+        message = body.get("message") or error.response.reason_phrase
+        return f"HTTP {error.status_code} {message}".splitlines()[0][:200]
+    return str(error).splitlines()[0][:200]
+
+
+# -- the backend --------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenAIBackend:
+    model: str
+    client: openai.AsyncOpenAI
+    workspace: Workspace | None = None
+    settings: Settings = field(default_factory=Settings)
+    prompt: Prompt = field(default_factory=load_prompt)
+    prices: dict[str, dict[str, float]] = field(default_factory=load_prices)
+    name: str = "openai"
+
+    def __post_init__(self) -> None:
+        if self.settings.mode not in MODES:
+            raise InputError(f"unknown LLM mode {self.settings.mode!r}: use one of {', '.join(MODES)}")
+        # Our _send (limits + transport retries) is what instructor calls for every attempt and re-ask.
+        self._create = instructor.patch(create=self._send, mode=MODES[self.settings.mode])
+        self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
+        self._requests = AsyncLimiter(self.settings.requests_per_minute, 60)
+        self._tokens = AsyncLimiter(self.settings.tokens_per_minute, 60)
+
+    @property
+    def prompt_version(self) -> str:
+        return self.prompt.version
+
+    @classmethod
+    def from_environment(cls, model: str | None = None, workspace: Workspace | None = None) -> OpenAIBackend:
+        """OPENAI_API_KEY and/or OPENAI_BASE_URL; model from the argument, ELIGEX_MODEL or the default."""
+        api_key, base_url = os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL")
+        if not api_key and not base_url:
+            raise InputError("the openai backend needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server")
+        settings = Settings(
+            mode=os.environ.get("ELIGEX_LLM_MODE", "tools"),
+            requests_per_minute=_positive_env("ELIGEX_RPM", Settings.requests_per_minute),
+            tokens_per_minute=_positive_env("ELIGEX_TPM", Settings.tokens_per_minute),
+            timeout_seconds=_positive_env("ELIGEX_LLM_TIMEOUT", Settings.timeout_seconds),
+        )
+        client = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed",  # local servers want a base URL only, the client wants a key
+            base_url=base_url or None,
+            timeout=settings.timeout_seconds,
+            max_retries=0,  # one retry policy: ours
+        )
+        return cls(model=model or os.environ.get("ELIGEX_MODEL") or DEFAULT_MODEL, client=client,
+                   workspace=workspace, settings=settings)  # fmt: skip
+
+    def cache_key(self, trial: Trial) -> str:
+        identity = {"model": self.model, "prompt_version": self.prompt_version,
+                    "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text}  # fmt: skip
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
+        key = self.cache_key(trial)
+        cached = self.workspace.cache_get(key) if self.workspace else None
+        if cached is not None:
+            return self._draft(cached["response"], Usage())  # no request, nothing spent
+        usage = Usage()
+        answers = await asyncio.gather(
+            *(self._ask(trial, part, usage) for part in chunk(criteria, self.settings.chunk_chars))
+        )
+        answer = merge(answers)
+        if self.workspace:
+            self.workspace.cache_put(
+                key, model=self.model, prompt_version=self.prompt_version, schema_version=SCHEMA_VERSION,
+                response=answer, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            )  # fmt: skip
+        return self._draft(answer, usage)
+
+    def _draft(self, answer: dict[str, Any], usage: Usage) -> Draft:
+        return Draft(
+            eligibility=to_eligibility(answer),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost_usd(self.prices, self.model, usage),
+        )
+
+    def messages(self, trial: Trial, criteria: list[Criterion]) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.prompt.system},
+            {"role": "user", "content": trial_message(trial, criteria)},
+        ]
+
+    async def _ask(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> dict[str, Any]:
+        """One validated answer for some of a trial's criteria; usage counts every attempt."""
+        hooks = Hooks()
+        hooks.on("completion:response", usage.add)
+        try:
+            answer = await self._create(
+                response_model=ExtractedEligibility,
+                max_retries=self.settings.reasks,
+                strict=False,  # lenient like the contract: "2" for 2 is not worth a re-ask
+                hooks=hooks,
+                model=self.model,
+                messages=self.messages(trial, criteria),
+            )
+        except InstructorRetryException as error:
+            if isinstance(error.__cause__, UpstreamError):
+                raise error.__cause__ from None
+            raise UpstreamError(
+                f"the model's answer failed validation {error.n_attempts} times: {_first_problem(error)}"
+            ) from None
+        except IncompleteOutputException:
+            raise UpstreamError("the model's answer was cut off at its output token limit") from None
+        return answer.model_dump(mode="json")
+
+    async def _send(self, **request: Any) -> Any:
+        """One chat completion under the limits, retried on transport failures; UpstreamError after that."""
+        estimate = min(len(json.dumps(request, default=str)) // 4, self.settings.tokens_per_minute)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(transient),
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._requests.acquire()
+                    await self._tokens.acquire(estimate)
+                    async with self._in_flight:
+                        return await self.client.chat.completions.create(**request)
+        except openai.OpenAIError as error:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise UpstreamError(
+                redact(f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}")
+            ) from error
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Retry-After when the server sent one, else exponential backoff with jitter; capped either way."""
+        delay = retry_after(state.outcome.exception() if state.outcome else None)
+        if delay is None:
+            delay = self.settings.backoff_seconds * 2 ** (state.attempt_number - 1) * random.uniform(1, 1.5)
+        return min(delay, self.settings.max_wait_seconds)
+
+
+def _first_problem(error: InstructorRetryException) -> str:
+    cause = error.__cause__
+    if isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        return f"{'.'.join(map(str, first['loc'])) or 'answer'}: {first['msg']}"
+    return str(error).splitlines()[0][:200]
+
+
+def _positive_env(name: str, default: float) -> Any:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = type(default)(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise InputError(f"{name} must be a positive number, not {value!r}")
+    return number

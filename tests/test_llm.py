@@ -1,0 +1,290 @@
+"""The openai backend against a real OpenAI-compatible HTTP server, through the real pipeline and workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+from openai_server import OpenAIServer, error, json_content, openai_server, tool_call  # noqa: F401 (a fixture)
+
+from extract.errors import InputError
+from extract.llm import OpenAIBackend, Settings, chunk, load_prompt, merge
+from extract.pipeline import run_extraction
+from extract.sources import flat_export_row
+from extract.store import Workspace
+from extract.text import segment
+
+API_KEY = "sk-test-0123456789abcdef"
+TRIAL = "NCT05253651"  # HER2+ RAS wild-type colorectal cancer
+OTHER = "NCT02476786"  # ER+ HER2- breast cancer, 70 years or older
+
+
+def quoted(criterion_id: str, quote: str) -> dict:
+    return {"criterion_id": criterion_id, "quote": quote}
+
+
+# What a good model answers for TRIAL; every quote is verbatim from its normalised text.
+ANSWER = {
+    "cancer_types": [{"name": "colorectal cancer", "requirement": "required", "code": None,
+                      "evidence": quoted("inc-1", "adenocarcinoma of the colon or rectum")}],
+    "biomarkers": [
+        {"requirement": "required", "any_of": [{"marker": "ERBB2", "status": "positive"}],
+         "evidence": quoted("inc-3", "HER2+ disease")},
+        {"requirement": "required", "any_of": [{"marker": "KRAS", "status": "negative"}],
+         "evidence": quoted("inc-4", "RAS WT")},
+        {"requirement": "required", "any_of": [{"marker": "NRAS", "status": "negative"}],
+         "evidence": quoted("inc-4", "RAS WT")},
+    ],
+    "stage": {"groups": [], "settings": ["locally_advanced", "unresectable", "metastatic"],
+              "evidence": quoted("inc-1", "locally advanced unresectable or metastatic")},
+    "performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": quoted(
+        "inc-6", "Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1")}],
+    "prior_therapies": [{"requirement": "excluded", "therapy": "anti-her2 therapy",
+                         "evidence": quoted("exc-3", "Previous treatment with anti-HER2 therapy")}],
+    "labs": [],
+    "brain_metastases": {"status": "allowed_if_stable",
+                         "evidence": quoted("inc-7", "Previously treated brain metastases which are asymptomatic")},
+    "measurable_disease": {"required": True, "standard": "RECIST 1.1",
+                           "evidence": quoted("inc-5", "Radiographically measurable disease per RECIST v1.1")},
+}  # fmt: skip
+
+OTHER_ANSWER = {
+    "age_limits": {"min_years": 70, "max_years": None, "evidence": quoted("inc-5", "70 years of age or older.")},
+    "performance_status": [{"scale": "ECOG", "min": 0, "max": 3, "evidence": quoted("inc-6", "ECOG performance status ≤ 3")}],
+}  # fmt: skip
+
+INVENTED = {"analyte": "anc", "comparator": ">=", "value": 1500, "unit": "/mm3",
+            "evidence": quoted("inc-6", "ANC >= 1500/mm3")}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data) -> dict[str, dict]:
+    wanted = {}
+    with open(shared_data / "ctgov-2026" / "trials.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["nct_id"] in (TRIAL, OTHER):
+                wanted[row["nct_id"]] = row
+    return wanted
+
+
+@pytest.fixture
+def workspace(tmp_path, rows) -> Workspace:
+    workspace = Workspace(tmp_path / "workspace")
+    for row in rows.values():
+        workspace.store_trial(flat_export_row(row, datetime.now(timezone.utc)))
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def environment(monkeypatch, tmp_path, openai_server):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"usd_per_million_tokens": {"test-model": {"input": 1.0, "output": 2.0}}}))
+    for name, value in {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": openai_server.base_url,
+                        "ELIGEX_PRICES": str(prices), "ELIGEX_LLM_TIMEOUT": "0.5"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+
+def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
+    """The backend as the CLI builds it, with short waits so the retry tests stay fast."""
+    made = OpenAIBackend.from_environment(model="test-model", workspace=workspace)
+    fast = {"mode": made.settings.mode, "attempts": 3, "backoff_seconds": 0.01} | settings
+    return dataclasses.replace(made, settings=Settings(**fast))
+
+
+def extract(workspace: Workspace, chosen: OpenAIBackend, *nct_ids: str, force: bool = False):
+    trials = list(workspace.trials(list(nct_ids or (TRIAL,))))
+    return asyncio.run(run_extraction(workspace, chosen, trials, force=force))
+
+
+def user_message(request: dict) -> str:
+    return next(m["content"] for m in request["messages"] if m["role"] == "user")
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServer, workspace: Workspace):
+    answer = dict(ANSWER, labs=[INVENTED])
+    openai_server.script(tool_call(answer, usage=(1200, 300)))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and summary.extracted == 1
+    record = workspace.current_record(TRIAL)
+    eligibility = record.eligibility
+    assert [(p.scale, p.min, p.max) for p in eligibility.performance_status] == [("ECOG", 0, 1)]
+    assert [(r.requirement, r.any_of[0].marker) for r in eligibility.biomarkers] == [
+        ("required", "ERBB2"), ("required", "KRAS"), ("required", "NRAS")]  # fmt: skip
+    assert eligibility.measurable_disease.standard == "RECIST 1.1"
+    ecog = eligibility.performance_status[0].evidence
+    assert record.eligibility_text[ecog.start : ecog.end] == ecog.quote and ecog.criterion_id == "inc-6"
+    # The invented quote is dropped by the aligner, counted and reported, and never reaches the output.
+    assert eligibility.labs == []
+    assert record.extraction.ungrounded_items == 1
+    assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
+    assert "1500" not in record.eligibility.model_dump_json()
+    extraction = record.extraction
+    assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", "extract-v1")
+    assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
+    assert extraction.cost_usd == pytest.approx(1200 * 1.0 / 1e6 + 300 * 2.0 / 1e6)
+    # One request: the stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
+    [request] = openai_server.requests
+    assert request["messages"][0] == {"role": "system", "content": load_prompt().system}
+    assert request["messages"][-1]["role"] == "user"
+    assert "[inc-6] Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1" in user_message(request)
+    assert request["tools"][0]["function"]["name"] == "ExtractedEligibility"
+    assert request["tool_choice"]["function"]["name"] == "ExtractedEligibility"
+
+
+@pytest.mark.usefixtures("environment")
+@pytest.mark.parametrize(
+    ("first", "problem"),
+    [
+        ('{"cancer_types": [{"name": "colorectal', "Invalid JSON"),
+        (json.dumps(dict(ANSWER, performance_status=[dict(ANSWER["performance_status"][0], min=2)])), "min is above max"),
+    ],
+    ids=["broken-json", "contract-validator"],
+)
+def test_an_invalid_answer_is_re_asked_with_the_validation_error(openai_server, workspace, first, problem):
+    openai_server.script(tool_call(first), tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {}
+    assert openai_server.count == 2
+    reask = openai_server.requests[1]["messages"]
+    feedback = [m["content"] for m in reask if m["role"] == "tool"]
+    assert len(feedback) == 1 and "Validation Error found" in feedback[0] and problem in feedback[0]
+    record = workspace.current_record(TRIAL)
+    assert (record.extraction.input_tokens, record.extraction.output_tokens) == (2400, 600)  # both attempts
+
+
+@pytest.mark.usefixtures("environment")
+def test_answers_that_never_validate_fail_the_trial_with_a_clear_reason(openai_server, workspace):
+    openai_server.script(*[tool_call("not json")] * 3)
+
+    summary = extract(workspace, backend(workspace, reasks=2))
+
+    assert openai_server.count == 3
+    assert summary.failures[TRIAL].startswith("UpstreamError: the model's answer failed validation 3 times: ")
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_429_waits_for_retry_after_then_succeeds(openai_server, workspace):
+    openai_server.script(error(429, "slow down", retry_after="0.3"), tool_call(ANSWER))
+
+    started = time.monotonic()
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.usefixtures("environment")
+def test_server_errors_past_the_budget_fail_one_trial_and_the_batch_goes_on(openai_server, workspace):
+    # A careless server echoes the key: the stored reason must not.
+    openai_server.script(*[error(500, f"upstream broke for key {API_KEY}", when=TRIAL)] * 3,
+                         tool_call(OTHER_ANSWER, when=OTHER))  # fmt: skip
+
+    summary = extract(workspace, backend(workspace, attempts=3), TRIAL, OTHER)
+
+    assert openai_server.count == 4
+    reason = summary.failures[TRIAL]
+    assert reason.startswith(f"UpstreamError: LLM request to {openai_server.base_url}/ failed after 3 attempt(s): HTTP 500")
+    assert API_KEY not in reason and "[redacted]" in reason
+    stored = workspace.db.execute("SELECT status, error FROM extractions WHERE nct_id = ?", [TRIAL]).fetchone()
+    assert stored == ("error", reason)
+    assert summary.extracted == 1
+    other = workspace.current_record(OTHER)
+    assert other.eligibility.min_age_years == 70
+    assert [(p.scale, p.min, p.max) for p in other.eligibility.performance_status] == [("ECOG", 0, 3)]
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_stalled_request_times_out_and_is_retried(openai_server, workspace):
+    openai_server.script(dataclasses.replace(tool_call(ANSWER), delay=5), tool_call(ANSWER))
+
+    started = time.monotonic()
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    assert time.monotonic() - started < 3  # the client timeout (0.5 s), not the stall, set the pace
+
+
+@pytest.mark.usefixtures("environment")
+def test_the_cache_makes_a_second_run_send_no_request(openai_server, workspace):
+    openai_server.script(tool_call(ANSWER))
+    extract(workspace, backend(workspace))
+    first = workspace.current_record(TRIAL)
+
+    summary = extract(workspace, backend(workspace), force=True)  # a new process, same workspace
+
+    assert summary.extracted == 1 and openai_server.count == 1
+    again = workspace.current_record(TRIAL)
+    assert again.eligibility == first.eligibility
+    assert (again.extraction.input_tokens, again.extraction.output_tokens, again.extraction.cost_usd) == (0, 0, 0.0)
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_long_text_is_split_by_criteria_and_the_answers_merged(openai_server, workspace):
+    criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
+    budget = sum(len(c.text) for c in criteria if c.kind == "inclusion")  # inclusion fits one request exactly
+    exclusion_stage = dict(ANSWER["stage"], settings=["metastatic"], evidence=quoted("exc-1", "metastatic setting"))
+    inclusion = {k: v for k, v in ANSWER.items() if k != "prior_therapies"}
+    exclusion = {"prior_therapies": ANSWER["prior_therapies"], "stage": exclusion_stage}
+    openai_server.script(tool_call(inclusion, when="[inc-1]"), tool_call(exclusion, when="[exc-1]"))
+
+    summary = extract(workspace, backend(workspace, chunk_chars=budget))
+
+    assert summary.failures == {} and openai_server.count == 2
+    sent = sorted(user_message(request) for request in openai_server.requests)
+    assert all(f"[{c.id}] {c.text}" in "\n".join(sent) for c in criteria)  # every criterion, none cut
+    record = workspace.current_record(TRIAL)
+    assert record.eligibility.stage.settings == ANSWER["stage"]["settings"]  # first wins
+    assert [p.therapy for p in record.eligibility.prior_therapies] == ["anti-her2 therapy"]
+    assert record.extraction.input_tokens == 2400
+
+
+def test_chunks_keep_order_and_never_cut_a_criterion(workspace):
+    criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
+    groups = chunk(criteria, 300)
+    assert [c for group in groups for c in group] == criteria
+    assert all(len(group) == 1 or sum(len(c.text) for c in group) <= 300 for group in groups)
+    assert merge([{"labs": [1], "stage": None}, {"labs": [2], "stage": "a"}, {"stage": "b"}]) == {
+        "labs": [1, 2], "stage": "a"}  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_json_mode_for_servers_without_tool_calls(openai_server, workspace, monkeypatch):
+    monkeypatch.setenv("ELIGEX_LLM_MODE", "json")
+    openai_server.script(json_content(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {}
+    [request] = openai_server.requests
+    assert request["response_format"] == {"type": "json_object"} and "tools" not in request
+    assert request["messages"][0]["content"].startswith(load_prompt().system)  # the prefix stays stable
+
+
+def test_configuration_from_the_environment(monkeypatch, openai_server):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ELIGEX_MODEL", "ELIGEX_PRICES", "ELIGEX_RPM"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InputError, match="OPENAI_API_KEY"):
+        OpenAIBackend.from_environment()
+
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)  # a local server: no key needed
+    local = OpenAIBackend.from_environment()
+    assert local.client.api_key == "not-needed" and local.client.max_retries == 0
+    assert local.model == "gpt-4.1-mini" and local.prices["gpt-4.1-mini"]["input"] > 0
+    monkeypatch.setenv("ELIGEX_MODEL", "llama3")
+    assert OpenAIBackend.from_environment().model == "llama3"
+    assert OpenAIBackend.from_environment(model="qwen").model == "qwen"
+
+    monkeypatch.setenv("ELIGEX_RPM", "fast")
+    with pytest.raises(InputError, match="ELIGEX_RPM"):
+        OpenAIBackend.from_environment()
