@@ -227,65 +227,6 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
         return
     failures: dict[str, str] = {}
     if run_id is None:
-        chosen = make_backend(backend, model)
-        with workspace.writing():
-            harness.check_imported(workspace, nct_ids)
-            trials = list(workspace.trials(nct_ids))
-            with progress(len(trials), f"extracting ({chosen.name})") as bar:
-                # force: every trial must be in this run, even one whose current record is up to date
-                summary = asyncio.run(
-                    run_extraction(workspace, chosen, trials, force=True, on_done=lambda _: bar.update(1))
-                )
-            run_id, failures = summary.run_id, summary.failures
-            metrics, texts = harness.evaluate_run(workspace, run_id, nct_ids, split, gold)
-    else:
-        metrics, texts = harness.evaluate_run(workspace, run_id, nct_ids, split, gold)
-    out_dir = out or harness.report_dir(run_id)
-    click.echo(harness.write_reports(metrics, texts, out_dir), nl=False)
-    for nct_id in metrics["not_extracted"]:
-        click.echo(f"not extracted, scored as empty: {nct_id} {failures.get(nct_id, '')}".rstrip(), err=True)
-    micro_f1 = metrics["micro"]["f1"] or 0.0
-    click.echo(f"run {run_id}: micro F1 {micro_f1:.3f} on {split} ({len(nct_ids)} trials); reports in {out_dir}", err=True)
-    if fail_under is not None and micro_f1 < fail_under:
-        click.echo(f"micro F1 {micro_f1:.3f} is below --fail-under {fail_under}", err=True)
-        sys.exit(1)
-
-
-@main.command(name="eval")
-@click.option("--run", "run_id", help="Score this stored run (see `eligex runs`) instead of extracting now.")
-@click.option(
-    "--backend",
-    type=click.Choice(["rules", "openai"]),
-    help="Extract the split's gold trials now with this backend. Default: as for `extract`.",
-)
-@click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
-@click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: evals/reports/<run_id>.")
-@click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
-@click.option("--compare", nargs=2, metavar="RUN_A RUN_B", help="Print per-field deltas of two stored runs on the split.")
-@click.pass_obj
-def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
-    """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
-
-    Without --run, extracts the split's gold trials now (a new stored run) and scores them; with
-    --run, scores a stored run. Writes metrics.json, report.md and report.html to
-    evals/reports/<run_id>/ (or --out) and prints report.md. A trial whose extraction failed is
-    scored as empty and named on stderr.
-    """
-    from extract.evaluate import harness
-    from extract.evaluate.report import render_comparison
-    from extract.pipeline import run_extraction
-
-    if sum(map(bool, (run_id, backend, compare))) > 1:
-        raise InputError("pass one of --run, --backend and --compare")
-    gold = harness.load_gold()
-    nct_ids = harness.split_ids(split)
-    if compare:
-        run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
-        click.echo(render_comparison(run_a, run_b, *compare), nl=False)
-        return
-    failures: dict[str, str] = {}
-    if run_id is None:
         with workspace.writing():
             harness.check_imported(workspace, nct_ids)
             chosen = make_backend(backend, model)
