@@ -366,11 +366,10 @@ class OpenAIBackend:
                 messages=self.messages(trial, criteria),
             )
         except InstructorRetryException as error:
-            if isinstance(error.__cause__, UpstreamError):
-                raise error.__cause__ from None
-            raise UpstreamError(
-                f"the model's answer failed validation {error.n_attempts} times: {_first_problem(error)}"
-            ) from None
+            cause = error.__cause__ or error
+            if isinstance(cause, UpstreamError):
+                raise cause from None
+            raise UpstreamError(f"no valid answer after {error.n_attempts} attempt(s): {_problem(cause)}") from None
         except IncompleteOutputException:
             raise UpstreamError("the model's answer was cut off at its output token limit") from None
         return answer.model_dump(mode="json")
@@ -405,12 +404,12 @@ class OpenAIBackend:
         return min(delay, self.settings.max_wait_seconds)
 
 
-def _first_problem(error: InstructorRetryException) -> str:
-    cause = error.__cause__
-    if isinstance(cause, ValidationError) and cause.errors():
-        first = cause.errors()[0]
+def _problem(error: BaseException) -> str:
+    """The first thing wrong with an answer, on one line."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
         return f"{'.'.join(map(str, first['loc'])) or 'answer'}: {first['msg']}"
-    return str(error).splitlines()[0][:200]
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def _positive_env(name: str, default: float) -> Any:

@@ -170,7 +170,7 @@ def test_answers_that_never_validate_fail_the_trial_with_a_clear_reason(openai_s
     summary = extract(workspace, backend(workspace, reasks=2))
 
     assert openai_server.count == 3
-    assert summary.failures[TRIAL].startswith("UpstreamError: the model's answer failed validation 3 times: ")
+    assert summary.failures[TRIAL].startswith("UpstreamError: no valid answer after 3 attempt(s): answer: Invalid JSON")
 
 
 @pytest.mark.usefixtures("environment")
