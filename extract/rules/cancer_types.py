@@ -1,0 +1,77 @@
+"""Cancer types: the tumour types a trial requires or excludes, named through vocab/cancer_types.tsv.
+
+Conservative on purpose. A required type comes from an inclusion criterion that states the
+disease ("histologically confirmed metastatic breast cancer"); an excluded type from an exclusion
+criterion that opens with it ("Small cell lung cancer or mixed histology"). A criterion about another
+or an earlier cancer ("history of another malignancy"), a negated mention, a cohort-specific
+criterion, or a prior-therapy context yields nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+from extract.rules.polarity import cohort_specific, requirement
+from extract.rules.vocab import load_tsv, phrase_regex
+from schemas import Criterion
+
+_ROWS = load_tsv("cancer_types.tsv")
+_EXACT = {row["pattern"]: row for row in _ROWS if row["case"] == "exact"}
+_FOLDED = {re.sub(r"[\s-]+", "", row["pattern"].lower()): row for row in _ROWS if row["case"] != "exact"}
+# Folded patterns are matched on the lower-cased text: much faster than a case-insensitive regex.
+_FOLDED_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex([row['pattern'].lower() for row in _FOLDED.values()])})(?![\w-])")
+# Every folded pattern holds one of these: a cheap test that skips most criteria.
+_FOLDED_WORDS = ("cancer", "oma", "leuk", "syndrome", "tumor")
+assert all(any(word in key for word in _FOLDED_WORDS) for key in _FOLDED), "extend _FOLDED_WORDS for the new pattern"
+_EXACT_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex(list(_EXACT))})(?![\w-])")
+# The inclusion states the diagnosis: "histologically confirmed", "diagnosis of", "patients with".
+_DIAGNOSIS = re.compile(
+    r"(?i)\b(?:histolog\w*|cytolog\w*|patholog\w*|confirmed|diagnos\w*|documented|proven|"
+    r"(?:patients?|participants?|subjects?|women|men)\s+with|has|have|metastatic|advanced|unresectable|recurrent)\b"
+)
+_OTHER_CANCER = re.compile(
+    r"(?i)\b(?:history|other|another|prior|previous|second|secondary|concurrent|additional|treated|curative|survivors?|"
+    r"therapy|treatment|regimen|chemotherapy|except|including)\b"
+)
+# An exclusion names the tumour type near its start ("Known small cell lung cancer ...").
+_EXCLUSION_OPENER = re.compile(
+    r"(?i)^\W*(?:(?:known|confirmed|documented|any|prior|active)\s+)*(?:(?:patients?|participants?|subjects?)\s+with\s+|"
+    r"(?:a\s+)?diagnosis\s+of\s+|presence\s+of\s+|has\s+|have\s+)?(?:known\s+|an?\s+)?(?:[\w-]+\s+){0,2}?$"
+)
+_LABEL_AFTER = re.compile(r"\s*[:;]")
+
+
+def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
+    text = criterion.text
+    if cohort_specific(text):
+        return
+    lowered = text.lower()
+    worth_scanning = len(lowered) == len(text) and any(word in lowered for word in _FOLDED_WORDS)
+    folded = _FOLDED_TYPE.finditer(lowered) if worth_scanning else ()
+    matches = sorted([*folded, *_EXACT_TYPE.finditer(text)], key=lambda match: match.start())
+    seen = set()
+    for match in matches:
+        row = _EXACT.get(match.group(0)) or _FOLDED[re.sub(r"[\s-]+", "", match.group(0))]
+        if row["name"] in seen or not _states_the_type(criterion, match.start(), match.end()):
+            continue
+        seen.add(row["name"])
+        yield "cancer_types", {
+            "name": row["name"],
+            "requirement": requirement(criterion, match.start(), match.end()),
+            "code": {"system": "oncotree", "code": row["oncotree"]} if row["oncotree"] else None,
+            "evidence": {"criterion_id": criterion.id, "quote": text[match.start() : match.end()]},
+        }
+
+
+def _states_the_type(criterion: Criterion, start: int, end: int) -> bool:
+    text = criterion.text
+    if _LABEL_AFTER.match(text, end):
+        return False  # "Cervical Cancer:", "For pancreatic cancer; ...": a label for what follows
+    sentence_start = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
+    before = text[sentence_start:start]
+    if _OTHER_CANCER.search(before):
+        return False
+    if criterion.kind == "inclusion":
+        return bool(_DIAGNOSIS.search(before)) or start - sentence_start < 5
+    return bool(_EXCLUSION_OPENER.match(text[:start])) and not _OTHER_CANCER.search(text)

@@ -1,0 +1,91 @@
+"""The rules backend's stage, disease-status and cancer-type finders, on real criteria from ../shared/data.
+
+Each case is a criterion as segmentation cuts it (ctgov-2026, normalised) and a summary of everything
+the three finders must yield, hand-checked against GUIDE.md: stage as the union of groups and
+settings, `brain_metastases` by status, `measurable_disease` as (required, standard), cancer types as
+(name, requirement, OncoTree code). An empty summary means nothing may be found.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_criterion
+from extract.rules import cancer_types, disease, stage
+
+CASES = [
+    # NCT06526819 inc-1
+    ('Histologically or cytologically-confirmed cancer that is advanced, recurrent, or metastatic with the following origins, and whose disease progressed on standard therapy and for whom there are no alternative therapies that may confer overall survival benefit.', 'inclusion', {'stage': ((), ('locally_advanced', 'metastatic', 'recurrent'))}),
+    # NCT07282912 inc-1
+    ('Has a primary diagnosis of AJCC 8th Edition Stage IV esophageal or gastroesophageal adenocarcinoma, gastric adenocarcinoma, pancreatic adenocarcinoma, intrahepatic cholangiocarcinoma, extrahepatic cholangiocarcinoma, gallbladder adenocarcinoma, duodenal, and ampullary adenocarcinoma.\n\n  a) All participants must have confirmed histologic diagnosis of the primary tumor, which may be confirmed retrospectively by a radiologist if necessary.', 'inclusion', {'stage': (('IV',), ()), 'cancer_types': [('gastric cancer', 'required', 'STAD'), ('pancreatic cancer', 'required', 'PAAD'), ('cholangiocarcinoma', 'required', 'CHOL')]}),
+    # NCT05187182 inc-1
+    ('Advanced unresectable or metastatic histologically or cytologically confirmed adenocarcinoma or squamous cell carcinoma of the stomach, gastroesophageal junction, or esophagus', 'inclusion', {'stage': ((), ('locally_advanced', 'metastatic', 'unresectable'))}),
+    # NCT05766371 inc-1
+    ('Histologically confirmed prostate adenocarcinoma that is progressive metastatic castration-resistant prostate cancer by Prostate Cancer Clinical Trials Working Group 3 (PCWG3) criteria at the time of study entry.', 'inclusion', {'stage': ((), ('metastatic',)), 'cancer_types': [('prostate cancer', 'required', 'PRAD')]}),
+    # NCT02302742 inc-2
+    ('Stages I-IV', 'inclusion', {'stage': (('I', 'II', 'III', 'IV'), ())}),
+    # NCT01174121 inc-1
+    ('Measurable (per RECIST v1.0 criteria), metastatic cancer of one of the following types: upper or lower gastrointestinal, hepatobiliary, genitourinary, breast, ovarian/endometrial, or endocrine tumors including neuroendocrine tumors. Patients must have at least one lesion that is resectable for TIL generation with minimal morbidity, preferentially using minimal invasive laparoscopic or thoracoscopic surgery for removal of superficial tumor deposit.', 'inclusion', {'stage': ((), ('metastatic',)), 'measurable_disease': (True, 'RECIST')}),
+    # NCT04572451 exc-1
+    ('Known or suspected CNS metastases, with the following exceptions:\n\n   a) Subjects with controlled brain metastases will be allowed to enroll. Controlled brain metastases are defined as no radiographic progression for at least 4 weeks following 18 radiation and/or surgical treatment at the time of randomization. b) Subjects must be off steroids for at least 2 weeks prior to initiation of investigational therapy c) Subjects with signs or symptoms of brain metastases are not eligible unless brain metastases are ruled out by computed tomography or magnetic resonance imaging.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT03586453 exc-4
+    ('Uncontrolled central nervous system (CNS) disease, including parenchymal brain metastases, leptomeningeal disease, or spinal cord compression. Patients with asymptomatic untreated brain metastases are eligible. Patients with treated CNS disease will be allowed to enroll provided they have asymptomatic clinically confirmed stable disease with ≥2 weeks since definitive CNS therapy (radiation or surgery) and ≥2 weeks without systemic steroids. Patients may undergo either whole brain radiation or stereotactic radiosurgery prior to study entry.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT03743298 exc-7
+    ('Uncontrolled brain or spinal cord metastases or active leptomingeal metastatic disease.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT05131022 inc-6
+    ('Eastern Cooperative Oncology Group (ECOG) performance status of 0 or 1 (0-2 for patients with PCNSL and secondary CNS involvement).', 'inclusion', {}),
+    # NCT05579366 inc-12
+    ('Measurable disease per the RECIST v1.1 at baseline.', 'inclusion', {'measurable_disease': (True, 'RECIST 1.1')}),
+    # NCT03331198 exc-1
+    ('Subjects with known active central nervous system (CNS) involvement by malignancy. Those with prior CNS disease that has been effectively treated will be eligible if treatment was completed at least 3 months prior to enrollment with no evidence of symptomatic disease and stable abnormalities on repeat imaging.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT03586453 inc-2
+    ('Participants must have measurable disease at baseline, defined as at least one lesion that can be accurately measured in at least one dimension (longest diameter to be recorded for non-nodal lesions and short axis for nodal lesions) as ≥20 mm with conventional techniques or as ≥10 mm with spiral CT scan, MRI, or calipers by clinical exam.', 'inclusion', {'measurable_disease': (True, None)}),
+    # NCT07262619 inc-5
+    ('has measurable disease at baseline according to Response Evaluation Criteria in Solid Tumors version 1.1 (RECIST 1.1) as determined by the PI.', 'inclusion', {'measurable_disease': (True, 'RECIST 1.1')}),
+    # NCT06704724 inc-3
+    ('Presence of at least 1 measurable lesion based on RECIST version 1.1 that has not been previously irradiated.', 'inclusion', {'measurable_disease': (True, 'RECIST 1.1')}),
+    # NCT06710379 exc-1
+    ('Active and uncontrolled central nervous system metastases', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT06692738 inc-1
+    ('Histologically or cytologically documented squamous NSCLC.', 'inclusion', {'cancer_types': [('non-small cell lung cancer', 'required', 'NSCLC')]}),
+    # NCT06402357 inc-1
+    ('Patient has elected to undergo focal high intensity focused ultrasound therapy for radiorecurrent prostate cancer', 'inclusion', {}),
+    # NCT06860815 inc-1
+    ('Documented informed consent of the participant and/or legally authorized representative.\n\n  * Assent, when appropriate, will be obtained per institutional guidelines', 'inclusion', {}),
+    # NCT05458219 inc-1
+    ('Has signed written Informed Consent Form (ICF), willing and able to comply with protocol-specified visits and related procedures.', 'inclusion', {}),
+    # NCT06841354 inc-1
+    ('Has locally recurrent unresectable or metastatic TNBC that cannot be treated with curative intent', 'inclusion', {'stage': ((), ('metastatic', 'recurrent', 'unresectable')), 'cancer_types': [('breast cancer', 'required', 'BRCA')]}),
+    # NCT06551116 inc-1
+    ('Women and men age > 18 years', 'inclusion', {}),
+    # NCT05736367 inc-1
+    ('Have hormone receptor (HR) positive [estrogen receptor( ER)+/progesterone receptor (PR)+, ER+/PR- or ER-/PR+)/Her2 negative breast cancer previously diagnosed by biopsy.', 'inclusion', {'cancer_types': [('breast cancer', 'required', 'BRCA')]}),
+    # NCT04802759 inc-1
+    ('Inclusion Criteria for Cohort 1 (Stage 1 [and Stage 2, only where indicated]):', 'inclusion', {}),
+]
+
+
+def _found(text: str, kind: str) -> dict:
+    criterion = make_criterion(text, kind)
+    found: dict = {}
+    for field, item in [*stage.find(criterion), *disease.find(criterion), *cancer_types.find(criterion)]:
+        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
+        if field == "stage":
+            groups, settings = found.get("stage", ((), ()))
+            found["stage"] = (
+                tuple(sorted(set(groups) | set(item["groups"]))),
+                tuple(sorted(set(settings) | set(item["settings"]))),
+            )
+        elif field == "brain_metastases":
+            found[field] = item["status"]
+        elif field == "measurable_disease":
+            found[field] = (item["required"], item["standard"])
+        else:
+            code = item["code"]["code"] if item["code"] else None
+            found.setdefault(field, []).append((item["name"], item["requirement"], code))
+    return found
+
+
+@pytest.mark.parametrize(("text", "kind", "expected"), CASES)
+def test_real_criteria(text: str, kind: str, expected: dict) -> None:
+    assert _found(text, kind) == expected
