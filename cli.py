@@ -90,6 +90,60 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
 
 
 @main.command()
+@click.option("--nct", "nct_ids", multiple=True, help="Study id(s) to fetch; repeat or give a comma list.")
+@click.option("--cond", help="Search: condition or disease (query.cond).")
+@click.option("--term", help="Search: any words (query.term).")
+@click.option("--intr", help="Search: intervention or treatment (query.intr).")
+@click.option("--status", "statuses", multiple=True, help="Search: overall status(es), e.g. RECRUITING; comma list.")
+@click.option("--phase", "phases", multiple=True, help="Search: phase(s), e.g. PHASE2,PHASE3; comma list.")
+@click.option("--updated-since", type=click.DateTime(["%Y-%m-%d"]), help="Search: last updated on or after this date.")
+@click.option("--limit", type=click.IntRange(min=1), help="Search: stop after this many studies.")
+@click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Search: studies per request.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True, help="Requests per minute.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True, help="Seconds per request.")
+@click.pass_obj
+def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, updated_since, limit, page_size, rate,
+          timeout) -> None:  # fmt: skip
+    """Fetch studies from the ClinicalTrials.gov API v2 (env ELIGEX_CTGOV_URL) by id or by search.
+
+    Studies are stored as `import` stores them: one whose content is unchanged is not rewritten.
+    Requests are spaced to --rate and retried on 429, 5xx, timeouts and broken connections. An id
+    that is unknown or cannot be had is named and the rest goes on (exit code 1); a search page
+    that cannot be had ends the search (exit code 3), keeping what was stored before it.
+    """
+    from extract.fetch import DEFAULT_URL, Search, Settings, comma_list, fetch_ids, fetch_search
+
+    settings = Settings(base_url=os.environ.get("ELIGEX_CTGOV_URL") or DEFAULT_URL, rate=rate, timeout=timeout)
+    ids = comma_list(nct_ids)
+    search = Search(
+        cond=cond,
+        term=term,
+        intr=intr,
+        statuses=tuple(comma_list(statuses)),
+        phases=tuple(comma_list(phases)),
+        updated_since=updated_since.date() if updated_since else None,
+    )
+    if ids and search.params():
+        raise InputError("fetch by --nct ids or by search options, not both")
+    if not ids and not search.params() and not limit:
+        raise InputError("name studies (--nct) or search (--cond, --term, --intr, --status, --phase, --updated-since)")
+    _check_ids(ids)
+    with workspace.writing():
+        with progress(len(ids) or limit or 0, "fetching") as bar:
+
+            def advance(done: int, total: int | None) -> None:
+                bar.length = total or done  # a search's total is known from its first page
+                bar.update(done - bar.pos)
+
+            if ids:
+                summary = asyncio.run(fetch_ids(workspace, ids, settings, advance))
+            else:
+                summary = asyncio.run(fetch_search(workspace, search, settings, limit, page_size, advance))
+    click.echo(f"fetched into {workspace.root}: {summary.line()}", err=True)
+    fail_if(summary.failures)
+
+
+@main.command()
 @click.argument("nct_id")
 @click.pass_obj
 def criteria(workspace: Workspace, nct_id: str) -> None:

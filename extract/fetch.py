@@ -1,0 +1,242 @@
+"""`eligex fetch`: studies from the ClinicalTrials.gov API v2 into the workspace, politely.
+
+Requests go one at a time through a rate limiter; 429, 5xx, timeouts, broken connections and
+bodies cut short are tried again (honouring Retry-After, within a bound). A study that cannot be
+had is a failure in the summary and the rest goes on; a search page that cannot be had ends the
+search with an UpstreamError, keeping what was stored before it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from importlib.metadata import version
+from typing import Any, Callable
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from extract.errors import InputError, UpstreamError
+from extract.importer import Summary, store
+from extract.sources import InvalidRecord, Parsed, RecordError, v2_study
+from extract.store import Workspace
+
+DEFAULT_URL = "https://clinicaltrials.gov/api/v2"
+MAX_PAGE_SIZE = 1000  # the API's own limit
+PHASES = ("EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4", "NA")
+
+Progress = Callable[[int, int | None], None]  # (records done, records expected if known)
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_URL
+    rate: float = 50  # requests per minute; the registry asks for about 50
+    timeout: float = 30  # seconds without progress before a request is given up (and tried again)
+    attempts: int = 5
+    backoff: float = 1.0  # first wait between attempts, doubled each time
+    max_wait: float = 60  # cap on any wait, a server's Retry-After included
+
+
+@dataclass(frozen=True)
+class Search:
+    cond: str | None = None
+    term: str | None = None
+    intr: str | None = None
+    statuses: tuple[str, ...] = ()
+    phases: tuple[str, ...] = ()
+    updated_since: date | None = None
+
+    def __post_init__(self):
+        unknown = [p for p in self.phases if p not in PHASES]
+        if unknown:
+            raise InputError(f"unknown phase(s) {', '.join(unknown)}; expected some of {', '.join(PHASES)}")
+
+    def params(self) -> dict[str, str]:
+        """The API's query parameters. It has no phase or date filter: those are Essie expressions."""
+        advanced = []
+        if self.phases:
+            advanced.append(f"AREA[Phase]({' OR '.join(self.phases)})")
+        if self.updated_since:
+            advanced.append(f"AREA[LastUpdatePostDate]RANGE[{self.updated_since.isoformat()},MAX]")
+        params = {
+            "query.cond": self.cond,
+            "query.term": self.term,
+            "query.intr": self.intr,
+            "filter.overallStatus": ",".join(self.statuses),
+            "filter.advanced": " AND ".join(advanced),
+        }
+        return {name: value for name, value in params.items() if value}
+
+
+def comma_list(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Repeated options and comma lists alike, upper-cased, each once, in order."""
+    items = (item.strip().upper() for value in values for item in value.split(","))
+    return list(dict.fromkeys(item for item in items if item))
+
+
+class Transient(Exception):
+    """A failure worth another try: 429, 5xx, or a body cut short."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Rejected(Exception):
+    """A 4xx answer (not 429) or another unexpected status: asking again would get the same."""
+
+    def __init__(self, status: int, text: str):
+        first_line = (text.strip().splitlines() or [""])[0][:200]
+        super().__init__(f"rejected ({status}): {first_line}" if status != 404 else "not found (404)")
+        self.status = status
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class Registry:
+    """The API v2 client: one request at a time, rate-limited, retried."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        # One request per 60/rate seconds: spaced out, not the burst a bucket of `rate` would allow.
+        self._limiter = AsyncLimiter(1, 60 / settings.rate)
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers={"User-Agent": f"eligex/{version('eligex')} (+https://github.com/eligex)", "Accept": "application/json"},
+            timeout=settings.timeout,
+            follow_redirects=True,  # old (alias) ids redirect to the current record
+        )
+
+    async def __aenter__(self) -> Registry:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self._client.aclose()
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """The JSON document at `path`; Rejected on a 4xx, UpstreamError when every attempt failed."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((Transient, httpx.TransportError)),
+            reraise=True,
+        )
+        try:
+            return await retrying(self._get_once, path, params)
+        except (Transient, httpx.TransportError) as error:
+            raise UpstreamError(f"{_reason(error)} after {self.settings.attempts} attempts") from None
+        except httpx.HTTPError as error:  # too many redirects, an undecodable body: asking again would not help
+            raise UpstreamError(_reason(error)) from None
+
+    async def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
+        async with self._limiter:
+            response = await self._client.get(path, params=params)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Transient(f"HTTP {response.status_code}", retry_after(response.headers.get("Retry-After")))
+        if response.status_code != 200:
+            raise Rejected(response.status_code, response.text)
+        try:
+            return response.json()
+        except ValueError:  # a body cut short that still looked complete to HTTP
+            raise Transient("truncated or malformed JSON body") from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception()
+        wait = getattr(error, "retry_after", None)
+        if wait is None:
+            wait = self.settings.backoff * 2 ** (state.attempt_number - 1)
+        return min(wait, self.settings.max_wait)
+
+
+def _reason(error: Exception) -> str:
+    """One line: a Transient's own words, or an httpx error's kind and message (some have none)."""
+    if isinstance(error, Transient) or not str(error):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
+async def fetch_ids(
+    workspace: Workspace, nct_ids: list[str], settings: Settings, on_progress: Progress = lambda done, total: None
+) -> Summary:
+    """Each study by id; one that is unknown or cannot be had is a failure and the rest goes on."""
+    summary = Summary()
+    async with Registry(settings) as registry:
+        for done, nct_id in enumerate(nct_ids, 1):
+            try:
+                study = await registry.get(f"/studies/{nct_id}")
+            except (Rejected, UpstreamError) as error:
+                summary.failures.append(f"{nct_id}: {error}")
+            else:
+                store(workspace, _parsed(study), nct_id, summary)
+            on_progress(done, len(nct_ids))
+    return summary
+
+
+async def fetch_search(
+    workspace: Workspace,
+    search: Search,
+    settings: Settings,
+    limit: int | None = None,
+    page_size: int = 100,
+    on_progress: Progress = lambda done, total: None,
+) -> Summary:
+    """Every study the search finds (up to `limit`), page by page, each stored as it comes."""
+    summary = Summary()
+    # The API refuses a pageToken unless every other parameter is the same as on the first page.
+    params = search.params() | {"pageSize": min(page_size, limit or page_size, MAX_PAGE_SIZE), "countTotal": "true"}
+    done, total, token, number = 0, limit, None, 1
+    async with Registry(settings) as registry:
+        while limit is None or done < limit:
+            page = await _search_page(registry, params | ({"pageToken": token} if token else {}), number, summary)
+            if "totalCount" in page:  # sent with the first page only
+                total = min(page["totalCount"], limit or page["totalCount"])
+            for study in page["studies"][: None if limit is None else limit - done]:
+                store(workspace, _parsed(study), f"search page {number}", summary)
+                done += 1
+                on_progress(done, total)
+            token, number = page.get("nextPageToken"), number + 1
+            if not token:
+                break
+    return summary
+
+
+async def _search_page(registry: Registry, params: dict[str, Any], number: int, summary: Summary) -> dict:
+    try:
+        page = await registry.get("/studies", params)
+    except Rejected as error:
+        if error.status == 400:  # the search built from the options was refused: say why
+            raise InputError(f"the registry refused the search: {error}") from None
+        reason = str(error)
+    except UpstreamError as error:
+        reason = str(error)
+    else:
+        if isinstance(page, dict) and isinstance(page.get("studies"), list):
+            return page
+        reason = "not a page of studies"
+    raise UpstreamError(f"search page {number}: {reason} (stored before it: {summary.line()})")
+
+
+def _parsed(study: Any) -> Parsed:
+    if not isinstance(study, dict) or "protocolSection" not in study:
+        return RecordError("not an API v2 study (no protocolSection)")
+    try:
+        return v2_study(study, datetime.now(timezone.utc))
+    except InvalidRecord as error:
+        return RecordError(str(error), error.nct_id)
