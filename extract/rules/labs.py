@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from extract.rules.patterns import trie_alternation
 from extract.rules.polarity import cohort_specific
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
 from extract.rules.vocab import load_tsv
@@ -26,15 +27,10 @@ _ANALYTES = {row["phrase"] if _is_abbreviation(row["phrase"]) else row["phrase"]
 _UNITS = {row["written"]: row["unit"] for row in load_tsv("units.tsv")}
 
 
-def _phrases(phrases: list[str]) -> str:
-    ordered = sorted(phrases, key=len, reverse=True)
-    return "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in ordered)
-
-
 # Abbreviations keep their case ("PT", "Hb"); names ignore it ("Platelet count").
 _ANALYTE = re.compile(
-    rf"(?<![\w-])(?:(?i:{_phrases([p for p in _ANALYTES if not _is_abbreviation(p)])})"
-    rf"|{_phrases([p for p in _ANALYTES if _is_abbreviation(p)])})(?![\w-])"
+    rf"(?<![\w-])(?:(?i:{trie_alternation([p for p in _ANALYTES if not _is_abbreviation(p)])})"
+    rf"|{trie_alternation([p for p in _ANALYTES if _is_abbreviation(p)])})(?![\w-])"
 )
 # Between two analytes of one group: "AST/ALT", "AST (SGOT) and ALT (SGPT)", "PT or INR".
 _GROUP_GAP = re.compile(r"(?i)(?:[^\S\n]|[/,&+()\[\]]|\b(?:and/or|and|or|serum|levels?|counts?)\b)*")
@@ -94,7 +90,7 @@ _KINDS = (
     (re.compile(r"(?i)cardiac|heart"), "cardiac_function"),
     (re.compile(r"(?i)organ"), "organ_function"),
 )
-_QUICK = re.compile(r"\d|(?i:normal|adequate|\bULN\b|\bLLN\b)")
+_QUICK = re.compile(r"[\dUL]|(?i:normal|adequate)")
 
 
 def _unit(written: str | None) -> str | None:

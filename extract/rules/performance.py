@@ -38,6 +38,7 @@ _STATEMENT = re.compile(
     rf"(?i)(?P<scales>(?:{_SCALE})(?:\s*(?:\bor\b|\band\b|/|,)\s*(?:\b(?:Karnofsky|KPS|Lansky|ECOG)\b))*){_FILLER}{_VALUE}"
 )
 _SCALE_NAME = re.compile(rf"(?i){_SCALE}")
+_QUICK = re.compile(r"(?i)ECOG|Karnofsky|KPS|Lansky|Zubrod|performance")
 _DIGITS = re.compile(r"\d+")
 _TOP = {"ECOG": 5, "KARNOFSKY": 100, "LANSKY": 100}
 
@@ -81,7 +82,7 @@ def _fits(scale: str, bounds: tuple[int | None, int | None]) -> bool:
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
-    if cohort_specific(text):
+    if not _QUICK.search(text) or cohort_specific(text):
         return
     found: dict[tuple, str] = {}
     for match in _STATEMENT.finditer(text):

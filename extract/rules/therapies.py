@@ -1,0 +1,240 @@
+"""Prior therapies, required or excluded: "prior trastuzumab", "no prior CDK4/6 inhibitor",
+"chemotherapy-naive", "no more than 2 prior lines of systemic therapy".
+
+Drugs are named through the drug lexicon (generic, brand and code names -> INN and class) and classes
+through the class vocabulary, both in `vocab/`. A class with the drugs it gives as examples
+("anti-HER2 therapy including trastuzumab, pertuzumab") is one item; drugs named alone are one item
+each. Washout windows ("no chemotherapy within 21 days"), allowed therapies, exceptions, toxicity
+of prior therapy and planned therapy are not prior therapies: sentences saying so are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from extract.rules.patterns import trie_alternation
+from extract.rules.polarity import clause_bounds, cohort_specific, requirement
+from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
+from extract.rules.vocab import load_tsv
+from schemas import Criterion
+
+
+def _is_abbreviation(phrase: str) -> bool:
+    return len(phrase) <= 5 and phrase != phrase.lower()
+
+
+def _key(written: str) -> str:
+    """A lookup key: runs of spaces and hyphens as one space, "therapies" as "therapy"."""
+    return re.sub(r"therapies$", "therapy", re.sub(r"[\s-]+", " ", written))
+
+
+class _Vocabulary:
+    """A vocabulary's phrases as two regexes (names for lower-cased text, abbreviations for the text
+    as written) and the row each phrase names, by `_key`."""
+
+    def __init__(self, name: str, column: str, value: str) -> None:
+        rows = load_tsv(name)
+        phrases = [row[column] for row in rows]
+        self.values = {_key(p if _is_abbreviation(p) else p.lower()): row[value] for p, row in zip(phrases, rows)}
+        self.names = self._compile([p.lower() for p in phrases if not _is_abbreviation(p)])
+        self.abbreviations = self._compile([p for p in phrases if _is_abbreviation(p)])
+
+    @staticmethod
+    def _compile(phrases: list[str]) -> re.Pattern:
+        # "chemotherapy-naive" still names chemotherapy; "chemotherapy-induced" does not name it as given;
+        # "therapy" at the end of a phrase also stands for "therapies".
+        pattern = rf"(?<![\w-])(?:{trie_alternation(phrases)})(?!\w|-(?!na[iï]ve\b|free\b)\w)"
+        return re.compile(pattern.replace("therapy", "therap(?:y|ies)"))
+
+    def mentions(self, text: str, lower: str, start: int, end: int) -> list[tuple[int, int, str]]:
+        """(start, end, value) for every phrase named in text[start:end]."""
+        found = [*self.names.finditer(lower, start, end), *self.abbreviations.finditer(text, start, end)]
+        return [(m.start(), m.end(), self.values.get(_key(m.group())) or self.values[_key(m.group().lower())]) for m in found]
+
+
+_DRUGS = _Vocabulary("drugs.tsv", "name", "inn")
+_CLASSES = _Vocabulary("therapy_classes.tsv", "phrase", "class")
+
+
+_SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
+# Words that make a therapy one the patient has (or has not) already had.
+_EXPOSURE = re.compile(
+    r"\b(?:prior(?!\s+to\b)|previous(?:ly)?|received|receipt|treated|pre-?treated|exposure|exposed|na[iï]ve|"
+    r"progress(?:ed|ion|ing)?|refractory|failed|failure|resistant|relapsed|had|underwent|undergone|"
+    r"lines?|regimens?|history\s+of)\b"
+)
+_CUE = re.compile(_EXPOSURE.pattern + r"|\b(?:no|not|never|without)\b")
+_NAIVE = re.compile(r"[\s-]*na[iï]ve\b")
+_WASHOUT = re.compile(
+    r"\bwithin\b[^.;\n]{0,60}?\b(?:days?|weeks?|months?|years?|hours?|half[\s-]?lives)\b"
+    r"|\b\d+\s*(?:days?|weeks?|months?|hours?)\s*(?:\([^)]*\)\s*)?(?:prior|before|since|from|after|preceding)\b"
+    r"|\bat\s+least\s+\d+\s*(?:days?|weeks?)\b|\bwash[\s-]?out\b|\blast\s+dose\b|\bhalf[\s-]?lives\b"
+    r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b"
+)
+_ALLOWED = re.compile(
+    r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated)\b"
+    r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
+)
+_NOT_EXPOSURE = re.compile(
+    r"toxicit|adverse|recover|hypersensitiv|allerg|intoleran|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
+    r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
+    r"concurrent|concomitant|contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
+    r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered"
+)
+_EXCEPTION = re.compile(r"\b(?:except(?:ion)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
+# "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
+_EXAMPLES = re.compile(
+    r"[\s,:]*(?:(?:\(|\[)\s*|(?:\(|\[)?\s*(?:such\s+as|including|includes|e\.\s*g\.?|eg\.?|i\.\s*e\.?|like|for\s+example|namely|"
+    r"for\s+instance)[\s,:]*(?:\(|\[)?)\s*(?:with\s+)?(?:a|an|any)?\s*$"
+)
+# In the exclusions, "must not have received X" and "X ... are not eligible" restate the exclusion.
+_RESTATED_EXCLUSION = re.compile(r"\b(?:must|should|may|shall|will)\s+not\b|\bcannot\b|\bnot\s+(?:be\s+)?eligible\b|\bineligible\b|\bexcluded\b")
+_LIST = re.compile(r"^[\s,/]*(?:and/or|and|or|plus|\+)?[\s,/]*(?:\(|\))?\s*$")
+_UNTREATED = re.compile(r"\bpreviously\s+untreated\b|\b(?:treatment|therapy)[\s-]*na[iï]ve\b")
+
+_COUNT = r"(?:\d+|" + "|".join(WORD_NUMBERS) + r")"
+_NOUN = re.compile(r"\b(?:lines?|regimens?|therap(?:y|ies)|treatments?)\b")
+# A count of prior lines, read backwards from its noun so only a short window is searched.
+_LINES = re.compile(
+    rf"(?:(?P<before>{COMPARATOR_BEFORE}|\bonly\b)\s*)?(?P<n>\b{_COUNT})(?:\s*\(\d+\))?"
+    rf"(?:\s*(?:-|–|\bto\b|\bor\b)\s*(?P<n2>{_COUNT}\b))?(?:\s*(?P<after>{COMPARATOR_AFTER}))?\s+"
+    rf"(?P<middle>(?:(?!(?:days?|weeks?|months?|years?|hours?|cycles?|doses?)\b)[a-z][\w/()-]*\s+){{0,4}}?)"
+    rf"(?P<noun>lines?|regimens?|therap(?:y|ies)|treatments?)$"
+)
+_LINES_WINDOW = 80
+# "2 prior therapies" counts lines; "at least one novel AR-targeted therapy" names a therapy.
+_COUNTED = re.compile(r"\b(?:prior|previous|systemic|anti-?cancer|lines?\s+of)\b")
+_OF_CLASS = re.compile(r"\s*(?:of\s+|with\s+)?(?:prior\s+|previous\s+|standard\s+)?")
+_SETTINGS = (
+    ("any", re.compile(r"\bany\s+setting\b")),
+    ("metastatic", re.compile(r"\bmetastatic\b|\badvanced\b")),
+    ("neoadjuvant", re.compile(r"\bneo-?adjuvant\b")),
+    ("adjuvant", re.compile(r"\badjuvant\b")),
+)
+_DURATION = re.compile(
+    rf"(?:{COMPARATOR_BEFORE})\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>months?|years?)\b"
+)
+
+
+def _setting(clause: str) -> str | None:
+    return next((name for name, pattern in _SETTINGS if pattern.search(clause)), None)
+
+
+def _duration(clause: str) -> float | None:
+    match = _DURATION.search(clause)
+    if not match:
+        return None
+    return number(match["n"]) * (12 if match["unit"].startswith("y") else 1)
+
+
+def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, drugs: list[str], start: int, end: int) -> dict:
+    clause_start, clause_end = clause_bounds(criterion.text, start, end)
+    clause = lower[clause_start:clause_end]
+    # The quote runs from the word that makes it a prior therapy ("No prior", "received") to the last name.
+    cue = _CUE.search(lower, max(clause_start, start - 60), start)
+    start = cue.start() if cue else start
+    naive = _NAIVE.match(lower, end)
+    end = naive.end() if naive else end
+    return {
+        "requirement": requirement_,
+        "therapy": therapy,
+        "drugs": drugs,
+        "setting": _setting(clause),
+        "min_lines": None,
+        "max_lines": None,
+        "min_duration_months": _duration(clause),
+        "evidence": {"criterion_id": criterion.id, "quote": criterion.text[start:end]},
+    }
+
+
+def _lines(match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | None:
+    """(min_lines, max_lines) a count of prior lines states, or None when it states no bound."""
+    low, high = int(number(match["n"])), int(number(match["n2"])) if match["n2"] else None
+    if high is not None:
+        return None if exclusion else (low, high)
+    written = match["before"] or match["after"]
+    if written == "only":
+        return None if exclusion else (low, low)
+    if not written:
+        return None if exclusion else (low, None)
+    canonical = restated(comparator(written)) if exclusion else comparator(written)
+    return {">=": (low, None), ">": (low + 1, None), "<=": (None, low), "<": (None, low - 1)}[canonical]
+
+
+def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: int, end: int) -> Iterator[dict]:
+    """The prior therapies one sentence states; `polar` is the criterion as polarity should read it."""
+    text = criterion.text
+    sentence = lower[start:end]
+    if not _EXPOSURE.search(sentence):
+        return
+    nouns = list(_NOUN.finditer(lower, start, end))
+    classes = _CLASSES.mentions(text, lower, start, end)
+    drugs = _DRUGS.mentions(text, lower, start, end)
+    if not (classes or drugs or nouns):
+        return
+    if _WASHOUT.search(sentence) or _ALLOWED.search(sentence) or _NOT_EXPOSURE.search(sentence):
+        return
+    exception = _EXCEPTION.search(sentence)
+    stop = start + exception.start() if exception else end  # what follows "except" is allowed
+    consumed: set[int] = set()
+    counted_until = start
+    for noun in nouns:
+        if noun.start() < counted_until or noun.end() > stop:
+            continue  # "lines of systemic therapy": "therapy" is part of the count already read
+        match = _LINES.search(lower, max(start, noun.start() - _LINES_WINDOW), noun.end())
+        bounds = _lines(match, criterion.kind == "exclusion") if match else None
+        if bounds is None or (match["noun"][0] == "t" and not _COUNTED.search(match["middle"])):
+            continue
+        # the class counted: named inside ("2 prior chemotherapy regimens") or right after ("lines of systemic therapy")
+        after = _OF_CLASS.match(lower, match.end()).end()
+        named = [c for c in classes if match.start("middle") <= c[0] < match.end() or c[0] == after]
+        therapy = named[0][2] if named else "systemic therapy"
+        consumed.update(c[0] for c in named[:1])
+        item = _item(criterion, lower, "required", therapy, [], match.start(), max([match.end(), *(c[1] for c in named[:1])]))
+        item["min_lines"], item["max_lines"] = bounds
+        counted_until = max([match.end(), *(c[1] for c in named[:1])])
+        yield item
+    mentions = sorted(
+        [(s, e, "class", name) for s, e, name in classes if s not in consumed and e <= stop]
+        + [(s, e, "drug", name) for s, e, name in drugs if e <= stop]
+    )
+    index = 0
+    while index < len(mentions):
+        first, last, kind, name = mentions[index]
+        examples: list[str] = []
+        if kind == "class":  # gather the drugs given as its examples
+            gap = _EXAMPLES
+            while index + 1 < len(mentions) and mentions[index + 1][2] == "drug" and gap.match(lower[last : mentions[index + 1][0]]):
+                index += 1
+                last = mentions[index][1]
+                examples.append(mentions[index][3])
+                gap = _LIST
+        else:
+            examples = [name]
+        stated = "excluded" if criterion.kind == "exclusion" and _RESTATED_EXCLUSION.search(sentence) else requirement(polar, first, last)
+        yield _item(criterion, lower, stated, name, list(dict.fromkeys(examples)), first, last)
+        index += 1
+
+
+# "including but not limited to" negates nothing.
+_NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
+
+
+def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
+    text = criterion.text
+    lower = text.lower()
+    if len(lower) != len(text) or cohort_specific(text):
+        return  # a rare character whose lower case is longer would shift every offset
+    masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text)
+    polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
+    seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
+    for sentence in _SENTENCE.finditer(lower):
+        for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end()):
+            key = (item["requirement"], item["therapy"], item["min_lines"], item["max_lines"])
+            if key not in seen:
+                seen.add(key)
+                yield "prior_therapies", item
+    untreated = _UNTREATED.search(lower)
+    if untreated and not seen and criterion.kind == "inclusion":  # "previously untreated": no systemic therapy yet
+        yield "prior_therapies", _item(criterion, lower, "excluded", "systemic therapy", [], untreated.start(), untreated.end())
