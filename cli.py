@@ -238,6 +238,23 @@ def show(workspace: Workspace, nct_id: str) -> None:
     click.echo(record.model_dump_json(indent=2))
 
 
+@main.command(name="export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "parquet"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
+@click.pass_obj
+def export_command(workspace: Workspace, fmt: str, out: Path, since) -> None:
+    """Export the current structured records for downstream apps, with the JSON Schema beside them.
+
+    Parquet keeps the contract's nesting (structs and lists); DuckDB, pandas and pyarrow read it.
+    """
+    from extract.export import current_records, export
+
+    records = current_records(workspace, since.date() if since else None)
+    schema_path = export(records, out, fmt, record_json_schema())
+    click.echo(f"exported {len(records)} records to {out} (schema: {schema_path})", err=True)
+
+
 @main.command()
 @click.pass_obj
 def runs(workspace: Workspace) -> None:

@@ -45,8 +45,9 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
 def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Path], None] = lambda path: None) -> Summary:
     summary = Summary()
     for path in files:
-        for parsed in parse_document(path.read_bytes(), path.name):
-            store(workspace, parsed, str(path), summary)
+        with workspace.transaction():
+            for parsed in parse_document(path.read_bytes(), path.name):
+                store(workspace, parsed, str(path), summary)
         on_file(path)
     return summary
 

@@ -217,13 +217,16 @@ def plain_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
 
 
 def _csv(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
     missing = [c for c in ("nct_id", "eligibility_text") if c not in (reader.fieldnames or [])]
     if missing:
         raise NotAStudy(f"CSV lacks the column(s) {', '.join(missing)} (expected {', '.join(PLAIN_COLUMNS)})")
-    for number, row in enumerate(reader, 2):
-        parsed = _checked(lambda: plain_row(row, retrieved_at))
-        yield RecordError(f"row {number}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
+    try:
+        for number, row in enumerate(reader, 2):
+            parsed = _checked(lambda: plain_row(row, retrieved_at))
+            yield RecordError(f"row {number}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
+    except csv.Error as error:
+        raise NotAStudy(f"malformed CSV at line {reader.line_num}: {error}") from None
 
 
 def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
