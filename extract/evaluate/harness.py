@@ -24,22 +24,30 @@ def load_gold(gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(gold_dir.glob("NCT*.json"))}
 
 
-def make_splits(gold: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """Stratified by category: within each, in id order, alternate test/dev (odd groups start with test)."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for nct_id, document in gold.items():
-        groups[document["category"]].append(nct_id)
-    splits: dict[str, list[str]] = {"dev": [], "test": []}
-    for ids in groups.values():
-        order = ("test", "dev") if len(ids) % 2 else ("dev", "test")
-        for index, nct_id in enumerate(sorted(ids)):
-            splits[order[index % 2]].append(nct_id)
+def make_splits(gold: dict[str, dict[str, Any]], existing: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Stratified by category, and stable: a trial once assigned keeps its split.
+
+    New trials, in (category, id) order, go to the split with fewer of their category, then to the
+    smaller split, then to test. Removed gold files drop out.
+    """
+    splits: dict[str, list[str]] = {name: [i for i in (existing or {}).get(name, []) if i in gold] for name in ("dev", "test")}
+    assigned = set(splits["dev"]) | set(splits["test"])
+    per_category: dict[tuple[str, str], int] = defaultdict(int)
+    for name, ids in splits.items():
+        for nct_id in ids:
+            per_category[(name, gold[nct_id]["category"])] += 1
+    for nct_id in sorted((i for i in gold if i not in assigned), key=lambda i: (gold[i]["category"], i)):
+        category = gold[nct_id]["category"]
+        name = min(("test", "dev"), key=lambda n: (per_category[(n, category)], len(splits[n])))
+        splits[name].append(nct_id)
+        per_category[(name, category)] += 1
     return {name: sorted(ids) for name, ids in splits.items()}
 
 
 def write_splits(gold_dir: Path = GOLD_DIR, path: Path = SPLITS_FILE) -> None:
-    """Regenerate evals/splits.json after gold files are added."""
-    atomic_write(path, (json.dumps(make_splits(load_gold(gold_dir)), indent=2) + "\n").encode())
+    """Assign gold files added since the last time to a split (`python -m extract.evaluate.harness`)."""
+    existing = json.loads(path.read_text()) if path.exists() else None
+    atomic_write(path, (json.dumps(make_splits(load_gold(gold_dir), existing), indent=2) + "\n").encode())
 
 
 def split_ids(split: str, path: Path = SPLITS_FILE) -> list[str]:
@@ -94,3 +102,7 @@ def write_reports(metrics: dict[str, Any], texts: dict[str, str], out_dir: Path)
     atomic_write(out_dir / "report.md", markdown.encode())
     atomic_write(out_dir / "report.html", render_html(metrics, texts).encode())
     return markdown
+
+
+if __name__ == "__main__":
+    write_splits()
