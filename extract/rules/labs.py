@@ -36,7 +36,7 @@ _ANALYTE = re.compile(
 _GROUP_GAP = re.compile(r"(?i)(?:[^\S\n]|[/,&+()\[\]]|\b(?:and/or|and|or|serum|levels?|counts?)\b)*")
 # Between an analyte and its threshold: "(ANC)", "count of", "level must be", ": ".
 _LEAD = re.compile(
-    r"(?i)(?:[^\S\n]|[:,=)\]]|\([^()\n]{0,40}\)|\[[^\[\]\n]{0,40}\]|\b(?:counts?|levels?|values?|must|be|is|are|of|"
+    r"(?i)(?:[^\S\n]|[:,)\]]|\([^()\n]{0,40}\)|\[[^\[\]\n]{0,40}\]|\b(?:counts?|levels?|values?|must|be|is|are|of|"
     r"should|serum|plasma|total|absolute|concentration|measured|calculated|estimated|by|cockcroft[\s-]*gault|"
     r"interval|ratio|both|each|either|need|needs|to|has|have|a|an|the|result)\b)*"
 )
@@ -45,9 +45,9 @@ _ULN = (
     r"(?:\bULN\b|\bIULN\b|\bUNL\b|\bupper[^\S\n]+limits?[^\S\n]+of[^\S\n]+(?:the[^\S\n]+)?normal(?:[^\S\n]+range)?|\bupper[^\S\n]+normal[^\S\n]+limit))"
 )
 _UNIT = (
-    r"(?:[x×*][^\S\n]*10[^\S\n]*(?:\^|e|\*\*)?[^\S\n]*(?:9|3|6|⁹|³|⁶)[^\S\n]*/[^\S\n]*(?:L|l|[uµμ]L|[uµμ]l|mcL|mm3|mm\^3|mm³)\b"
+    r"(?:[x×*][^\S\n]*10[^\S\n]*(?:\^|e|\*\*|\()?[^\S\n]*(?:9|3|6|⁹|³|⁶)\)?[^\S\n]*/[^\S\n]*(?:L|l|[uµμ]L|[uµμ]l|mcL|mm3|mm\^3|mm³)\b"
     r"|10[^\S\n]*\^[^\S\n]*9[^\S\n]*/[^\S\n]*L\b|G/L\b"
-    r"|(?:cells)?[^\S\n]*/[^\S\n]*(?:mm3|mm\^3|mm³|[uµμ]L|[uµμ]l|mcL|microliter|cumm)\b"
+    r"|(?:cells)?[^\S\n]*/[^\S\n]*(?:(?:mm3|mm\^3|mm³|[uµμ]L|[uµμ]l|mcL|microliter|cumm)\b|mm\(3\))"
     r"|[Kk][^\S\n]*/[^\S\n]*(?:[uµμ]L|mm3)\b"
     r"|(?:g|gm|mg|ng|[uµμ]mol|mmol|mEq|mIU|IU|U)[^\S\n]*/[^\S\n]*(?:dL|dl|L|l|mL|ml|24[^\S\n]*h(?:ours?)?|g)\b"
     r"|m[lL][^\S\n]*/[^\S\n]*min(?:ute)?(?:[^\S\n]*/[^\S\n]*1[.,]73[^\S\n]*m(?:2|\^2|²))?"
@@ -78,7 +78,12 @@ _SUBGROUP = re.compile(
 )
 # "... for patients with total bilirubin > 1.5 x ULN": an analyte inside another's condition.
 _CONDITION_CUE = re.compile(r"(?i)\b(?:if|for|in|with)[^\S\n]+(?:(?:patients?|participants?|subjects?)[^\S\n]+with[^\S\n]+)?$")
-_LEADING_CONDITION = re.compile(r"(?i)^\W*(?:for|in)[^\S\n]+(?:patients?|participants?|subjects?)[^\S\n]+with[^\S\n]+(?P<condition>[^,:\n]{3,80}?)[^\S\n]*[,:]")
+# A subgroup named before the analyte: "For patients with Gilbert's syndrome, bilirubin <= 3 x ULN",
+# "except in patients with Gilbert's syndrome, who must have a total bilirubin < 3.0 mg/dL".
+_LEADING_CONDITION = re.compile(
+    r"(?i)\b(?:patients?|participants?|subjects?|those)[^\S\n]+with[^\S\n]+(?:known[^\S\n]+|documented[^\S\n]+)?"
+    r"(?P<condition>[^,:;\n]{3,60}?)[^\S\n]*[,:]?[^\S\n]*(?:who[^\S\n]+(?:must|should)[^\S\n]+have[^\S\n]+(?:an?[^\S\n]+)?)?$"
+)
 _ADEQUATE = re.compile(
     r"(?i)\b(?P<negation>in)?adequate[^\S\n]+(?P<kinds>(?:(?:bone[^\S\n]+marrow|h[a]?ematologic(?:al)?|haematologic(?:al)?|renal|kidney|hepatic|liver|"
     r"cardiac|heart|end[\s-]organ|organ|and|or|,)[^\S\n]*)+)(?:function|reserve)"
@@ -175,7 +180,8 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
         line_end = text.find("\n", end)
         stop = min(stop, line_end) if line_end >= 0 else stop
         line_start = text.rfind("\n", 0, start) + 1
-        leading = _LEADING_CONDITION.match(text, line_start, start)
+        leading = _LEADING_CONDITION.search(text, max(line_start, start - 100), start)
+        leading = leading if leading and _SUBGROUP.search(leading["condition"]) else None
         for fields, quote_end in _thresholds(text, end, stop, exclusion):
             found_numbers = True
             if leading and "condition" not in fields:

@@ -23,7 +23,7 @@ _SCALES = (
 _SCALE = "|".join(rf"(?P<{name or 'GENERIC'}>\b(?:{pattern})\b)" for name, pattern in _SCALES)
 # Words between the scale and its value: "(ECOG) performance status (PS) of", "Performance Score must be".
 _FILLER = (
-    r"(?:[\s,:=-]+|\([^()]{0,30}\)|\[[^\[\]]{0,30}\]|\b(?:performance|status|score|scale|play|of|must|be|is|"
+    r"(?:[\s,:=-]+|\([^()]{0,30}\)|\[[^\[\]]{0,30}\]|\b(?:performance|status|scores?|scale|play|of|must|be|is|"
     r"should|either|that|a|an|level|ps|oncology|group|criteria|has|have|equal\s+to|value|rating)\b)*?"
 )
 _SCORE = r"\d{1,3}(?![.,]?\d)"

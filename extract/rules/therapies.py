@@ -77,12 +77,12 @@ _ALLOWED = re.compile(
     r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
 )
 _NOT_EXPOSURE = re.compile(
-    r"toxicit|adverse|recover|hypersensitiv|allerg|intoleran|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
+    r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
     r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
     r"concurrent|concomitant|contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
     r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered"
 )
-_EXCEPTION = re.compile(r"\b(?:except(?:ion)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
+_EXCEPTION = re.compile(r"\b(?:except(?:ions?)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
 _EXAMPLES = re.compile(
     r"[\s,:]*(?:(?:\(|\[)\s*|(?:\(|\[)?\s*(?:such\s+as|including|includes|e\.\s*g\.?|eg\.?|i\.\s*e\.?|like|for\s+example|namely|"
@@ -173,10 +173,11 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     drugs = _DRUGS.mentions(text, lower, start, end)
     if not (classes or drugs or nouns):
         return
-    if _WASHOUT.search(sentence) or _ALLOWED.search(sentence) or _NOT_EXPOSURE.search(sentence):
-        return
     exception = _EXCEPTION.search(sentence)
     stop = start + exception.start() if exception else end  # what follows "except" is allowed
+    stated = lower[start:stop]
+    if _WASHOUT.search(stated) or _ALLOWED.search(stated) or _NOT_EXPOSURE.search(stated):
+        return
     consumed: set[int] = set()
     counted_until = start
     for noun in nouns:

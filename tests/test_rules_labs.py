@@ -1,0 +1,104 @@
+"""Lab thresholds found in real criteria (ctgov-2026 trials.jsonl, normalised), checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from extract.rules import labs
+from conftest import make_criterion
+
+# (text, kind, [(analyte, comparator, value, unit, uln_multiple, condition), ...])
+CASES = [
+    ("Platelet count ≥ 75,000/mcL (obtained ≤ 14 days prior to registration)", "inclusion",
+     [("platelets", ">=", 75000, "/uL", None, None)]),
+    ("QTcF interval >480 msec at screening.", "exclusion", [("qtc", "<=", 480, "ms", None, None)]),
+    (
+        "LVEF ≤ 50% and/or abnormalities observed during baseline ECG and Echocardiogram investigations that are "
+        "considered as clinically significant by the investigator.",
+        "exclusion",
+        [("lvef", ">", 50, "%", None, None)],
+    ),
+    (
+        "Left ventricular ejection fraction less than 45% by Multigated Acquisition Scan or echocardiogram (or "
+        "significantly below the lower limit of normal for the specific test).",
+        "exclusion",
+        [("lvef", ">=", 45, "%", None, None)],
+    ),
+    (
+        "Total bilirubin less than or equal to 2.0 mg/dL, except in patients with Gilbert s Syndrome, who must have a "
+        "total bilirubin < 3.0 mg/dL.",
+        "inclusion",
+        [("total_bilirubin", "<=", 2, "mg/dL", None, None), ("total_bilirubin", "<", 3, "mg/dL", None, "Gilbert s Syndrome")],
+    ),
+    (
+        "Serum creatinine =< 1.5 times the institutional upper limit of normal (ULN) or calculated creatinine clearance "
+        "(Cockcroft-Gault formula) of > 45 mL/min",
+        "inclusion",
+        [("creatinine", "<=", None, None, 1.5, None), ("creatinine_clearance", ">", 45, "mL/min", None, None)],
+    ),
+    (
+        "AST & ALT ≤ 2.5 x ULN; if patient has liver metastases ≤ 5.0 x ULN",
+        "inclusion",
+        [
+            ("ast", "<=", None, None, 2.5, None),
+            ("alt", "<=", None, None, 2.5, None),
+            ("ast", "<=", None, None, 5, "patient has liver metastases"),
+            ("alt", "<=", None, None, 5, "patient has liver metastases"),
+        ],
+    ),
+    ("Absolute neutrophil count greater than 1000/mm3 without the support of filgrastim", "inclusion",
+     [("anc", ">", 1000, "/mm3", None, None)]),
+    ("Hemoglobin greater than or equal to 10 mg/dL and platelet count > 75,000/mm(3)", "inclusion",
+     [("hemoglobin", ">=", 10, "mg/dL", None, None), ("platelets", ">", 75000, "/mm3", None, None)]),
+    (
+        "International normalized ratio (INR)/prothrombin time (PT) and activated partial thromboplastin time (aPTT) =< "
+        "1.5 x ULN (within 14 days before randomization/enrollment)",
+        "inclusion",
+        [("inr", "<=", None, None, 1.5, None), ("pt", "<=", None, None, 1.5, None), ("aptt", "<=", None, None, 1.5, None)],
+    ),
+    # sub-bullets under an "adequate" lead-in: the numbers, not the "adequate" item
+    (
+        "Adequate hematological function defined by:\n\n  * absolute neutrophil count (ANC) >= 1.0 x 10(9)/L,\n"
+        "  * transfusion-independent platelet count >= 100 x 10(9)/L,\n"
+        "  * Hgb >= 9 g/ dL (patients who have received <= 2 PRBC transfusions within 48 hours are eligible)",
+        "inclusion",
+        [("anc", ">=", 1, "x10^9/L", None, None), ("platelets", ">=", 100, "x10^9/L", None, None),
+         ("hemoglobin", ">=", 9, "g/dL", None, None)],
+    ),
+    ("Adequate organ function", "inclusion", [("organ_function", None, None, None, None, None)]),
+    # not canonical labs, or not thresholds
+    (
+        "Following curative resection patients must have a CEA within normal limits. If elevated prior to resection, it "
+        "must return to normal within 21 days post surgery and prior to randomization.",
+        "inclusion",
+        [],
+    ),
+    ("Life expectancy ≥ 3 months;", "inclusion", []),
+]
+
+
+def _facts(text: str, kind: str) -> list[tuple]:
+    criterion = make_criterion(text, kind)
+    facts = []
+    for field, item in labs.find(criterion):
+        assert field == "labs"
+        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
+        facts.append((item["analyte"], item["comparator"], item["value"], item["unit"], item["uln_multiple"], item["condition"]))
+    return facts
+
+
+@pytest.mark.parametrize("text, kind, expected", CASES)
+def test_labs_in_real_criteria(text: str, kind: str, expected: list) -> None:
+    assert sorted(_facts(text, kind), key=str) == sorted(expected, key=str)
+
+
+def test_conditions_and_written_forms() -> None:
+    assert _facts("AST/ALT <= 2.5 x ULN (<= 5 x ULN if liver metastases)", "inclusion") == [
+        ("ast", "<=", None, None, 2.5, None),
+        ("alt", "<=", None, None, 2.5, None),
+        ("ast", "<=", None, None, 5, "liver metastases"),
+        ("alt", "<=", None, None, 5, "liver metastases"),
+    ]
+    assert _facts("Bilirubin within normal limits", "inclusion") == [("total_bilirubin", "<=", None, None, 1, None)]
+    # one threshold in two units is one item
+    assert _facts("ANC >= 1,500/mm^3 (1.5 x 10^9/L)", "inclusion") == [("anc", ">=", 1500, "/mm3", None, None)]

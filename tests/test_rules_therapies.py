@@ -1,0 +1,86 @@
+"""Prior therapies found in real criteria (ctgov-2026 trials.jsonl, normalised), checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from extract.rules import therapies
+from conftest import make_criterion
+
+# (text, kind, [(requirement, therapy, drugs, min_lines, max_lines), ...])
+CASES = [
+    ("Prior treatment with PARP inhibitor, FUDR or FTD/TPI", "exclusion", [("excluded", "parp inhibitor", [], None, None)]),
+    (
+        "Has received prior therapy with an anti-PD-1, anti-PD-L1, anti-PD-L2, anti-CTLA4, or anti-Lag-3 antibodies.",
+        "exclusion",
+        [("excluded", "anti-pd-1/pd-l1 therapy", [], None, None), ("excluded", "anti-ctla-4 therapy", [], None, None)],
+    ),
+    ("Patient must have received prior endocrine therapy with CDK4/6 inhibitor.", "inclusion",
+     [("required", "endocrine therapy", [], None, None), ("required", "cdk4/6 inhibitor", [], None, None)]),
+    ("Prior allogeneic bone marrow transplantation or solid organ transplant", "exclusion",
+     [("excluded", "stem cell transplant", [], None, None)]),
+    ("Patients must have received 1-3 prior systemic therapies", "inclusion", [("required", "systemic therapy", [], 1, 3)]),
+    ("Participants previously treated with lurbinectedin.", "exclusion", [("excluded", "lurbinectedin", ["lurbinectedin"], None, None)]),
+    ("Has not received systemic treatment for locally recurrent unresectable or metastatic breast cancer", "inclusion",
+     [("excluded", "systemic therapy", [], None, None)]),
+    # "are not eligible" in the exclusions restates the exclusion; it does not flip it
+    ("Subjects who have received prior allogeneic stem cell transplant or solid organ transplant are not eligible.", "exclusion",
+     [("excluded", "stem cell transplant", [], None, None)]),
+    ("Has received prior fulvestrant in the adjuvant, unresectable locally advanced, or metastatic setting", "exclusion",
+     [("excluded", "fulvestrant", ["fulvestrant"], None, None)]),
+    ("Prior treatment with any PI3K, Akt, or mTOR inhibitor, or any agent whose mechanism of action is to inhibit the "
+     "PI3K/Akt/mTOR pathway", "exclusion", [("excluded", "pi3k/akt/mtor inhibitor", [], None, None)]),
+    ("Enrolled before or during first line of treatment for metastatic breast cancer. No more than 1 prior line of "
+     "therapy in the metastatic setting.", "inclusion", [("required", "systemic therapy", [], None, 1)]),
+    ("Has received at least one prior line of therapy with progression or intolerance", "inclusion",
+     [("required", "systemic therapy", [], 1, None)]),
+    (
+        "Must be treatment-naive: Received no prior chemotherapy, immunotherapy, or targeted therapy for the treatment of "
+        "CLL, with the exceptions of palliative loco-regional radiotherapy, rituximab for autoimmune conditions, or "
+        "corticosteroids for symptoms control",
+        "inclusion",
+        [("excluded", "chemotherapy", [], None, None), ("excluded", "immunotherapy", [], None, None),
+         ("excluded", "targeted therapy", [], None, None)],
+    ),
+    # washouts, toxicity of prior therapy and allowed therapy are not prior therapies
+    ("No major surgery within 28 days prior to dosing", "exclusion", []),
+    ("Unresolved clinically significant AEs > Grade 1 from prior anticancer therapy.", "exclusion", []),
+    ("Radiation therapy within 21 days; however, if the radiation portal covered ≤ 5% of the bone marrow reserve, the "
+     "subject is eligible irrespective of the end date of radiotherapy", "exclusion", []),
+    ("treated with Androgen Deprivation Therapy for the first time within 6 months prior to the enrolment visit, or",
+     "inclusion", []),
+]
+
+
+def _facts(text: str, kind: str) -> list[tuple]:
+    criterion = make_criterion(text, kind)
+    facts = []
+    for field, item in therapies.find(criterion):
+        assert field == "prior_therapies"
+        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
+        facts.append((item["requirement"], item["therapy"], item["drugs"], item["min_lines"], item["max_lines"]))
+    return facts
+
+
+@pytest.mark.parametrize("text, kind, expected", CASES)
+def test_prior_therapies_in_real_criteria(text: str, kind: str, expected: list) -> None:
+    assert sorted(_facts(text, kind), key=str) == sorted(expected, key=str)
+
+
+def test_lexicon_classes_and_polarity() -> None:
+    assert _facts("Prior anti-HER2 therapy including trastuzumab, pertuzumab and T-DM1", "inclusion") == [
+        ("required", "anti-her2 therapy", ["trastuzumab", "pertuzumab", "trastuzumab emtansine"], None, None)
+    ]
+    assert _facts("Prior treatment with Herceptin, Enhertu or DS-8201", "exclusion") == [
+        ("excluded", "trastuzumab", ["trastuzumab"], None, None),
+        ("excluded", "trastuzumab deruxtecan", ["trastuzumab deruxtecan"], None, None),
+    ]
+    assert _facts("No prior CDK4/6 inhibitor", "inclusion") == [("excluded", "cdk4/6 inhibitor", [], None, None)]
+    assert _facts("chemotherapy-naive", "inclusion") == [("excluded", "chemotherapy", [], None, None)]
+    assert _facts("More than 3 prior regimens", "exclusion") == [("required", "systemic therapy", [], None, 3)]
+    assert _facts("No chemotherapy within 21 days of first dose", "exclusion") == []
+
+
+def test_duration_in_months() -> None:
+    [item] = [i for _, i in therapies.find(make_criterion("received at least 2 years of anti-HER2 therapy"))]
+    assert (item["therapy"], item["min_duration_months"]) == ("anti-her2 therapy", 24)
