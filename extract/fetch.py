@@ -202,6 +202,7 @@ async def fetch_search(
     # The API refuses a pageToken unless every other parameter is the same as on the first page.
     params = search.params() | {"pageSize": min(page_size, limit or page_size, MAX_PAGE_SIZE), "countTotal": "true"}
     done, total, token, number = 0, limit, None, 1
+    seen: set[str] = set()
     async with Registry(settings) as registry:
         while limit is None or done < limit:
             page = await _search_page(registry, params | ({"pageToken": token} if token else {}), number, summary)
@@ -214,6 +215,9 @@ async def fetch_search(
             token, number = page.get("nextPageToken"), number + 1
             if not token:
                 break
+            if token in seen:  # a server handing back a token it gave before would page forever
+                raise UpstreamError(f"search page {number}: the registry repeated a page token (stored: {summary.line()})")
+            seen.add(token)
     return summary
 
 

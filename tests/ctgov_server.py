@@ -11,6 +11,7 @@ and a test can queue faults that the next requests meet, in order (None: answer 
   "stall"      nothing sent for `stall_seconds`, then the connection closes
   "truncated"  the real response, but the body stops halfway short of its Content-Length
   "half-json"  the real response with a consistent Content-Length, but half a JSON document
+  "same-token" the real page, but naming the token it was asked with as the next one (a loop)
 """
 
 from __future__ import annotations
@@ -185,9 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in ("429", "500"):
             headers = {"Retry-After": self.server.retry_after} if fault == "429" else {}
             return self._send(_text(int(fault), "Too Many Requests" if fault == "429" else "Internal Server Error"), headers)
+        asked_with = params.get("pageToken")
         response = self.server.answer(url.path, params)
         if fault == "half-json":
             response = Response(response.status, response.body[: len(response.body) // 2], response.content_type)
+        if fault == "same-token":
+            page = json.loads(response.body) | {"nextPageToken": asked_with}
+            response = Response(response.status, json.dumps(page).encode(), response.content_type)
         self._send(response, {}, cut_short=fault == "truncated")
 
     def _send(self, response: Response, headers: dict[str, str], cut_short: bool = False) -> None:

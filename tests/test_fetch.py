@@ -125,6 +125,13 @@ def test_a_search_page_failing_after_retries_is_an_upstream_error_after_storing_
     assert stored(workspace) == PHASE1_IDS[:4]
 
 
+def test_a_registry_repeating_a_page_token_stops_the_search_instead_of_looping(workspace, ctgov):
+    ctgov.fail_next(None, "same-token")
+    with pytest.raises(UpstreamError, match="repeated a page token"):
+        search(workspace, ctgov, PHASE1, page_size=4)
+    assert stored(workspace) == PHASE1_IDS[:8]
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,150 @@
+"""Benchmarks, run on demand (`make bench`): throughput and memory on this machine, as JSON and a table.
+
+    .venv/bin/python bench/run.py [--only rules,import,pipeline,openai] [--out bench/results/latest.json]
+
+Measures
+- rules: the rules backend alone (segmentation + extraction + grounding + validation, no I/O) over
+  every shared record, and its growth from 100 to 1,000 to 5,000 trials (records repeated under new
+  ids), with peak Python memory;
+- import: `import` of every shared file into a fresh workspace;
+- pipeline: `extract --all` with the rules backend into that workspace (records written, rows
+  stored), then the same run again over unchanged trials (everything up to date);
+- openai: the openai backend against a local OpenAI-compatible server that waits a fixed latency
+  per call, at concurrency 1, 8 and 32, against the ideal concurrency / latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from extract.backend import assemble  # noqa: E402
+from extract.importer import files_under, import_files  # noqa: E402
+from extract.pipeline import run_extraction  # noqa: E402
+from extract.rules import RulesBackend  # noqa: E402
+from extract.sources import RawRecord, parse_document  # noqa: E402
+from extract.store import Workspace  # noqa: E402
+from extract.text import segment  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+SHARED_FOLDERS = [SHARED / "ctgov-v2", SHARED / "ctgov-classic-xml", SHARED / "ctgov-2026"]
+
+
+def shared_trials():
+    trials = {}
+    for path in files_under(SHARED_FOLDERS):
+        for parsed in parse_document(path.read_bytes(), path.name):
+            if isinstance(parsed, RawRecord):
+                trials[parsed.trial.nct_id] = parsed.trial
+    return list(trials.values())
+
+
+def repeated(trials, count):
+    """`count` trials cycling through the real ones, each under a new id (NCT9xxxxxxx)."""
+    return [trials[i % len(trials)].model_copy(update={"nct_id": f"NCT9{i:07d}"}) for i in range(count)]
+
+
+def time_rules(trials) -> dict:
+    backend = RulesBackend()
+
+    async def extract_all():
+        for trial in trials:
+            criteria = segment(trial.eligibility_text)
+            assemble(trial, criteria, await backend.extract(trial, criteria), backend)
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    asyncio.run(extract_all())
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"trials": len(trials), "seconds": round(seconds, 3), "trials_per_s": round(len(trials) / seconds, 1),
+            "peak_python_mib": round(peak / 2**20, 1)}  # fmt: skip
+
+
+def bench_rules() -> dict:
+    trials = shared_trials()
+    result = {"all_shared": time_rules(trials)}
+    for count in (100, 1000, 5000):
+        result[f"n{count}"] = time_rules(repeated(trials, count))
+    return result
+
+
+def bench_import_and_pipeline(run_pipeline: bool) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        workspace = Workspace(folder)
+        files = files_under(SHARED_FOLDERS)
+        started = time.perf_counter()
+        summary = import_files(workspace, files)
+        seconds = time.perf_counter() - started
+        stored = summary.new + summary.changed + summary.unchanged
+        result = {"import": {"files": len(files), "records": stored, "seconds": round(seconds, 3),
+                             "records_per_s": round(stored / seconds, 1)}}  # fmt: skip
+        if run_pipeline:
+            trials = list(workspace.trials())
+            backend = RulesBackend()
+            for label in ("extract_all", "rerun_unchanged"):
+                started = time.perf_counter()
+                run = asyncio.run(run_extraction(workspace, backend, trials))
+                seconds = time.perf_counter() - started
+                result[label] = {"trials": len(trials), "extracted": run.extracted, "skipped": run.skipped,
+                                 "seconds": round(seconds, 3), "trials_per_s": round(len(trials) / seconds, 1)}  # fmt: skip
+        workspace.close()
+        return result
+
+
+def bench_openai() -> dict:
+    from bench.openai_latency import run as run_openai  # needs the local OpenAI-compatible test server
+
+    return run_openai(shared_trials())
+
+
+def table(results: dict) -> str:
+    lines = ["| benchmark | trials | seconds | per second | notes |", "|---|---|---|---|---|"]
+    for section, entries in results.items():
+        if not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            if isinstance(entry, dict) and "seconds" in entry:
+                rate = entry.get("trials_per_s") or entry.get("records_per_s")
+                notes = ", ".join(f"{k} {v}" for k, v in entry.items() if k not in ("seconds", "trials_per_s", "records_per_s", "trials", "records"))
+                lines.append(f"| {section}.{name} | {entry.get('trials', entry.get('records'))} | {entry['seconds']} | {rate} | {notes} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="rules,import,pipeline,openai")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    results: dict = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(), "platform": platform.platform()},
+    }
+    if "rules" in only:
+        results["rules"] = bench_rules()
+    if only & {"import", "pipeline"}:
+        results["store"] = bench_import_and_pipeline("pipeline" in only)
+    if "openai" in only:
+        results["openai"] = bench_openai()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
