@@ -36,9 +36,9 @@ _ANALYTE = re.compile(
 _GROUP_GAP = re.compile(r"(?i)(?:[^\S\n]|[/,&+()\[\]]|\b(?:and/or|and|or|serum|levels?|counts?)\b)*")
 # Between an analyte and its threshold: "(ANC)", "count of", "level must be", ": ".
 _LEAD = re.compile(
-    r"(?i)(?:[^\S\n]|[:,)\]]|\([^()\n]{0,40}\)|\[[^\[\]\n]{0,40}\]|\b(?:counts?|levels?|values?|must|be|is|are|of|"
+    r"(?i)(?:[^\S\n]|[:,)\]]|\([^()\n]{0,60}\)|\[[^\[\]\n]{0,40}\]|\b(?:counts?|levels?|values?|must|be|is|are|of|"
     r"should|serum|plasma|total|absolute|concentration|measured|calculated|estimated|by|cockcroft[\s-]*gault|"
-    r"interval|ratio|both|each|either|need|needs|to|has|have|a|an|the|result)\b)*"
+    r"interval|ratio|both|each|either|need|needs|to|has|have|a|an|the|result|at|screening|baseline)\b)*"
 )
 _ULN = (
     r"(?:(?:[x×*]|\btimes\b|-?\s*fold)?[^\S\n]*(?:the[^\S\n]+)?(?:institutional[^\S\n]+)?"
@@ -77,7 +77,9 @@ _SUBGROUP = re.compile(
     r"\bmen\b|\bwomen\b|\bHCC\b|tumou?r|cirrho|syndrome|infiltrat|children|paediatric|pediatric"
 )
 # "... for patients with total bilirubin > 1.5 x ULN": an analyte inside another's condition.
-_CONDITION_CUE = re.compile(r"(?i)\b(?:if|for|in|with)[^\S\n]+(?:(?:patients?|participants?|subjects?)[^\S\n]+with[^\S\n]+)?$")
+_CONDITION_CUE = re.compile(
+    r"(?i)(?:\b(?:if|for|in)[^\S\n]+|\b(?:patients?|participants?|subjects?)[^\S\n]+with[^\S\n]+)(?:(?:patients?|participants?|subjects?)[^\S\n]+with[^\S\n]+)?$"
+)
 # A subgroup named before the analyte: "For patients with Gilbert's syndrome, bilirubin <= 3 x ULN",
 # "except in patients with Gilbert's syndrome, who must have a total bilirubin < 3.0 mg/dL".
 _LEADING_CONDITION = re.compile(
@@ -155,11 +157,17 @@ def _thresholds(text: str, start: int, stop: int, exclusion: bool) -> Iterator[t
                 yield fields, end
                 fields, end = _threshold(following, exclusion), following.end()
                 match = following
-            fields["condition"] = condition["condition"].strip()
+            fields["condition"] = condition["condition"].strip(" .")
             end = max(end, condition.end())
             gap = _NEXT_GAP.match(text, end, stop)
         # "1.5 x 10^9/L (1,500/mm3)" gives one threshold in two units: keep the first
-        equivalent = previous is not None and fields.get("unit") and previous.get("unit") and fields["comparator"] == previous["comparator"] and "condition" not in fields
+        equivalent = (
+            previous is not None
+            and None not in (fields["unit"], previous["unit"])
+            and fields["unit"] != previous["unit"]
+            and fields["comparator"] == previous["comparator"]
+            and "condition" not in fields
+        )
         if not equivalent:
             yield fields, end
         previous = fields
@@ -187,6 +195,9 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if leading and "condition" not in fields:
                 fields["condition"] = leading["condition"].strip()
             quote = text[start:quote_end].strip()
+            if (fields["unit"] or "").startswith("mL/min") and len(analytes) > 1:
+                # "creatinine clearance (... creatinine or CrCl) >= 60 mL/min" is a clearance only
+                analytes = [a for a in analytes if a != "creatinine"]
             for analyte in analytes:
                 item = {"analyte": analyte, **fields}
                 item.setdefault("condition", None)

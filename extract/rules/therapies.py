@@ -227,6 +227,8 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     lower = text.lower()
     if len(lower) != len(text) or cohort_specific(text):
         return  # a rare character whose lower case is longer would shift every offset
+    if not _EXPOSURE.search(lower) and not _UNTREATED.search(lower):
+        return
     masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text)
     polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
     seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
