@@ -226,6 +226,85 @@ def make_backend(name: str | None, model: str | None, workspace: Workspace | Non
     return OpenAIBackend.from_environment(model=model, workspace=workspace)
 
 
+@main.group(name="batch")
+def batch_group() -> None:
+    """Extract through the provider's Batch API: half the price, answers within 24 hours.
+
+    `submit` sends the trials, `status` follows the batch, `collect` stores the records as
+    `extract` does (and fills the LLM cache). Needs OPENAI_API_KEY or OPENAI_BASE_URL.
+    """
+
+
+@batch_group.command(name="submit")
+@click.argument("nct_ids", nargs=-1)
+@click.option("--all", "all_trials", is_flag=True, help="Submit every stored trial.")
+@click.option("--model", help="LLM model name; default from ELIGEX_MODEL.")
+@click.option("--force", is_flag=True, help="Submit again even when the current record is up to date.")
+@click.pass_obj
+def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> None:
+    """Write, upload and create a batch for the trials that need a request; print it (JSON).
+
+    Up-to-date trials are skipped (unless --force) and trials whose answer is cached are extracted
+    at once. Running it again after a crash resumes the unfinished submission of the same requests.
+    """
+    from extract import batch
+    from extract.llm import OpenAIBackend
+
+    if bool(nct_ids) == all_trials:
+        raise InputError("name trials (NCT ids) or pass --all, not both")
+    with workspace.writing():
+        llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
+        trials = _stored_trials(workspace, list(nct_ids) or None)
+        report = asyncio.run(batch.submit(workspace, llm, trials, force=force))
+    click.echo(json.dumps(report))
+
+
+@batch_group.command(name="status")
+@click.argument("ref", metavar="[BATCH_OR_RUN]", required=False)
+@click.option("--wait", is_flag=True, help="Poll until the batch is finished.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+              help="Seconds between polls with --wait.")  # fmt: skip
+@click.pass_obj
+def batch_status(workspace: Workspace, ref, wait, interval) -> None:
+    """Print a batch's state and request counts (JSON); default: the newest batch."""
+    from extract import batch
+    from extract.llm import OpenAIBackend
+
+    def show_progress(report: dict) -> None:
+        counts = report["request_counts"] or {}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        click.echo(f"batch {report['batch_id']}: {report['state']}, {done}/{counts.get('total', '?')} done", err=True)
+
+    client = OpenAIBackend.from_environment(workspace=workspace).client
+    report = asyncio.run(batch.watch(workspace, client, ref, wait=wait, interval=interval, on_poll=show_progress))
+    click.echo(json.dumps(report))
+
+
+@batch_group.command(name="collect")
+@click.argument("ref", metavar="[BATCH_OR_RUN]", required=False)
+@click.pass_obj
+def batch_collect(workspace: Workspace, ref) -> None:
+    """Download a finished batch's output and errors and store its records (default: the newest batch).
+
+    A failed request is named with its reason (exit code 1); an expired or cancelled batch keeps
+    what completed. Collecting again does nothing.
+    """
+    from extract import batch
+    from extract.llm import OpenAIBackend
+
+    with workspace.writing():
+        row = batch.find(workspace, ref)
+        llm = OpenAIBackend.from_environment(model=row["model"], workspace=workspace)
+        summary = asyncio.run(batch.collect(workspace, llm, row))
+    if summary is None:
+        click.echo(f"batch {row['batch_id']} (run {row['run_id']}) was collected already", err=True)
+        return
+    click.echo(json.dumps(summary.as_dict()))
+    click.echo(f"run {summary.run_id}: {summary.extracted} extracted, {len(summary.failures)} failed; "
+               f"cost ${summary.cost_usd:.4f} (batch price)", err=True)  # fmt: skip
+    fail_if(summary.failures)
+
+
 @main.command()
 @click.argument("nct_id")
 @click.pass_obj

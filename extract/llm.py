@@ -325,26 +325,37 @@ class OpenAIBackend:
         key = self.cache_key(trial)
         cached = self.workspace.cache_get(key) if self.workspace else None
         if cached is not None:
-            return self._draft(cached["response"], Usage())  # no request, nothing spent
+            return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
         answers = await asyncio.gather(
-            *(self._ask(trial, part, usage) for part in chunk(criteria, self.settings.chunk_chars))
+            *(self._ask(trial, part, usage) for part in self.parts(criteria))
         )
         answer = merge(answers)
+        self.remember(trial, answer, usage)
+        return self.draft(answer, usage)
+
+    def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
+        """Cache a trial's merged answer (the Batch API path fills the same cache)."""
         if self.workspace:
             self.workspace.cache_put(
-                key, model=self.model, prompt_version=self.prompt_version, schema_version=SCHEMA_VERSION,
-                response=answer, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                self.cache_key(trial), model=self.model, prompt_version=self.prompt_version,
+                schema_version=SCHEMA_VERSION, response=answer, input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
             )  # fmt: skip
-        return self._draft(answer, usage)
 
-    def _draft(self, answer: dict[str, Any], usage: Usage) -> Draft:
+    def draft(self, answer: dict[str, Any], usage: Usage, price_factor: float = 1.0) -> Draft:
+        """`price_factor` scales the list price (the Batch API charges half)."""
+        cost = cost_usd(self.prices, self.model, usage)
         return Draft(
             eligibility=to_eligibility(answer),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            cost_usd=cost_usd(self.prices, self.model, usage),
+            cost_usd=None if cost is None else round(cost * price_factor, 8),
         )
+
+    def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
+        """The criteria as they are sent: one request per part."""
+        return chunk(criteria, self.settings.chunk_chars)
 
     def messages(self, trial: Trial, criteria: list[Criterion]) -> list[dict[str, str]]:
         return [

@@ -75,6 +75,25 @@ MIGRATIONS = [
         created_at TIMESTAMPTZ NOT NULL
     )
     """,
+    # Batch API jobs, one per run; each step is recorded as it ends so that `batch submit` resumes.
+    """
+    CREATE TABLE batches (
+        run_id VARCHAR PRIMARY KEY,
+        batch_id VARCHAR,  -- the provider's, once created
+        state VARCHAR NOT NULL,  -- 'written', 'uploaded', then the provider's status
+        model VARCHAR NOT NULL,
+        prompt_version VARCHAR NOT NULL,
+        input_file_id VARCHAR,
+        output_file_id VARCHAR,
+        error_file_id VARCHAR,
+        custom_ids JSON NOT NULL,  -- the requests, in input order
+        cache_keys JSON NOT NULL,  -- per trial: the LLM cache key of the text that was sent
+        request_counts JSON,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        collected_at TIMESTAMPTZ
+    )
+    """,
 ]
 
 
@@ -276,6 +295,32 @@ class Workspace:
             "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()],
         )
+
+    # -- Batch API jobs --------------------------------------------------------------------------
+
+    def save_batch(self, run_id: str, **columns: Any) -> None:
+        """Insert the run's batch row or update the columns given; JSON columns take plain data."""
+        values = {k: json.dumps(v) if k in _BATCH_JSON else v for k, v in columns.items()} | {"updated_at": _now()}
+        if self.db.execute("SELECT 1 FROM batches WHERE run_id = ?", [run_id]).fetchone() is None:
+            values |= {"run_id": run_id, "created_at": values["updated_at"]}
+            self.db.execute(
+                f"INSERT INTO batches ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", list(values.values())
+            )
+        else:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            self.db.execute(f"UPDATE batches SET {assignments} WHERE run_id = ?", [*values.values(), run_id])
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch row, newest first, JSON columns decoded."""
+        cursor = self.db.execute("SELECT * FROM batches ORDER BY created_at DESC")
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for row in rows:
+            row.update({k: json.loads(row[k]) for k in _BATCH_JSON if row[k] is not None})
+        return rows
+
+
+_BATCH_JSON = ("custom_ids", "cache_keys", "request_counts")
 
 
 def _now() -> datetime:

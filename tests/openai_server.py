@@ -7,7 +7,10 @@ say the server answers 500, which shows up in a test as a failed trial.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,6 +130,131 @@ class OpenAIServer:
 @pytest.fixture
 def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+# -- the Batch API --------------------------------------------------------------------------------------
+
+
+def expired_line(when: str | None = None) -> Reply:
+    """A batch line left undone when the completion window closed: the batch ends `expired`."""
+    return Reply(status=0, when=when)
+
+
+class BatchServer(OpenAIServer):
+    """The Batch API on top: POST /v1/files (multipart), GET /v1/files/{id}/content, POST /v1/batches,
+    GET /v1/batches[/{id}].
+
+    Each GET of a batch moves it one state on: validating, in_progress, then completed (or expired).
+    On finishing, every input line takes a scripted reply as a chat completion would (and is recorded
+    in `requests`): a 200 goes to the output file, any other status to the error file, and an
+    `expired_line` to the error file as `batch_expired`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}  # every batch created, by id
+
+    def _add_file(self, data: bytes, purpose: str, filename: str) -> dict:
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = data
+        return {"id": file_id, "object": "file", "bytes": len(data), "created_at": 0, "filename": filename,
+                "purpose": purpose, "status": "processed"}  # fmt: skip
+
+    def _upload(self, content_type: str, raw: bytes) -> dict:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
+        parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        purpose = parts["purpose"].get_payload(decode=True).decode()
+        with self._lock:
+            return self._add_file(parts["file"].get_payload(decode=True), purpose, parts["file"].get_filename())
+
+    def _create_batch(self, request: dict) -> dict:
+        with self._lock:
+            total = len(self.files[request["input_file_id"]].splitlines())
+            batch = {"id": f"batch_{len(self.batches) + 1}", "object": "batch", "endpoint": request["endpoint"],
+                     "completion_window": request["completion_window"], "created_at": 0,
+                     "input_file_id": request["input_file_id"], "status": "validating",
+                     "metadata": request.get("metadata"), "output_file_id": None, "error_file_id": None,
+                     "request_counts": {"total": total, "completed": 0, "failed": 0}}  # fmt: skip
+            self.batches[batch["id"]] = batch
+            return dict(batch)
+
+    def _advance(self, batch_id: str) -> dict:
+        batch = self.batches[batch_id]
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+        elif batch["status"] == "in_progress":
+            self._finish(batch)
+        return dict(batch)
+
+    def _finish(self, batch: dict) -> None:
+        output, errors = [], []
+        for raw in self.files[batch["input_file_id"]].decode().splitlines():
+            reply = self._next(raw)
+            line = {"id": f"batch_req_{len(output) + len(errors) + 1}", "custom_id": json.loads(raw)["custom_id"]}
+            if reply.status == 0:
+                message = "This request could not be executed before the completion window expired."
+                errors.append(line | {"response": None, "error": {"code": "batch_expired", "message": message}})
+            else:
+                line |= {"response": {"status_code": reply.status, "request_id": "req-test", "body": reply.body},
+                         "error": None}  # fmt: skip
+                (output if reply.status == 200 else errors).append(line)
+        with self._lock:
+            for lines, key, name in ((output, "output_file_id", "output.jsonl"), (errors, "error_file_id", "errors.jsonl")):
+                if lines:
+                    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                    batch[key] = self._add_file(data, "batch_output", name)["id"]
+        expired = any(line.get("error") for line in errors)
+        batch["status"] = "expired" if expired else "completed"
+        batch["request_counts"] |= {"completed": len(output), "failed": len(errors)}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+        Chat = super()._handler()
+
+        class Handler(Chat):
+            def do_GET(self) -> None:
+                content = re.fullmatch(r"/v1/files/([\w-]+)/content", self.path)
+                batch = re.fullmatch(r"/v1/batches/([\w-]+)", self.path)
+                if content and content[1] in server.files:
+                    self._send(server.files[content[1]], "application/octet-stream")
+                elif batch and batch[1] in server.batches:
+                    self._send(server._advance(batch[1]))
+                elif self.path.split("?")[0] == "/v1/batches":
+                    data = [dict(b) for b in reversed(server.batches.values())]
+                    self._send({"object": "list", "data": data, "has_more": False})
+                else:
+                    self.send_error(404)
+
+            def do_POST(self) -> None:
+                if self.path not in ("/v1/files", "/v1/batches"):
+                    super().do_POST()
+                    return
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/v1/files":
+                    self._send(server._upload(self.headers["Content-Type"], raw))
+                else:
+                    self._send(server._create_batch(json.loads(raw)))
+
+            def _send(self, body: dict | bytes, content_type: str = "application/json") -> None:
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+
+@pytest.fixture
+def batch_server() -> Iterator[BatchServer]:
+    server = BatchServer()
     server.start()
     yield server
     server.stop()

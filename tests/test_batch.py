@@ -1,0 +1,230 @@
+"""`eligex batch` against a real local Batch API server (files, batches, scripted lines), through the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import pytest
+from click.testing import CliRunner
+from openai_server import BatchServer, batch_server, error, expired_line, json_content  # noqa: F401 (a fixture)
+from test_llm import ANSWER, API_KEY, OTHER, OTHER_ANSWER, TRIAL, rows, workspace  # noqa: F401 (fixtures)
+
+from cli import main
+from extract import batch
+from extract.errors import InputError
+from extract.llm import ExtractedEligibility, OpenAIBackend
+from extract.pipeline import run_extraction
+from extract.sources import flat_export_row
+from extract.store import Workspace
+from extract.text import segment
+
+USAGE = (1000, 200)
+
+
+@pytest.fixture
+def environment(monkeypatch, tmp_path, batch_server):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"usd_per_million_tokens": {"test-model": {"input": 1.0, "output": 2.0}}}))
+    for name, value in {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": batch_server.base_url,
+                        "ELIGEX_PRICES": str(prices), "ELIGEX_MODEL": "test-model"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+
+def llm(workspace: Workspace) -> OpenAIBackend:
+    return OpenAIBackend.from_environment(workspace=workspace)  # a new client per event loop, as per process
+
+
+def submit(workspace: Workspace, *nct_ids: str, **options):
+    trials = list(workspace.trials(list(nct_ids or (TRIAL, OTHER))))
+    return asyncio.run(batch.submit(workspace, llm(workspace), trials, **options))
+
+
+def finish(workspace: Workspace, run_id: str):
+    """Poll until the batch is done (the server moves one state per poll), then collect."""
+    states = [asyncio.run(batch.poll(workspace, llm(workspace).client, run_id))["state"]]
+    while states[-1] not in batch.FINISHED and len(states) < 3:
+        states.append(asyncio.run(batch.poll(workspace, llm(workspace).client, run_id))["state"])
+    assert states[-1] in batch.FINISHED, states
+    return asyncio.run(batch.collect(workspace, llm(workspace), batch.find(workspace, run_id)))
+
+
+def invalid(answer: dict) -> dict:
+    return dict(answer, performance_status=[dict(answer["performance_status"][0], min=2, max=1)])
+
+
+def walk(schema):
+    yield schema
+    for value in schema.values() if isinstance(schema, dict) else schema if isinstance(schema, list) else ():
+        yield from walk(value)
+
+
+def test_the_strict_schema_closes_every_object_and_makes_optional_fields_nullable():
+    schema = batch.RESPONSE_FORMAT["json_schema"]["schema"]
+    assert batch.RESPONSE_FORMAT["json_schema"]["strict"] is True
+    objects = [node for node in walk(schema) if isinstance(node, dict) and "properties" in node]
+    assert len(objects) > 10
+    for node in objects:
+        assert node["additionalProperties"] is False and node["required"] == list(node["properties"])
+        assert not {"default", "title", "minLength"} & {k for p in node["properties"].values() for k in p}
+    assert all(set(node) == {"$ref"} for node in walk(schema) if isinstance(node, dict) and "$ref" in node)
+    # Optional fields accept null, required ones do not; an answer with every field filled in still validates.
+    assert {"type": "null"} in schema["properties"]["stage"]["anyOf"]
+    quote = schema["$defs"]["Quote"]["properties"]
+    assert "anyOf" not in quote["quote"] and quote["quote"]["type"] == "string"
+    full = ExtractedEligibility.model_validate(ANSWER).model_dump(mode="json")
+    assert set(full) == set(schema["properties"])
+    assert batch.strict_schema({"type": "object", "properties": {"default": {"type": "integer", "default": None}}}) == {
+        "type": "object", "properties": {"default": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+        "required": ["default"], "additionalProperties": False}  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, workspace, tmp_path, rows):
+    first = submit(workspace, stop_after="write")
+    again = Workspace(tmp_path / "again")
+    for row in rows.values():
+        again.store_trial(flat_export_row(row, datetime.now(timezone.utc)))
+    second = submit(again, stop_after="write")
+
+    text = (batch.batch_dir(workspace, first["run_id"]) / "input.jsonl").read_bytes()
+    assert text == (batch.batch_dir(again, second["run_id"]) / "input.jsonl").read_bytes()
+    lines = [json.loads(line) for line in text.decode().splitlines()]
+    assert [line["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0", f"{TRIAL}:extract-v1:0"]
+    backend = llm(workspace)
+    trial = next(workspace.trials([TRIAL]))
+    body = lines[1]["body"]
+    assert (lines[1]["method"], lines[1]["url"]) == ("POST", "/v1/chat/completions")
+    assert body == {"model": "test-model", "messages": backend.messages(trial, segment(trial.eligibility_text)),
+                    "response_format": batch.RESPONSE_FORMAT}  # fmt: skip
+    assert first["state"] == "written" and batch_server.files == {} and batch_server.batches == {}
+    again.close()
+
+
+@pytest.mark.usefixtures("environment")
+def test_the_full_cycle_on_the_command_line(batch_server, workspace):
+    batch_server.script(json_content(ANSWER, usage=USAGE, when=TRIAL), json_content(OTHER_ANSWER, usage=USAGE, when=OTHER))
+    runner = CliRunner()
+    base = ["--workspace", str(workspace.root), "batch"]
+    workspace.close()
+
+    submitted = runner.invoke(main, base + ["submit", TRIAL, OTHER])
+    assert submitted.exit_code == 0, submitted.output
+    report = json.loads(submitted.stdout)
+    assert report["state"] == "validating" and report["requests"] == 2 and len(batch_server.batches) == 1
+    [created] = batch_server.batches.values()
+    assert created["metadata"] == {"eligex_run": report["run_id"]}
+    assert batch_server.files[created["input_file_id"]].decode().count("\n") == 2
+
+    waited = runner.invoke(main, base + ["status", report["batch_id"], "--wait", "--interval", "0.01"])
+    assert waited.exit_code == 0, waited.output
+    assert json.loads(waited.stdout)["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert "in_progress" in waited.stderr and API_KEY not in waited.output
+
+    collected = runner.invoke(main, base + ["collect"])
+    assert collected.exit_code == 0, collected.output
+    assert json.loads(collected.stdout)["extracted"] == 2
+    again = runner.invoke(main, base + ["collect", report["run_id"]])
+    assert again.exit_code == 0 and "collected already" in again.stderr
+
+    record = workspace.current_record(TRIAL)
+    assert [(p.scale, p.min, p.max) for p in record.eligibility.performance_status] == [("ECOG", 0, 1)]
+    ecog = record.eligibility.performance_status[0].evidence
+    assert record.eligibility_text[ecog.start : ecog.end] == ecog.quote and record.extraction.ungrounded_items == 0
+    extraction = record.extraction
+    assert (extraction.backend, extraction.model, extraction.input_tokens, extraction.output_tokens) == (
+        "openai", "test-model", *USAGE)  # fmt: skip
+    assert extraction.cost_usd == pytest.approx(0.5 * (1000 * 1.0 + 200 * 2.0) / 1e6)  # the batch price
+    assert workspace.current_record(OTHER).eligibility.min_age_years == 70
+    saved = batch.batch_dir(workspace, report["run_id"])
+    assert (saved / "output.jsonl").read_text().count(TRIAL) >= 1 and not (saved / "errors.jsonl").exists()
+    assert workspace.db.execute("SELECT nct_id, status FROM extractions WHERE run_id = ? ORDER BY nct_id",
+                                [report["run_id"]]).fetchall() == [(OTHER, "ok"), (TRIAL, "ok")]  # fmt: skip
+
+    # The cache is filled: an online run over the same trials asks nothing.
+    sent = batch_server.count
+    trials = list(workspace.trials([TRIAL, OTHER]))
+    summary = asyncio.run(run_extraction(workspace, llm(workspace), trials, force=True))
+    assert summary.extracted == 2 and batch_server.count == sent
+    assert workspace.current_record(TRIAL).eligibility == record.eligibility
+
+
+@pytest.mark.usefixtures("environment")
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (error(500, "the model is overloaded", when=TRIAL), "UpstreamError: HTTP 500 the model is overloaded"),
+        (json_content(invalid(ANSWER), when=TRIAL), "UpstreamError: invalid answer: performance_status.0"),
+        (json_content({"stage": "not an object"}, when=TRIAL), "UpstreamError: invalid answer: stage"),
+    ],
+    ids=["error-file", "contract-validator", "wrong-shape"],
+)
+def test_a_failed_line_fails_its_trial_and_the_rest_is_stored(batch_server, workspace, reply, reason):
+    batch_server.script(reply, json_content(OTHER_ANSWER, when=OTHER))
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.extracted == 1 and list(summary.failures) == [TRIAL]
+    assert summary.failures[TRIAL].startswith(reason) and "\n" not in summary.failures[TRIAL]
+    stored = workspace.db.execute("SELECT status, error FROM extractions WHERE nct_id = ?", [TRIAL]).fetchone()
+    assert stored == ("error", summary.failures[TRIAL])
+    assert workspace.current_record(OTHER).eligibility.min_age_years == 70
+    assert workspace.current_record(TRIAL) is None
+    if reply.status != 200:
+        assert (batch.batch_dir(workspace, report["run_id"]) / "errors.jsonl").exists()
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_expired_batch_keeps_what_completed_and_reports_the_rest(batch_server, workspace):
+    batch_server.script(json_content(ANSWER, when=TRIAL), expired_line(when=OTHER))
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert batch.find(workspace, report["batch_id"])["state"] == "expired"
+    assert summary.extracted == 1 and summary.failures == {OTHER: "UpstreamError: batch expired"}
+    assert workspace.current_record(TRIAL) is not None
+    runner = CliRunner()  # the same through the CLI, on a second expired batch: exit 1, the trial named
+    batch_server.script(expired_line(when=OTHER))
+    again = submit(workspace, OTHER)
+    asyncio.run(batch.poll(workspace, llm(workspace).client, again["run_id"]))
+    asyncio.run(batch.poll(workspace, llm(workspace).client, again["run_id"]))
+    workspace.close()
+    result = runner.invoke(main, ["--workspace", str(workspace.root), "batch", "collect", again["batch_id"]])
+    assert result.exit_code == 1 and f"failed: {OTHER}: UpstreamError: batch expired" in result.stderr
+
+
+@pytest.mark.usefixtures("environment")
+@pytest.mark.parametrize("crash", ["write", "upload"])
+def test_submit_resumes_after_a_crash_and_creates_one_batch(batch_server, workspace, crash):
+    first = submit(workspace, stop_after=crash)
+    assert first["batch_id"] is None and batch_server.batches == {}
+
+    resumed = submit(workspace)
+    repeated = submit(workspace)  # already submitted: reported, not sent again
+
+    assert resumed["run_id"] == first["run_id"] == repeated["run_id"]
+    assert resumed["batch_id"] == repeated["batch_id"] and len(batch_server.batches) == 1
+    assert len(batch_server.files) == 1  # uploaded once
+    [uploaded] = batch_server.files.values()
+    assert uploaded == (batch.batch_dir(workspace, first["run_id"]) / "input.jsonl").read_bytes()
+    assert len(workspace.runs()) == 1
+
+
+@pytest.mark.usefixtures("environment")
+def test_collect_waits_for_a_finished_batch_and_cached_trials_need_no_request(batch_server, workspace):
+    batch_server.script(json_content(ANSWER, when=TRIAL))
+    report = submit(workspace, TRIAL)
+    with pytest.raises(InputError, match="is in_progress: wait"):
+        asyncio.run(batch.collect(workspace, llm(workspace), batch.find(workspace, None)))
+    finish(workspace, report["run_id"])
+
+    again = submit(workspace, TRIAL, OTHER, force=True)  # TRIAL's answer is cached: only OTHER is sent
+
+    assert again["from_cache"] == 1 and again["requests"] == 1
+    lines = (batch.batch_dir(workspace, again["run_id"]) / "input.jsonl").read_text().splitlines()
+    assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0"]
+    assert workspace.db.execute("SELECT status FROM extractions WHERE run_id = ? AND nct_id = ?",
+                                [again["run_id"], TRIAL]).fetchone() == ("ok",)  # fmt: skip
