@@ -271,6 +271,10 @@ def batch_status(workspace: Workspace, ref, wait, interval) -> None:
     from extract.llm import OpenAIBackend
 
     def show_progress(report: dict) -> None:
+        if not report["batch_id"]:
+            click.echo(f"run {report['run_id']}: {report['state']}, not submitted yet; "
+                       "run `eligex batch submit` again with the same trials to resume", err=True)  # fmt: skip
+            return
         counts = report["request_counts"] or {}
         done = counts.get("completed", 0) + counts.get("failed", 0)
         click.echo(f"batch {report['batch_id']}: {report['state']}, {done}/{counts.get('total', '?')} done", err=True)

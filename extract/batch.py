@@ -122,6 +122,7 @@ async def submit(
     if len(lines) > MAX_REQUESTS:
         raise InputError(f"{len(lines)} requests are more than a batch holds ({MAX_REQUESTS}): submit fewer trials")
     custom_ids = [line["custom_id"] for line in lines]
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     row = _same_requests(workspace, llm, custom_ids) if lines else None
     if row is None:
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{llm.name}-batch"
@@ -133,15 +134,17 @@ async def submit(
             workspace.finish_run(run_id, summary.as_dict() | {"failures": summary.failures})
             return {"run_id": run_id, "batch_id": None, "state": "nothing to submit", "requests": 0,
                     "skipped": len(done), "from_cache": len(cached), "failed": len(summary.failures)}  # fmt: skip
-        text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         atomic_write(batch_dir(workspace, run_id) / "input.jsonl", text.encode())
         workspace.save_batch(run_id, state="written", model=llm.model, prompt_version=llm.prompt_version,
                              custom_ids=custom_ids, cache_keys=cache_keys)  # fmt: skip
         row = _row(workspace, run_id)
     client = _client(llm)
     if row["state"] == "written" and stop_after != "write":
-        data = (batch_dir(workspace, row["run_id"]) / "input.jsonl").read_bytes()
-        uploaded = await _call("upload", client, client.files.create(file=("input.jsonl", data), purpose="batch"))
+        path = batch_dir(workspace, row["run_id"]) / "input.jsonl"
+        if not path.exists():  # removed since: the same requests make the same file
+            atomic_write(path, text.encode())
+        upload = client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
+        uploaded = await _call("upload", client, upload)
         workspace.save_batch(row["run_id"], state="uploaded", input_file_id=uploaded.id)
         row = _row(workspace, row["run_id"])
     if row["state"] == "uploaded" and stop_after not in ("write", "upload"):

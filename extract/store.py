@@ -303,9 +303,8 @@ class Workspace:
         values = {k: json.dumps(v) if k in _BATCH_JSON else v for k, v in columns.items()} | {"updated_at": _now()}
         if self.db.execute("SELECT 1 FROM batches WHERE run_id = ?", [run_id]).fetchone() is None:
             values |= {"run_id": run_id, "created_at": values["updated_at"]}
-            self.db.execute(
-                f"INSERT INTO batches ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", list(values.values())
-            )
+            marks = ", ".join("?" * len(values))
+            self.db.execute(f"INSERT INTO batches ({', '.join(values)}) VALUES ({marks})", list(values.values()))
         else:
             assignments = ", ".join(f"{name} = ?" for name in values)
             self.db.execute(f"UPDATE batches SET {assignments} WHERE run_id = ?", [*values.values(), run_id])

@@ -205,7 +205,8 @@ class BatchServer(OpenAIServer):
                          "error": None}  # fmt: skip
                 (output if reply.status == 200 else errors).append(line)
         with self._lock:
-            for lines, key, name in ((output, "output_file_id", "output.jsonl"), (errors, "error_file_id", "errors.jsonl")):
+            files = ((output, "output_file_id", "output.jsonl"), (errors, "error_file_id", "errors.jsonl"))
+            for lines, key, name in files:
                 if lines:
                     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
                     batch[key] = self._add_file(data, "batch_output", name)["id"]

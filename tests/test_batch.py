@@ -104,7 +104,8 @@ def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, 
 
 @pytest.mark.usefixtures("environment")
 def test_the_full_cycle_on_the_command_line(batch_server, workspace):
-    batch_server.script(json_content(ANSWER, usage=USAGE, when=TRIAL), json_content(OTHER_ANSWER, usage=USAGE, when=OTHER))
+    batch_server.script(json_content(ANSWER, usage=USAGE, when=TRIAL),
+                        json_content(OTHER_ANSWER, usage=USAGE, when=OTHER))  # fmt: skip
     runner = CliRunner()
     base = ["--workspace", str(workspace.root), "batch"]
     workspace.close()
@@ -197,10 +198,15 @@ def test_an_expired_batch_keeps_what_completed_and_reports_the_rest(batch_server
 
 
 @pytest.mark.usefixtures("environment")
-@pytest.mark.parametrize("crash", ["write", "upload"])
+@pytest.mark.parametrize("crash", ["write", "upload", "create"])
 def test_submit_resumes_after_a_crash_and_creates_one_batch(batch_server, workspace, crash):
-    first = submit(workspace, stop_after=crash)
+    first = submit(workspace, stop_after="upload" if crash == "create" else crash)
     assert first["batch_id"] is None and batch_server.batches == {}
+    if crash == "create":  # the batch was made, but the crash came before it was recorded
+        row = batch.find(workspace, first["run_id"])
+        create = llm(workspace).client.batches.create(
+            input_file_id=row["input_file_id"], endpoint=batch.ENDPOINT, completion_window="24h")
+        asyncio.run(create)
 
     resumed = submit(workspace)
     repeated = submit(workspace)  # already submitted: reported, not sent again
@@ -211,6 +217,9 @@ def test_submit_resumes_after_a_crash_and_creates_one_batch(batch_server, worksp
     [uploaded] = batch_server.files.values()
     assert uploaded == (batch.batch_dir(workspace, first["run_id"]) / "input.jsonl").read_bytes()
     assert len(workspace.runs()) == 1
+    workspace.close()
+    status = CliRunner().invoke(main, ["--workspace", str(workspace.root), "batch", "status", first["run_id"]])
+    assert status.exit_code == 0 and json.loads(status.stdout)["batch_id"] == resumed["batch_id"]
 
 
 @pytest.mark.usefixtures("environment")
@@ -228,3 +237,14 @@ def test_collect_waits_for_a_finished_batch_and_cached_trials_need_no_request(ba
     assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0"]
     assert workspace.db.execute("SELECT status FROM extractions WHERE run_id = ? AND nct_id = ?",
                                 [again["run_id"], TRIAL]).fetchone() == ("ok",)  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_no_batch_and_bad_usage_are_input_errors(workspace):
+    workspace.close()
+    runner = CliRunner()
+    base = ["--workspace", str(workspace.root), "batch"]
+    assert runner.invoke(main, base + ["status"]).exit_code == 2
+    result = runner.invoke(main, base + ["collect", "batch_unknown"])
+    assert result.exit_code == 2 and "no batch 'batch_unknown'" in result.stderr
+    assert runner.invoke(main, base + ["submit"]).exit_code == 2  # neither ids nor --all
