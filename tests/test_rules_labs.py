@@ -66,6 +66,61 @@ CASES = [
          ("hemoglobin", ">=", 9, "g/dL", None, None)],
     ),
     ("Adequate organ function", "inclusion", [("organ_function", None, None, None, None, None)]),
+    # "unless X, in which case": the exception conditions what follows it, not the threshold before it
+    (
+        "Aspartate aminotransferase (AST) (Serum Glutamic Oxaloacetic Transaminase (SGOT)) / Alanine aminotransferase (ALT) "
+        "(Serum Glutamic Pyruvate Transaminase (SGPT)) < 2.5 x institutional upper limit of normal unless liver metastases "
+        "are present in which case, they must be < 5x ULN",
+        "inclusion",
+        [("ast", "<", None, None, 2.5, None), ("alt", "<", None, None, 2.5, None),
+         ("ast", "<", None, None, 5, "liver metastases"), ("alt", "<", None, None, 5, "liver metastases")],
+    ),
+    ("ALT and AST ≤3.0 x ULN, unless clearly due to disease involvement", "inclusion",
+     [("alt", "<=", None, None, 3, None), ("ast", "<=", None, None, 3, None)]),
+    (
+        "Absolute neutrophil count > 1.0x109/L unless due to marrow involvement by lymphoma in which case ANC must be >0.5x109/L",
+        "inclusion",
+        [("anc", ">", 1, "x10^9/L", None, None), ("anc", ">", 0.5, "x10^9/L", None, "marrow involvement by lymphoma")],
+    ),
+    # a condition that is itself a lab threshold; an analyte named inside it is not a requirement
+    (
+        "Total bilirubin =< 1.5 x upper limit of normal (ULN) OR direct bilirubin =< ULN for patients with total bilirubin "
+        "levels > 1.5 × ULN (within 14 days prior to registration)",
+        "inclusion",
+        [("total_bilirubin", "<=", None, None, 1.5, None),
+         ("direct_bilirubin", "<=", None, None, 1, "total bilirubin levels > 1.5 × ULN")],
+    ),
+    ("Creatinine not above ULN, or creatinine clearance >50 mL/min/1.73 m^2 for participants with creatinine levels above "
+     "institutional normal.", "inclusion",
+     [("creatinine", "<=", None, None, 1, None),
+      ("creatinine_clearance", ">", 50, "mL/min/1.73m2", None, "creatinine levels above institutional normal")]),
+    ("d. Total bilirubin ≤ 1.5 × ULN and < 2 mg/dL; OR total bilirubin >1.5 × ULN with indirect bilirubin < 1.5 × ULN;",
+     "inclusion", [("total_bilirubin", "<=", None, None, 1.5, None), ("total_bilirubin", "<", 2, "mg/dL", None, None)]),
+    # long wording before the number, multiples of "institutional normal limits", subgroups in parentheses
+    ("Patients must have creatinine clearance estimated using the Cockcroft-Gault equation of >51 mL/min", "inclusion",
+     [("creatinine_clearance", ">", 51, "mL/min", None, None)]),
+    ("Total bilirubin < 2 times institutional normal limits", "inclusion", [("total_bilirubin", "<", None, None, 2, None)]),
+    ("Has a QT interval corrected by Fridericia's formula (QTcF) prolongation to >470 msec (female subjects) or >450 msec "
+     "(male subjects) based on average of the Screening triplicate12-lead ECG.", "exclusion",
+     [("qtc", "<=", 470, "ms", None, "female subjects"), ("qtc", "<=", 450, "ms", None, "male subjects")]),
+    ("castrate level of serum testosterone (< 50 ng/dL or < 1.7 nmol/L)", "inclusion",
+     [("testosterone", "<", 50, "ng/dL", None, None)]),
+    ("Liver transaminases (ASTs/ALTs) < 2.5 × ULN; < 5 × ULN if liver metastases are present", "inclusion",
+     [("ast", "<", None, None, 2.5, None), ("alt", "<", None, None, 2.5, None),
+      ("ast", "<", None, None, 5, "liver metastases are present"), ("alt", "<", None, None, 5, "liver metastases are present")]),
+    ("Patients on warfarin must have an INR ≤ 3.0", "inclusion", [("inr", "<=", 3, None, None, "warfarin")]),
+    ("Total bilirubin ≤ 1.5 mg/dl (excluding Gilbert's disease)", "inclusion", [("total_bilirubin", "<=", 1.5, "mg/dL", None, None)]),
+    ("Platelet Count (PLT) ≥ 100,000 per mm3", "inclusion", [("platelets", ">=", 100000, "/mm3", None, None)]),
+    # "within normal limits" of a floor-only analyte states no upper side; LLN beside a number adds nothing
+    ("Left ventricular ejection fraction (LVEF) must be within institutional limits of normal as assessed by echocardiogram",
+     "inclusion", [("lvef", None, None, None, None, None)]),
+    ("Left Ventricular Ejection Fraction ≥ 45% or lower limit of normal.", "inclusion", [("lvef", ">=", 45, "%", None, None)]),
+    # "adequate" items: more kinds, and none when the numbers follow in other criteria
+    ("Adequate bone marrow reserve, hepatic, renal and coagulation function.", "inclusion",
+     [("hematologic_function", None, None, None, None, None), ("hepatic_function", None, None, None, None, None),
+      ("renal_function", None, None, None, None, None)]),
+    ("Organ function: Must have adequate organ and bone marrow function as defined by the following parameters:", "inclusion", []),
+    ("Must have adequate laboratory parameters.", "inclusion", [("organ_function", None, None, None, None, None)]),
     # not canonical labs, or not thresholds
     (
         "Following curative resection patients must have a CEA within normal limits. If elevated prior to resection, it "
