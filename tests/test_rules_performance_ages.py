@@ -35,6 +35,14 @@ PERFORMANCE = [
     ("Zubrod performance status 0-2", "inclusion", [("ECOG", 0, 2)]),
     ("Eastern Cooperative Oncology Group (ECOG) performance status of 2 or lower", "inclusion", [("ECOG", 0, 2)]),
     ("ECOG performance status <= 1", "inclusion", [("ECOG", 0, 1)]),
+    # "=<" is one comparator, not "=" then "<"
+    ("Eastern Cooperative Oncology Group (ECOG) =< 2", "inclusion", [("ECOG", 0, 2)]),
+    ("Eastern Cooperative Oncology Group (ECOG) performance status =< 2 (or Karnofsky >= 60%)", "inclusion",
+     [("ECOG", 0, 2), ("KARNOFSKY", 60, None)]),
+    ("Eastern Cooperative Oncology Group performance status (ECOG PS) score from 0 to 1.", "inclusion", [("ECOG", 0, 1)]),
+    # a value for some cohorts only is not labelled
+    ("Have an Eastern Cooperative Oncology Group (ECOG) performance status of 0 or 1 for Cohorts A1, A2, B3, and B5\n\n"
+     "  * Less than or equal to 2 for Cohorts B1, B2, B4, and C1", "inclusion", []),
     ("Lansky score >= 50 (for children)", "inclusion", [("LANSKY", 50, None)]),
     (
         "Performance status: Patients must have a performance status corresponding to ECOG scores of 0, 1, or 2. Use "

@@ -23,8 +23,8 @@ _SCALES = (
 _SCALE = "|".join(rf"(?P<{name or 'GENERIC'}>\b(?:{pattern})\b)" for name, pattern in _SCALES)
 # Words between the scale and its value: "(ECOG) performance status (PS) of", "Performance Score must be".
 _FILLER = (
-    r"(?:[\s,:=-]+|\([^()]{0,30}\)|\[[^\[\]]{0,30}\]|\b(?:performance|status|scores?|scale|play|of|must|be|is|"
-    r"should|either|that|a|an|level|ps|oncology|group|criteria|has|have|equal\s+to|value|rating)\b)*?"
+    r"(?:[\s,:-]+|=(?!\s*[<>])|\([^()]{0,30}\)|\[[^\[\]]{0,30}\]|\b(?:performance|status|scores?|scale|play|of|must|be|is|"
+    r"should|either|that|a|an|level|ps|oncology|group|criteria|has|have|equal\s+to|value|rating|from|between)\b)*?"
 )
 _SCORE = r"\d{1,3}(?![.,]?\d)"
 _VALUE = (
@@ -41,6 +41,8 @@ _SCALE_NAME = re.compile(rf"(?i){_SCALE}")
 _QUICK = re.compile(r"(?i)ECOG|Karnofsky|KPS|Lansky|Zubrod|performance")
 _DIGITS = re.compile(r"\d+")
 _TOP = {"ECOG": 5, "KARNOFSKY": 100, "LANSKY": 100}
+# "ECOG 0 or 1 for Cohorts A1, A2": a value for some cohorts only, which v1 cannot state.
+_FOR_COHORT = re.compile(r"(?i)\s*(?:\(\s*)?(?:for|in)\s+(?:the\s+)?(?:cohorts?|arms?|parts?|phase\s+\w+|dose[\s-]+(?:escalation|expansion))\b")
 
 
 def _bounds(scale: str, match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | None:
@@ -82,7 +84,7 @@ def _fits(scale: str, bounds: tuple[int | None, int | None]) -> bool:
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
-    if not _QUICK.search(text) or cohort_specific(text):
+    if not _QUICK.search(text) or (":" in text and cohort_specific(text)):
         return
     found: dict[tuple, str] = {}
     for match in _STATEMENT.finditer(text):
@@ -90,6 +92,8 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             scale = named.lastgroup
             if scale == "GENERIC":  # "performance status 0-1" is ECOG, "performance status >= 70" Karnofsky
                 scale = "ECOG" if max(int(n) for n in _DIGITS.findall(match.group(), named.end())) <= 5 else "KARNOFSKY"
+            if _FOR_COHORT.match(text, match.end()):
+                continue
             bounds = _bounds(scale, match, criterion.kind == "exclusion")
             if bounds is None or not _fits(scale, bounds):
                 continue
