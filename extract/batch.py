@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from extract.backend import Draft
 from extract.errors import InputError, UpstreamError, redact
 from extract.llm import ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge
-from extract.pipeline import RunSummary, _extract_one, up_to_date
+from extract.pipeline import RunSummary, extract_one, up_to_date
 from extract.store import Workspace, atomic_write
 from extract.text import segment
 from schemas import Criterion, Trial
@@ -129,7 +129,7 @@ async def submit(
         workspace.start_run(run_id, llm.name, llm.model, llm.prompt_version)
         summary = RunSummary(run_id=run_id, backend=llm.name)
         for trial in cached:
-            await _extract_one(workspace, llm, trial, summary)
+            await extract_one(workspace, llm, trial, summary)
         if not lines:
             workspace.finish_run(run_id, summary.as_dict() | {"failures": summary.failures})
             return {"run_id": run_id, "batch_id": None, "state": "nothing to submit", "requests": 0,
@@ -256,7 +256,7 @@ async def collect(workspace: Workspace, llm: OpenAIBackend, row: dict[str, Any])
     trials = {trial.nct_id: trial for trial in workspace.trials(list(row["cache_keys"]))}
     for nct_id in row["cache_keys"]:
         if nct_id in trials:
-            await _extract_one(workspace, answers, trials[nct_id], summary)
+            await extract_one(workspace, answers, trials[nct_id], summary)
         else:
             summary.failures[nct_id] = "InputError: the trial is no longer in the workspace"
     workspace.finish_run(row["run_id"], summary.as_dict() | {"failures": summary.failures, "batch_id": batch.id})

@@ -75,7 +75,7 @@ async def run_extraction(
             summary.skipped += 1
         else:
             async with limit:
-                await _extract_one(workspace, backend, trial, summary)
+                await extract_one(workspace, backend, trial, summary)
         on_done(trial.nct_id)
 
     await asyncio.gather(*(one(trial) for trial in trials))
@@ -83,7 +83,7 @@ async def run_extraction(
     return summary
 
 
-async def _extract_one(workspace: Workspace, backend: Backend, trial: Trial, summary: RunSummary) -> None:
+async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summary: RunSummary) -> None:
     try:
         criteria = segment(trial.eligibility_text)
         draft = await backend.extract(trial, criteria)
