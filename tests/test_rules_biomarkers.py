@@ -13,6 +13,34 @@ from extract.rules import biomarkers
 from conftest import make_criterion
 
 CASES = [
+    # NCT06119581 exc-1
+    ('Have a documented additional validated targetable oncogenic driver mutation or alteration in genes such as epidermal growth factor receptor (EGFR), anaplastic lymphoma kinase (ALK), BRAF (V600E), human epidermal growth factor receptor 2 (HER2), MET (exon 14), ROS1, rearranged during transfection (RET), or neurotrophic tyrosine receptor kinase (NTRK)1/2/3.', 'exclusion', [('excluded', [('EGFR', 'positive', None, None, None, None), ('ALK', 'positive', 'mutation', None, None, None), ('BRAF', 'positive', 'mutation', 'V600E', None, None), ('ERBB2', 'positive', 'mutation', None, None, None), ('MET', 'positive', 'mutation', 'exon 14', None, None), ('ROS1', 'positive', None, None, None, None), ('RET', 'positive', None, None, None, None), ('NTRK1', 'positive', None, None, None, None), ('NTRK2', 'positive', None, None, None, None), ('NTRK3', 'positive', None, None, None, None)])]),
+    # NCT04486833 exc-3
+    ('Other genetic characteristics (such as ALK, ROS, BRAF V600E mutations) which make them a candidate for treatment with other approved targeted therapies.', 'exclusion', [('excluded', [('ALK', 'positive', 'mutation', None, None, None), ('ROS1', 'positive', 'mutation', None, None, None), ('BRAF', 'positive', 'mutation', 'V600E', None, None)])]),
+    # NCT04741997 inc-3
+    ('Melanoma must have a BRAFV600 mutation (using a CLIA-validated assay), either stage III (B/C/D) or Stage IV (AJCC 8th edition).', 'inclusion', [('required', [('BRAF', 'positive', 'mutation', 'V600', None, None)])]),
+    # NCT05863195 exc-5
+    ('Patient must not have microsatellite instability-high (MSI-H) colorectal cancer.', 'exclusion', [('excluded', [('MSI', 'positive', None, None, None, None)])]),
+    # NCT02332668 inc-5
+    ('Advanced melanoma or PD-L1-positive advanced, relapsed, or refractory solid tumor or lymphoma', 'inclusion', []),
+    # NCT05035836 inc-6
+    ('HER2+ BC as defined by American Society of Clinical Oncology-College of American Pathologists (ASCO-CAP) guidelines.31 Patients may have ER+ or ER- negative disease, as defined by ASCO-CAP guidelines.', 'inclusion', [('required', [('ERBB2', 'positive', None, None, None, None)])]),
+    # NCT05879978 exc-1
+    ('Previous treatment with T-cell-engager (TcE) or cell therapies targeting DLL3. Other DLL3 targeting agents (like RovaT) are allowed only if DLL3 positivity is documented after completion of treatment with DLL3 targeting agent in post-treatment biopsy.', 'exclusion', []),
+    # NCT04038502 inc-8
+    ('Results of previous standard DNA testing, or previous research testing, which confirms RAD51B, RAD51C, RAD51D, or RAD54L mutations (see Introduction, Section 2 for study design and previous research on targeted therapy) from primary, metastatic tumor or circulating tumor DNA, or pathogenic/likely pathogenic germline variant as assessed by a CLIA certified laboratory level assay for DNA sequencing.', 'inclusion', [('required', [('RAD51B', 'positive', 'mutation', None, None, None), ('RAD51C', 'positive', 'mutation', None, None, None), ('RAD51D', 'positive', 'mutation', None, None, None), ('RAD54L', 'positive', 'mutation', None, None, None)])]),
+    # NCT05614739 inc-1
+    ('Have solid tumor cancer with an FGFR3 pathway alteration on molecular testing in tumor or blood sample that is deemed as actionable\n\n  * Cohort A1: Presence of an alteration in FGFR3 or its ligands\n  * Cohort A2, B2, B3, and B5: Histological diagnosis of urothelial cancer (UC) that is locally advanced or metastatic with a qualifying FGFR3 genetic alteration\n  * Cohorts B1 and B4: Histological diagnosis of urothelial cancer that is locally advanced or metastatic\n  * Cohort C1: Must have histological diagnosis of a non-urothelial solid tumor malignancy that is locally advanced or metastatic with a qualifying FGFR3 genetic alteration', 'inclusion', [('required', [('FGFR3', 'positive', None, None, None, None)])]),
+    # NCT06561386 exc-3
+    ('Participants with known BRAFV600E mutations, that are sensitive to available targeted inhibitor therapy; participants with known activating rearranged during transfection (RET) mutations or neurotrophic tyrosine receptor kinase (NTRK) fusion gene alterations are excluded. Participants with unknown or indeterminate BRAF mutation, activating RET mutations or NTRK fusion gene alterations are eligible.', 'exclusion', [('excluded', [('BRAF', 'positive', 'mutation', 'V600E', None, None)]), ('excluded', [('RET', 'positive', 'mutation', None, None, None), ('NTRK1', 'positive', 'fusion', None, None, None), ('NTRK2', 'positive', 'fusion', None, None, None), ('NTRK3', 'positive', 'fusion', None, None, None)])]),
+    # NCT03093116 inc-19
+    ('Subjects with advanced solid tumors harboring ROS1, NTRK1, NTRK2, or NTRK3 rearrangement will be assigned into 6 distinct expansion (EXP) cohorts provided all inclusion and exclusion criteria are met.\n\n   i. EXP-1: ROS1 TKI-naïve ROS1+ NSCLC ii. EXP-2: 1 Prior ROS1 TKI and 1 Platinum based chemo ROS1+ NSCLC iii. EXP-3: 2 Prior ROS1 TKIs ROS1+ NSCLC (No Chemo or IO) iv. EXP-4: 1 Prior ROS1 TKI ROS1+ NSCLC (No Chemo or IO) v. EXP-5: TRK TKI-naïve NTRK+ solid tumors vi. EXP-6: TRK TKI-pretreated NTRK+ solid tumors', 'inclusion', [('required', [('ROS1', 'positive', 'fusion', None, None, None), ('NTRK1', 'positive', 'fusion', None, None, None), ('NTRK2', 'positive', 'fusion', None, None, None), ('NTRK3', 'positive', 'fusion', None, None, None)])]),
+    # NCT04314401 inc-11
+    ('NCI PDMR INCLUSION CRITERIA: Patients with CRC who are 40 years old or younger at time of collection irrespective of mismatch repair deficient (dMMR) or microsatellite instability-high (MSI-H) status', 'inclusion', []),
+    # NCT06840483 inc-1
+    ('Archival or fresh tumor tissue comprised of TNBC or HR+/HER2-negative invasive breast cancer available for NECTIN4 gene amplification testing.', 'inclusion', [('required', [('ESR1', 'negative', 'expression', None, None, None), ('PGR', 'negative', 'expression', None, None, None), ('ERBB2', 'negative', None, None, None, None), ('ESR1', 'positive', 'expression', None, None, None), ('PGR', 'positive', 'expression', None, None, None)])]),
+    # NCT06312176 inc-1
+    ('Has unresectable locally advanced or metastatic centrally-confirmed hormone receptor positive (HR+)/human epidermal growth factor receptor 2 negative (HER2-) breast cancer', 'inclusion', [('required', [('ESR1', 'positive', 'expression', None, None, None), ('PGR', 'positive', 'expression', None, None, None)]), ('required', [('ERBB2', 'negative', None, None, None, None)]), ('required', [('ERBB2', 'negative', None, None, None, None)])]),
     # NCT04802759 exc-75
     ('Known HER2-positive breast cancer', 'exclusion', [('excluded', [('ERBB2', 'positive', None, None, None, None)])]),
     # NCT06016738 inc-2

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, requirement
+from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, stated_requirement
 from extract.rules.vocab import load_tsv, phrase_regex
 from schemas import Criterion
 
@@ -33,7 +33,11 @@ _FOLDED_REGEX = phrase_regex([row["alias"].lower() for row in _ROWS if row["case
 _EXACT_REGEX = phrase_regex([row["alias"] for row in _ROWS if row["case"] == "exact"])
 _ANY_ALIAS = rf"(?:(?i:{_FOLDED_REGEX})|{_EXACT_REGEX})"
 # "human epidermal growth factor receptor 2 (HER2)" is one mention.
-_MENTION = re.compile(rf"(?<![\w-])(?P<alias>{_ANY_ALIAS})(?:\s*\(\s*{_ANY_ALIAS}\s*\))?(?!\w)")
+# "BRAFV600E", "BRAFV600": a protein variant written onto the gene's name.
+_MENTION = re.compile(
+    rf"(?<![\w-])(?P<alias>{_ANY_ALIAS})(?P<glued>[ACDEFGHIKLMNPQRSTVWY]\d{{2,4}}[ACDEFGHIKLMNPQRSTVWY]?)?"
+    rf"(?:\s*\(\s*{_ANY_ALIAS}\s*\))?(?!\w)"
+)
 
 _VALUE = (
     r"(?:(?:TPS|CPS|TC|IC|tumou?r\s+proportion\s+score|combined\s+positive\s+score)\s*(?:\(\w+\)\s*|\[\w+\]\s*)?"
@@ -47,7 +51,7 @@ _VALUE = (
 _STATUS_AFTER = re.compile(
     r"""(?ix)(?:[\s:(/-]+|\([^()]{0,30}\)
         |(?:gene|genes|somatic|germline|tumou?r|tissue|activating|sensitizing|sensitising|oncogenic|pathogenic|
-            likely|deleterious|driver|known|documented|protein|receptor|kinase|status|expression|IHC|FISH|ISH|
+            likely|deleterious|driver|known|documented|protein|receptor|kinase|status|expression|IHC|FISH|ISH|pathway|
             by|is|are|was|point|hotspot|actionable|targetable|exon\s*\d+|codon\s*\d+|p\.|[A-Z]\d{2,4}[A-Z]?(?:/[A-Z])?
             |ITD|TKD)(?!\w))*?
     (?:(?P<any>positive\s*(?:,|or|and/or|/)\s*negative|negative\s*(?:,|or|/)\s*positive)
@@ -78,12 +82,12 @@ _STATUS_BEFORE = re.compile(
         |(?P<kind>mutations?|alterations?|aberrations?|amplifications?|rearrangements?|fusions?|overexpression|loss|deletions?)
             (?:\s+(?:in|of|involving|at)\b|(?=\s*\())
       )
-      (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic))*
+      (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?))*
       [\s(,]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
 )
 _CONNECTOR = re.compile(r"(?i)[\s,/;]*(?:(?P<word>and/or|or|and|nor)\b[\s,/]*)?(?:\(\s*)?")
 _VARIANT = re.compile(
-    r"""(?x)\b(?:exon\s*(?P<exon>\d{1,2})\s*(?P<exon_kind>deletion|del|insertion|ins|skipping|mutation)s?
+    r"""(?x)\b(?:exon\s*(?P<exon>\d{1,2})(?:\s*(?P<exon_kind>deletion|del|insertion|ins|skipping|mutation)s?)?(?![\s-]*\d)
         |ex(?P<short_exon>\d{1,2})(?P<short_kind>del|ins)
         |p\.(?P<hgvs>[A-Z]\d{2,4}[A-Z]?)
         |(?P<protein>[ACDEFGHIKLMNPQRSTVWY]\d{2,4})(?P<to>[ACDEFGHIKLMNPQRSTVWYX])?(?:/(?P<to2>[A-Z])\b)?
@@ -99,12 +103,18 @@ _METHODS = (
 )
 # A mention after these is a therapy's target ("anti-HER2", "a drug that targets KRAS G12C").
 _TARGET_BEFORE = re.compile(r"(?i)\b(?:anti|targets?|targeting|against)[\s-]*$")
+# A mention after these qualifies another finding ("ERBB2 amplification in the absence of HER2 positivity").
+_ABSENCE_BEFORE = re.compile(r"(?i)\bin\s+the\s+absence\s+of\s+(?:an?\s+|the\s+)?$")
 # A mention after these has no required status ("unknown or indeterminate BRAF mutation").
-_UNKNOWN_BEFORE = re.compile(r"(?i)\b(?:unknown|indeterminate|pending|regardless\s+of|irrespective\s+of)\s+(?:[\w/-]+\s+){0,2}$")
+_UNKNOWN_BEFORE = re.compile(
+    r"(?i)\b(?:unknown|indeterminate|pending)\s+(?:[\w/-]+\s+){0,2}$|\b(?:regardless|irrespective)\s+of\b[^.;:]{0,100}$"
+)
 # "BRAF V600E mutation-negative": the status after the alteration word decides.
 _THEN_STATUS = re.compile(r"(?i)[\s-]*(?:(?P<negative>negative)|positive)\b")
 # A variant named as a test, not a finding ("as determined by BRAF V600E immunohistochemistry").
 _TEST_AFTER = re.compile(r"(?i)[\s-]*(?:immunohisto\w*|IHC|test\w*|assays?|status|sequencing|analys[ie]s)\b")
+# A finding named as what a test looks for ("EGFR mutation testing", "HER2 amplification assay").
+_TESTING_AFTER = re.compile(r"(?i)[\s-]*(?:testing|tests?|assays?|analys[ie]s|screening)\b")
 # A mention before these counts cells, not a tumour's marker ("CD19+ CD5+ clonal B lymphocytes").
 _CELLS_AFTER = re.compile(r"(?i)[\s,]*(?:[\w+-]+\s+){0,3}?(?:cells|lymphocytes|B[\s-]cells|T[\s-]cells|blasts)\b")
 # A mention followed by these is a therapy, not a biomarker ("EGFR TKI", "KRAS G12C inhibitor").
@@ -123,6 +133,15 @@ _SUBJECT_WITH = re.compile(r"(?i)\b(?:patients?|participants?|subjects?|those|in
 _CONDITION_AFTER = re.compile(
     r"(?i)\b(?:must|should|shall|need\s+to|are\s+required\s+to|may|can|will\s+(?:need|be\s+required))\b"
     r"|\b(?:is|are)\s+(?:eligible|allowed|permitted)\s+(?:if|only|provided)"
+)
+# In an exclusion, an exception's condition: "... are allowed only if", "... are eligible provided".
+_EXCEPTION_IF = re.compile(r"(?i)\b(?:allowed|eligible|permitted|acceptable)\s+(?:only\s+)?(?:if|provided|when|as\s+long\s+as)\b")
+# In an exclusion, a sentence that lets patients in states an exception: "Participants with RET mutations are eligible."
+_ELIGIBLE_AFTER = re.compile(r"(?i)\b(?:are|is|will\s+be|remain)\s+(?:also\s+)?(?:eligible|allowed|permitted)\b")
+# A tumour type named as one alternative just before the mention: "Advanced melanoma or PD-L1-positive ...".
+_ONE_ALTERNATIVE_BEFORE = re.compile(
+    r"(?i)\b(?:cancers?|carcinomas?|tumou?rs?|melanomas?|lymphomas?|leuka?emias?|myelomas?|sarcomas?|NSCLC|SCLC|CRC|HCC)"
+    r"\s*,?\s+(?:or|and/or)\s+(?:(?:with|an?|the|known|documented)\s+)*$"
 )
 _TUMOUR_NOUN = re.compile(
     r"(?i)\b(?:cancers?|carcinomas?|tumou?rs?|melanomas?|lymphomas?|leuka?emias?|myelomas?|sarcomas?|mesotheliomas?|"
@@ -194,25 +213,37 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     text = criterion.text
     if cohort_specific(text):
         return
-    # A sub-bullet "Cohort 1: participants with HR+/HER2-low ..." speaks for one cohort only.
-    mentions = [m for m in _mentions(text) if not cohort_specific(text[text.rfind("\n", 0, m.start) + 1 : m.start])]
+    # A sub-bullet "Cohort 1: participants with HR+/HER2-low ..." or "EXP-1: ROS1+ NSCLC" speaks for one cohort only.
+    mentions = [m for m in _mentions(text) if not scoped_to_cohort(text, m.start)]
     if any(m.value == _HER2_LOW_VALUE for m in mentions):
         # The other HER2 mentions define HER2-low ("IHC 1+ or 2+ and no evidence of HER2 amplification").
         mentions = [m for m in mentions if m.markers != ["ERBB2"] or m.value == _HER2_LOW_VALUE]
     for chain, connector in _chains(text, mentions):
         _share_status(chain)
         chain = [m for m in chain if m.status in ("positive", "negative")]
-        if not chain or _not_a_requirement(text, chain[0].fact_start, chain[-1].fact_end):
+        if connector == "or":
+            chain = _drop_either_status(chain)
+        if not chain or _not_a_requirement(criterion, chain[0].fact_start, chain[-1].fact_end):
             continue
         one_rule = connector == "or" or (connector is None and all(m.status == "positive" for m in chain))
         for group in [chain] if one_rule else [[m] for m in chain]:
             for tests in _rule_tests(group):
                 quote = _quote(text, min(m.fact_start for m in group), max(m.fact_end for m in group))
                 yield "biomarkers", {
-                    "requirement": requirement(criterion, group[0].start, group[0].end),
+                    "requirement": stated_requirement(criterion, group[0].start, group[0].end),
                     "any_of": tests,
                     "evidence": {"criterion_id": criterion.id, "quote": quote},
                 }
+
+
+def _drop_either_status(chain: list[_Mention]) -> list[_Mention]:
+    """ "ER+ or ER-": a marker allowed either way in one list of alternatives is no requirement."""
+    statuses: dict[str, set] = {}
+    for mention in chain:
+        if len(mention.markers) == 1:  # not a family or subtype ("TNBC or HR+/HER2-" are alternative subtypes)
+            statuses.setdefault(mention.markers[0], set()).add(mention.status)
+    either = {marker for marker, found in statuses.items() if len(found) > 1}
+    return [m for m in chain if not (len(m.markers) == 1 and m.markers[0] in either)]
 
 
 def _quote(text: str, start: int, end: int) -> str:
@@ -240,14 +271,18 @@ def _mention(text: str, match: re.Match, following: int) -> _Mention | None:
     start, end = match.span()
     if _TARGET_BEFORE.search(text, max(0, start - 12), start) or _CELLS_AFTER.match(text, end):
         return None
-    if _UNKNOWN_BEFORE.search(text, max(0, start - 40), start):
+    if _UNKNOWN_BEFORE.search(text, max(0, start - 120), start) or _ABSENCE_BEFORE.search(text, max(0, start - 30), start):
         return None
     mention = _Mention(start, end, row["markers"].split("|"), row["status"] or None, row["alteration"] or None)
     mention.fact_start, mention.fact_end = start, end
     if row["variant"]:
         mention.variants.append(row["variant"])
+    if match.group("glued"):
+        mention.variants.append(match.group("glued"))  # "BRAFV600E"
     if mention.status is None:
         _read_status_after(text, mention)
+    if mention.status in ("positive", "negative") and not row["status"] and _TESTING_AFTER.match(text, mention.fact_end):
+        mention.status = None  # "available for NECTIN4 gene amplification testing": a test, not a finding
     if mention.status is None and _THERAPY_AFTER.match(text, end):
         return None  # "EGFR TKI", "KRAS G12C inhibitor", "HER2-targeted therapy"
     if mention.status is None:
@@ -256,6 +291,8 @@ def _mention(text: str, match: re.Match, following: int) -> _Mention | None:
     window = text[start:limit]
     if mention.markers[0] not in _EXPRESSION_MARKERS:
         _read_variants(text, mention, limit)
+        if text.count("(", end, mention.fact_end) > text.count(")", end, mention.fact_end) and text.startswith(")", mention.fact_end):
+            mention.fact_end += 1  # "BRAF (V600E)": the variant's parenthesis closes with it
     if mention.variants and mention.status is None and not _TEST_AFTER.match(text, mention.fact_end):
         mention.status, mention.alteration = "positive", "mutation"
     if mention.variants and mention.alteration in (None, "deletion"):
@@ -322,7 +359,7 @@ def _read_variants(text: str, mention: _Mention, limit: int) -> None:
         mention.fact_end = max(mention.fact_end, match.end())
         if match.group("exon"):
             kind = match.group("exon_kind")
-            found.append(f"exon {match.group('exon')} {_EXON_KIND.get(kind, kind)}")
+            found.append(f"exon {match.group('exon')} {_EXON_KIND.get(kind, kind)}" if kind else f"exon {match.group('exon')}")
         elif match.group("short_exon"):
             found.append(f"exon {match.group('short_exon')} {_EXON_KIND[match.group('short_kind')]}")
         elif match.group("hgvs"):
@@ -399,14 +436,19 @@ def _take_status(mention: _Mention, donor: _Mention, fact_end: int) -> None:
     mention.fact_end = fact_end
 
 
-def _not_a_requirement(text: str, start: int, end: int) -> bool:
+def _not_a_requirement(criterion: Criterion, start: int, end: int) -> bool:
     """Does the sentence use the biomarker only to condition something else, or to name one tumour of a basket?"""
+    text = criterion.text
     breaks_before = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, start)]
     sentence_start = breaks_before[-1] if breaks_before else 0
     following = _SENTENCE_BREAK.search(text, end)
     sentence_end = following.start() if following else len(text)
     if _CONDITION_OPENER.match(text, sentence_start):
         return True  # "For patients with EGFR mutation, ..."
+    if criterion.kind == "exclusion" and (_EXCEPTION_IF.search(text, sentence_start, start) or _ELIGIBLE_AFTER.search(text, end, sentence_end)):
+        return True  # "Other DLL3 targeting agents are allowed only if DLL3 positivity is documented"; "... are eligible"
+    if _ONE_ALTERNATIVE_BEFORE.search(text, max(sentence_start, start - 80), start) and _TUMOUR_NOUN.search(text, end, sentence_end):
+        return True  # "Advanced melanoma or PD-L1-positive solid tumor": the marker qualifies one alternative
     if _SUBJECT_WITH.search(text, sentence_start, start) and _CONDITION_AFTER.search(text, end, sentence_end):
         return True  # "Patients with EGFR mutation must have received a TKI"
     # "urothelial carcinoma, triple negative breast cancer, NSCLC, ...": a subtype among the tumour types.

@@ -54,3 +54,47 @@ _COHORT_LABEL = re.compile(r"(?i)^[^:\n]{0,40}\b(?:cohorts?|arms?|parts?|groups?
 def cohort_specific(text: str) -> bool:
     """Does the criterion state itself for one cohort only ("Cohort A: HER2-positive ...")?"""
     return bool(_COHORT_LABEL.match(text))
+
+
+# A cohort, arm, part or phase label inside a line ("i. EXP-1: ROS1+ NSCLC ii. EXP-2: ...", "Cohort 2: Relapsed ...").
+_INLINE_COHORT_LABEL = re.compile(
+    r"(?i)\b(?:cohorts?|arms?|parts?|EXP|expansion|phase)[\s-]*(?:\d+[A-Za-z]?|[A-Z]\d?|I{1,3}V?|IV)\b[\w\s,/&-]{0,40}?:"
+)
+# A criterion that opens with a phase in Roman numerals ("PHASE I:") or "In the phase I study, ...".
+_PHASE_OPENER = re.compile(
+    r"(?i)^\W*(?:phase\s+(?:I{1,3}V?|IV|\d\w*)\b[^:\n]{0,30}:|(?:in|for)\s+(?:the\s+)?(?:phase\s+(?:I{1,3}|IV|\d\w*)|dose[\s-]+"
+    r"(?:escalation|expansion))\b[^,:.\n]{0,30}[,:])"
+)
+
+
+def scoped_to_cohort(text: str, start: int) -> bool:
+    """Is the term at `start` stated for one cohort, arm, part or phase only?
+
+    The whole criterion opens with a label ("Cohort B: ...", "PHASE I:", "In the phase I study, ..."), or the
+    term's own line or sentence has a label before it ("* Cohort A1: Presence of ...", "EXP-1: ROS1+ NSCLC").
+    """
+    if cohort_specific(text) or _PHASE_OPENER.match(text):
+        return True
+    line_start = text.rfind("\n", 0, start) + 1
+    if cohort_specific(text[line_start:start]) or _PHASE_OPENER.match(text, line_start):
+        return True
+    return bool(_INLINE_COHORT_LABEL.search(text, line_start, start))
+
+
+# "must not have", "should not have": an exclusion criterion restating itself as a prohibition.
+_PROHIBITION = re.compile(r"(?i)\b(?:must|should|shall|may)\s+not\b|\bcannot\b")
+
+
+def stated_requirement(criterion: Criterion, start: int, end: int) -> str:
+    """Like `requirement`, but an exclusion criterion that restates itself ("Patients must not have MSI-H
+    colorectal cancer", "participants with RET mutations are excluded") stays an exclusion: in the
+    exclusion section "must not" and "are excluded" repeat the exclusion, they do not negate it again."""
+    if criterion.kind != "exclusion":
+        return requirement(criterion, start, end)
+    text = criterion.text
+    clause_start, _ = clause_bounds(text, start, end)
+    before = text[clause_start:start]
+    cues = [cue for cue in _NEGATION.finditer(before) if not _PROHIBITION.search(before, max(0, cue.start() - 8), cue.end())]
+    if cues or _NEGATION.search(text[start:end]) or _NAIVE_AFTER.match(text, end):
+        return "required"
+    return "excluded"
