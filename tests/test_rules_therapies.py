@@ -9,7 +9,43 @@ from conftest import make_criterion
 
 # (text, kind, [(requirement, therapy, drugs, min_lines, max_lines), ...])
 CASES = [
-    ("Prior treatment with PARP inhibitor, FUDR or FTD/TPI", "exclusion", [("excluded", "parp inhibitor", [], None, None)]),
+    # an aside that allows something does not drop the sentence around it
+    ("Patient must not have had prior radiation to the liver (prior radiation therapy to the pelvis is acceptable if "
+     "completed at least 2 weeks prior to randomization).", "exclusion", [("excluded", "radiotherapy", [], None, None)]),
+    ("Phase I Patients who have received prior therapy with an irinotecan-based or temozolomide-based regimen are eligible. "
+     "Patients who have received prior therapy with a PARP inhibitor other than talazoparib are eligible.", "inclusion", []),
+    ("Prior chemotherapy in the metastatic castration refractory prostate cancer setting is not allowed (taxane-based in "
+     "metastatic castration-sensitive disease is allowed)", "exclusion", [("excluded", "chemotherapy", [], None, None)]),
+    # criteria for some cohorts only
+    ("Patients in cohort 1 will be treatment-naïve in the metastatic setting. Prior treatment with adjuvant chemotherapy is "
+     "allowed", "inclusion", []),
+    ("Patients with a diagnosis of CLL/SLL and indication for treatment by 2018 iwCLL criteria:\n\n   Cohort 1: Untreated "
+     "patients with at least 1 high-risk feature OR ≥65 years of age Cohort 2: Relapsed after and/or refractory to at least "
+     "one prior therapy", "inclusion", []),
+    # a class with its kinds in parentheses is one item; a therapy after "during" only dates something
+    ("Have had any of the following prior to randomization:\n\n  -- Prior systemic therapy (chemotherapy, immunotherapy, "
+     "targeted therapy, or biological therapy) for advanced or metastatic NSCLC.", "exclusion",
+     [("excluded", "systemic therapy", [], None, None)]),
+    ("Patients must not have received an investigational agent during their first line course of chemotherapy", "inclusion",
+     [("excluded", "investigational agent", [], None, None)]),
+    # wordings and names
+    ("No prior treatment for rectal adenocarcinoma", "inclusion", [("excluded", "systemic therapy", [], None, None)]),
+    ("Prior RT to the pelvis.", "exclusion", [("excluded", "radiotherapy", [], None, None)]),
+    ("Ever used the epidermal growth factor receptor-tyrosine kinase inhibitor (EGFR-TKI) for anti-tumor therapy prior to "
+     "enrollment.", "exclusion", [("excluded", "egfr tki", [], None, None)]),
+    ("Prior exposure to sotatercept or luspatercept", "exclusion",
+     [("excluded", "sotatercept", ["sotatercept"], None, None), ("excluded", "luspatercept", ["luspatercept"], None, None)]),
+    ("Prior progression on at least one ARDT (enzalutamide, abiraterone, apalutamide, darolutamide).", "inclusion",
+     [("required", "androgen receptor pathway inhibitor", ["enzalutamide", "abiraterone", "apalutamide", "darolutamide"], None, None)]),
+    ("Participants must not have had prior treatment with an anti-PD-1, anti-PD-L1, anti-PD-L2, or anti-CTLA-4 antibody, or "
+     "other antibody or drug targeting T-cell co-stimulation or checkpoint pathways.", "inclusion",
+     [("excluded", "anti-pd-1/pd-l1 therapy", [], None, None), ("excluded", "anti-ctla-4 therapy", [], None, None),
+      ("excluded", "immune checkpoint inhibitor", [], None, None)]),
+    # an abbreviation the text defines as something else
+    ("Intermediate and high risk tumor lysis Richter transformation (RT): previously treated CLL and biopsy-proven Richter "
+     "transformation", "inclusion", []),
+    ("Prior treatment with PARP inhibitor, FUDR or FTD/TPI", "exclusion",
+     [("excluded", "parp inhibitor", [], None, None), ("excluded", "floxuridine", ["floxuridine"], None, None)]),
     (
         "Has received prior therapy with an anti-PD-1, anti-PD-L1, anti-PD-L2, anti-CTLA4, or anti-Lag-3 antibodies.",
         "exclusion",

@@ -49,8 +49,20 @@ class _Vocabulary:
 
     def mentions(self, text: str, lower: str, start: int, end: int) -> list[tuple[int, int, str]]:
         """(start, end, value) for every phrase named in text[start:end]."""
-        found = [*self.names.finditer(lower, start, end), *self.abbreviations.finditer(text, start, end)]
-        return [(m.start(), m.end(), self.values.get(_key(m.group())) or self.values[_key(m.group().lower())]) for m in found]
+        found = [*self.names.finditer(lower, start, end), *(m for m in self.abbreviations.finditer(text, start, end) if self._as_named(m.group(), text, lower))]
+        return [(m.start(), m.end(), self._value(m.group())) for m in found]
+
+    def _value(self, written: str) -> str:
+        return self.values.get(_key(written)) or self.values[_key(written.lower())]
+
+    def _as_named(self, abbreviation: str, text: str, lower: str) -> bool:
+        """Does the text use the abbreviation as the vocabulary does? "Richter transformation (RT)" defines
+        RT as something else."""
+        defined = text.find(f"({abbreviation})")
+        if defined < 0:
+            return True
+        value = self._value(abbreviation)
+        return any(self._value(m.group()) == value for m in self.names.finditer(lower, max(0, defined - 80), defined))
 
 
 _DRUGS = _Vocabulary("drugs.tsv", "name", "inn")
@@ -62,7 +74,7 @@ _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
 _EXPOSURE = re.compile(
     r"\b(?:prior(?!\s+to\b)|previous(?:ly)?|received|receipt|treated|pre-?treated|exposure|exposed|na[iï]ve|"
     r"progress(?:ed|ion|ing)?|refractory|failed|failure|resistant|relapsed|had|underwent|undergone|"
-    r"lines?|regimens?|history\s+of)\b"
+    r"lines?|regimens?|history\s+of|ever\s+(?:used|taken|been\s+treated))\b"
 )
 _CUE = re.compile(_EXPOSURE.pattern + r"|\b(?:no|not|never|without)\b")
 _NAIVE = re.compile(r"[\s-]*na[iï]ve\b")
@@ -73,14 +85,14 @@ _WASHOUT = re.compile(
     r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b"
 )
 _ALLOWED = re.compile(
-    r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated)\b"
+    r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated|included?)\b"
     r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
 )
 _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
     r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
     r"concurrent|concomitant|contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
-    r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered"
+    r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis"
 )
 _EXCEPTION = re.compile(r"\b(?:except(?:ions?)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
@@ -89,9 +101,24 @@ _EXAMPLES = re.compile(
     r"for\s+instance)[\s,:]*(?:\(|\[)?)\s*(?:with\s+)?(?:a|an|any)?\s*$"
 )
 # In the exclusions, "must not have received X" and "X ... are not eligible" restate the exclusion.
-_RESTATED_EXCLUSION = re.compile(r"\b(?:must|should|may|shall|will)\s+not\b|\bcannot\b|\bnot\s+(?:be\s+)?eligible\b|\bineligible\b|\bexcluded\b")
+_RESTATED_EXCLUSION = re.compile(
+    r"\b(?:must|should|may|shall|will)\s+not\b|\bcannot\b|\bnot\s+(?:be\s+)?(?:eligible|allowed|permitted)\b|\bineligible\b|\bexcluded\b"
+)
+_ASIDE = re.compile(r"\s*\([^()]*\)")
+_DURING = re.compile(r"\bduring\s+(?:[\w-]+\s+){0,5}$")
 _LIST = re.compile(r"^[\s,/]*(?:and/or|and|or|plus|\+)?[\s,/]*(?:\(|\))?\s*$")
-_UNTREATED = re.compile(r"\bpreviously\s+untreated\b|\b(?:treatment|therapy)[\s-]*na[iï]ve\b")
+_UNTREATED = re.compile(
+    r"\bpreviously\s+untreated\b|\b(?:treatment|therapy)[\s-]*na[iï]ve\b"
+    r"|\bno\s+(?:prior|previous)\s+(?:systemic\s+|anti-?cancer\s+)?(?:treatment|therapy)\s+for\b"
+)
+# "(prior radiation therapy to the pelvis is acceptable if completed at least 2 weeks prior)": an aside
+# that allows something says nothing of the rest of the sentence.
+_PARENTHETICAL = re.compile(r"\([^()\n]*\)")
+# "Cohort 2: ...", "EXP-1: ...", "patients in cohort 1 will be ...": criteria for some cohorts only.
+_COHORT_ANYWHERE = re.compile(
+    r"\b(?:cohorts?|arms?|parts?)\s+[a-z0-9][\w/,.\s-]{0,24}:|\bexp-?\d+\s*:|\b(?:in|for)\s+(?:cohorts?|arms?|parts?)\s+[a-z0-9]\w{0,3}\b"
+)
+
 
 _COUNT = r"(?:\d+|" + "|".join(WORD_NUMBERS) + r")"
 _NOUN = re.compile(r"\b(?:lines?|regimens?|therap(?:y|ies)|treatments?)\b")
@@ -169,14 +196,17 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     if not _EXPOSURE.search(sentence):
         return
     nouns = list(_NOUN.finditer(lower, start, end))
-    classes = _CLASSES.mentions(text, lower, start, end)
-    drugs = _DRUGS.mentions(text, lower, start, end)
+    # a mention inside a blanked-out aside is not one (abbreviations are matched in the text as written)
+    classes = [c for c in _CLASSES.mentions(text, lower, start, end) if lower[c[0]] != " "]
+    drugs = [d for d in _DRUGS.mentions(text, lower, start, end) if lower[d[0]] != " "]
     if not (classes or drugs or nouns):
+        return
+    if _ALLOWED.search(sentence) or _COHORT_ANYWHERE.search(sentence):
         return
     exception = _EXCEPTION.search(sentence)
     stop = start + exception.start() if exception else end  # what follows "except" is allowed
     stated = lower[start:stop]
-    if _WASHOUT.search(stated) or _ALLOWED.search(stated) or _NOT_EXPOSURE.search(stated):
+    if _WASHOUT.search(stated) or _NOT_EXPOSURE.search(stated):
         return
     consumed: set[int] = set()
     counted_until = start
@@ -203,6 +233,9 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     index = 0
     while index < len(mentions):
         first, last, kind, name = mentions[index]
+        if _DURING.search(lower, max(start, first - 40), first):
+            index += 1  # "during their first line course of chemotherapy" dates something else
+            continue
         examples: list[str] = []
         if kind == "class":  # gather the drugs given as its examples
             gap = _EXAMPLES
@@ -211,6 +244,12 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
                 last = mentions[index][1]
                 examples.append(mentions[index][3])
                 gap = _LIST
+            aside = _ASIDE.match(lower, last)
+            if aside:  # "systemic therapy (chemotherapy, immunotherapy, or biological therapy)": its kinds
+                while index + 1 < len(mentions) and mentions[index + 1][1] <= aside.end():
+                    index += 1
+                    if mentions[index][2] == "drug":
+                        examples.append(mentions[index][3])
         else:
             examples = [name]
         stated = "excluded" if criterion.kind == "exclusion" and _RESTATED_EXCLUSION.search(sentence) else requirement(polar, first, last)
@@ -231,6 +270,12 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
         return
     masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text)
     polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
+    if _COHORT_ANYWHERE.search(lower) and ":" in lower:
+        return
+    # asides that allow a therapy or set a washout are blanked out, so the sentence around them stands
+    masked_lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _ALLOWED.search(m.group()) else m.group(), lower)
+    if masked_lower != lower:
+        lower = masked_lower
     seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
     for sentence in _SENTENCE.finditer(lower):
         for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end()):
@@ -239,5 +284,5 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
                 seen.add(key)
                 yield "prior_therapies", item
     untreated = _UNTREATED.search(lower)
-    if untreated and not seen and criterion.kind == "inclusion":  # "previously untreated": no systemic therapy yet
+    if untreated and not seen and criterion.kind == "inclusion" and not _COHORT_ANYWHERE.search(lower):  # "previously untreated": no systemic therapy yet
         yield "prior_therapies", _item(criterion, lower, "excluded", "systemic therapy", [], untreated.start(), untreated.end())
