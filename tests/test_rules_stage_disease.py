@@ -14,6 +14,26 @@ from conftest import make_criterion
 from extract.rules import cancer_types, disease, stage
 
 CASES = [
+    # NCT04741997 inc-3
+    ('Melanoma must have a BRAFV600 mutation (using a CLIA-validated assay), either stage III (B/C/D) or Stage IV (AJCC 8th edition).', 'inclusion', {'stage': (('III', 'IV'), ()), 'cancer_types': [('melanoma', 'required', 'MEL')]}),
+    # NCT05361720 inc-2
+    ('Advanced (not amenable to curative surgery or radiation therapy) or metastatic (American Joint Committee on Cancer [AJCC] stage IV) RCC', 'inclusion', {'stage': (('IV',), ('locally_advanced', 'metastatic', 'unresectable'))}),
+    # NCT06119581 inc-1
+    ('Histologically or cytologically confirmed NSCLC with Stage IIIB-IIIC or Stage IV disease, not suitable for curative intent radical surgery or radiation therapy.', 'inclusion', {'stage': (('III', 'IV'), ('unresectable',)), 'cancer_types': [('non-small cell lung cancer', 'required', 'NSCLC')]}),
+    # NCT06966700 inc-1
+    ('Has previously untreated high-risk, early-stage, non-metastatic (M0) breast cancer (BC), defined as any of the following combined primary tumor (T) and regional lymph node (N) staging per AJCC 8th edition criteria as assessed by the investigator based on radiological and/or clinical assessment:', 'inclusion', {'stage': ((), ('early',)), 'cancer_types': [('breast cancer', 'required', 'BRCA')]}),
+    # NCT07221357 inc-1
+    ('Participant must previously untreated, histologically confirmed recurrent or metastatic colorectal adenocarcinoma, not amenable to curative surgery.', 'inclusion', {'stage': ((), ('metastatic', 'recurrent', 'unresectable')), 'cancer_types': [('colorectal cancer', 'required', 'COADREAD')]}),
+    # NCT04169737 inc-1
+    ('Patients with a diagnosis of CLL/SLL and indication for treatment by 2018 iwCLL criteria:\n\n   Cohort 1: Untreated patients with at least 1 high-risk feature (del(17p) or mutated TP53 or del(11q) or unmutated IGHV or complex karyotype) OR ≥65 years of age Cohort 2: Relapsed after and/or refractory to at least one prior therapy', 'inclusion', {'cancer_types': [('chronic lymphocytic leukemia', 'required', 'CLLSLL')]}),
+    # NCT04797767 inc-2
+    ('PHASE I:\n\n  * Newly diagnosed patients presenting for trial entry must have adverse risk disease as per the European LeukemiaNet 2017 guidelines\n  * Relapsed/refractory patients presenting for trial entry must require first or subsequent salvage therapy and have detectable blasts in peripheral blood or >= 5% blasts in bone marrow, as assessed by morphology or multiparameter flow cytometry; or extramedullary myeloid sarcoma, per European LeukemiaNet 2017 guidelines.\n  * These patients are only allowed in the phase 1 portion of the trial', 'inclusion', {}),
+    # NCT05851924 inc-2
+    ('Individuals with a history of other malignancies are eligible if they have been disease-free for at least 2 years and are deemed by the investigator to be at low risk for recurrence of that malignancy.\n\n   Individuals with the following cancers are eligible if diagnosed and treated within the past 5 years: cervical cancer in situ, DCIS, stage I prostate cancer, and basal cell or squamous cell carcinoma of the skin.', 'inclusion', {}),
+    # NCT02596490 inc-1
+    ('ALL PHASES, PATIENTS ONLY: Diagnosed with stage IV Non-Small Cell Lung Cancer (NSCLC)', 'inclusion', {'stage': (('IV',), ()), 'cancer_types': [('non-small cell lung cancer', 'required', 'NSCLC')]}),
+    # NCT06190951 inc-1
+    ('All patients must be either stage III (IIIB, IIIC, IIID) or stage IV (M1a, M1b, M1c) per American Joint Committee on Cancer (AJCC) 8th edition (Amin 2017) and have histologically confirmed cutaneous melanoma that is deemed completely surgically resectable in order to be eligible as described in the protocol.', 'inclusion', {'stage': (('III', 'IV'), ()), 'cancer_types': [('melanoma', 'required', 'MEL')]}),
     # NCT06526819 inc-1
     ('Histologically or cytologically-confirmed cancer that is advanced, recurrent, or metastatic with the following origins, and whose disease progressed on standard therapy and for whom there are no alternative therapies that may confer overall survival benefit.', 'inclusion', {'stage': ((), ('locally_advanced', 'metastatic', 'recurrent'))}),
     # NCT07282912 inc-1

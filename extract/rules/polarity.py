@@ -58,7 +58,7 @@ def cohort_specific(text: str) -> bool:
 
 # A cohort, arm, part or phase label inside a line ("i. EXP-1: ROS1+ NSCLC ii. EXP-2: ...", "Cohort 2: Relapsed ...").
 _INLINE_COHORT_LABEL = re.compile(
-    r"(?i)\b(?:cohorts?|arms?|parts?|EXP|expansion|phase)[\s-]*(?:\d+[A-Za-z]?|[A-Z]\d?|I{1,3}V?|IV)\b[\w\s,/&-]{0,40}?:"
+    r"\b(?i:cohorts?|arms?|parts?|EXP|expansion|phase)(?:[\s-]*#?\d+[A-Za-z]?\d?|[\s-]+#?(?:[A-Z]\d?|I{1,3}V?|IV))\b[\w\s,/&-]{0,40}?:"
 )
 # A criterion that opens with a phase in Roman numerals ("PHASE I:") or "In the phase I study, ...".
 _PHASE_OPENER = re.compile(

@@ -11,21 +11,26 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import cohort_specific, requirement
+from extract.rules.polarity import _EXCLUDED_AFTER, _NEGATION, clause_bounds, cohort_specific, scoped_to_cohort
 from schemas import Criterion
 
 _ROMAN = ("0", "I", "II", "III", "IV")
-_GROUP = r"(?:IV|I{1,3}|[0-4])(?:[A-D]\d?)?"
-_GROUP_LIST = rf"{_GROUP}(?:\s*(?:-|–|to|through|/|,|or|and|and/or)\s*(?:stage\s+)?{_GROUP})*"
+# "IIIB", "III (B/C/D)": a substage letter, or letters in parentheses.
+_GROUP = r"(?:IV|I{1,3}|[0-4])(?:[A-D]\d?|\s*\([A-D](?:\s*[/,]\s*[A-D])*\))?"
+_GROUP_LIST = rf"{_GROUP}(?:\s*(?:-|–|to|through|/|,|or|and|and/or)\s*(?:(?i:stage)\s+)?{_GROUP})*"
 _STAGE = re.compile(rf"\b(?i:stages?)\s+(?:group\s+)?(?P<groups>{_GROUP_LIST})(?![\w+])")
 # "Stages 1 and 2: ...", "Stage 1 of the study": a study's stages, not the disease's.
-_STUDY_STAGE_AFTER = re.compile(r"(?i)\s*(?::|\(|of\s+the\s+(?:study|trial)|portion|part\b|cohort|dose)")
+# A parenthesis naming a staging system ("Stage IV (AJCC 8th edition)") still speaks of the disease.
+_STUDY_STAGE_AFTER = re.compile(
+    r"(?i)\s*(?::|\((?!\s*(?:AJCC|American|FIGO|TNM|UICC|Ann\s+Arbor|R?-?ISS|Lugano|per|according|as\s+defined|[TNM]\d|\d+(?:st|nd|rd|th)|I{1,3}|IV))"
+    r"|of\s+the\s+(?:study|trial)|portion|part\b|cohort|dose)"
+)
 _ONE_GROUP = re.compile(r"(IV|I{1,3}|[0-4])(?:[A-D]\d?)?")
 _RANGE_JOIN = re.compile(r"\s*(?:-|–|to|through)\s*$")
 
 # What a setting word must qualify for "advanced", "early" or "resectable" to be a stage ("advanced age" is not).
 _DISEASE_AHEAD = (
-    r"(?=[\s,/-]+(?:[\w-]+\s+){0,3}?(?:cancers?|carcinomas?|tumou?rs?|malignan\w*|disease|neoplasms?|NSCLC|SCLC|CRC|HCC|"
+    r"(?=(?:\s*\([^()]{0,100}\))?[\s,/-]+(?:[\w()-]+\s+){0,3}?(?:cancers?|carcinomas?|tumou?rs?|malignan\w*|disease|neoplasms?|NSCLC|SCLC|CRC|HCC|"
     r"RCC|PDAC|melanoma|lymphoma|sarcoma|mesothelioma|breast|stage|or\s+metastatic|and/or\s+metastatic|/metastatic|solid|"
     r"recurrent|unresectable|inoperable|relapsed|refractory|metastatic))"
 )
@@ -35,7 +40,7 @@ _SETTING = re.compile(
         |(?P<advanced>advanced){_DISEASE_AHEAD}
         |(?P<metastatic>metastatic|mCRPC|mCRC|mNSCLC|MBC|mBC)
         |(?P<unresectable>unresectable|non[\s-]?resectable|inoperable|not\s+(?:amenable|suitable|eligible|a\s+candidate)
-            \s+(?:to|for)\s+(?:curative\s+|complete\s+|surgical\s+|definitive\s+)*(?:resection|surgery))
+            \s+(?:to|for)\s+(?:(?:curative|complete|surgical|definitive|radical|intent|curative-intent)\s+)*(?:resection|surgery))
         |(?P<recurrent>recurrent|relapsed|refractory|relapsing)
         |(?P<early>(?:early(?:[\s-]+stage)?|operable|(?<!borderline\s)resectable){_DISEASE_AHEAD})
     )(?![\w-])"""
@@ -55,7 +60,7 @@ _SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     text = criterion.text
-    if criterion.kind != "inclusion" or cohort_specific(text):
+    if criterion.kind != "inclusion" or cohort_specific(text) or _about_other_cancers(text):
         return
     for match in _STAGE.finditer(text):
         if _speaks_for_the_trial(criterion, match) and not _STUDY_STAGE_AFTER.match(text, match.end()):
@@ -67,15 +72,39 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
             yield "stage", _stage(criterion, match, groups=[], settings=settings)
 
 
+def _about_other_cancers(text: str) -> bool:
+    """ "History of other malignancies ... eligible if ...: DCIS, stage I prostate cancer": the criterion's opening speaks of other cancers."""
+    following = _SENTENCE_BREAK.search(text)
+    return bool(_OTHER_CANCER.search(text, 0, following.start() if following else len(text)))
+
+
 def _speaks_for_the_trial(criterion: Criterion, match: re.Match) -> bool:
-    """Not negated, and not about another cancer ("history of another malignancy").."""
+    """Not negated, not for one cohort, and not about another cancer ("history of another malignancy")."""
     text = criterion.text
-    if requirement(criterion, match.start(), match.end()) != "required":
+    if _negated(text, match) or scoped_to_cohort(text, match.start()):
         return False
     breaks = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, match.start())]
     following = _SENTENCE_BREAK.search(text, match.end())
     sentence = text[breaks[-1] if breaks else 0 : following.start() if following else len(text)]
     return not _OTHER_CANCER.search(sentence)
+
+
+def _negated(text: str, match: re.Match) -> bool:
+    """A negation before the stage in its clause ("no metastatic disease"), or "... are not eligible" after it.
+
+    A negation inside a parenthesis that closes before the stage does not reach it ("Advanced (not amenable
+    to curative surgery) or metastatic"), and "not amenable to surgery" is itself the unresectable setting.
+    """
+    clause_start, clause_end = clause_bounds(text, match.start(), match.end())
+    before = _PARENTHESIS.sub(lambda group: " " * len(group.group()), text[clause_start : match.start()])
+    if _NEGATION.search(before):
+        return True
+    if match.lastgroup != "unresectable" and _NEGATION.search(match.group()):
+        return True
+    return bool(_EXCLUDED_AFTER.search(text, match.end(), clause_end))
+
+
+_PARENTHESIS = re.compile(r"\([^()]*\)")
 
 
 def _qualifies_a_therapy(text: str, match: re.Match) -> bool:
