@@ -14,6 +14,28 @@ from conftest import make_criterion
 from extract.rules import cancer_types, disease, stage
 
 CASES = [
+    # NCT05035836 exc-19
+    ('Known distant metastatic disease including (CNS) metastases, symptomatic CNS metastases, and leptomeningeal disease (LMD).', 'exclusion', {'brain_metastases': 'excluded'}),
+    # NCT06691984 exc-10
+    ('Participants with a history of central nervous system (CNS) metastasis. Note: Participants with treated, asymptomatic, and clinically stable dural metastases are eligible.', 'exclusion', {'brain_metastases': 'excluded'}),
+    # NCT04797767 exc-2
+    ('Known active central nervous system (CNS) involvement with acute myeloid leukemia (AML)', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT05361720 exc-10
+    ('Subjects with central nervous system (CNS) metastases are eligible after they have completed local therapy (e.g., whole brain radiation therapy [WBRT], surgery or radiosurgery)', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT04486833 inc-9
+    ('Asymptomatic brain metastases must meet ALL criteria of the following (a-d):', 'inclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT06561386 exc-4
+    ('Participants must not have untreated central nervous system (CNS) metastases.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT05607095 exc-3
+    ('Patients with symptomatic brain metastases (of any size and any number).\n\n  o Patients with definitively treated brain metastases may be considered for enrollment, if, prior to tumor resection for TIL, the patient is clinically stable for ≥ 14 days, there are no symptomatic brain lesions, and that the patient does not require ongoing corticosteroid treatment.', 'exclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT05977036 inc-5
+    ('Presence of RECIST-evaluable disease. Patients with bone-only disease are eligible.', 'inclusion', {'measurable_disease': (False, None)}),
+    # NCT04038502 inc-5
+    ('mCRPC as defined by serum testosterone < 50 ng/ml (for patients on GnRH analogues or antagonists) and at least one of the following:\n\n   * PSA level of at least 2 ng/ml that has risen on at least 2 successive occasions at least 1 week apart\n   * Evaluable disease progression by modified RECIST 1.1 (Response Evaluation Criteria in Solid Tumors)\n   * Progression of metastatic bone disease on bone scan, CT or MRI with > 2 new lesions', 'inclusion', {'stage': ((), ('metastatic',)), 'cancer_types': [('prostate cancer', 'required', 'PRAD')]}),
+    # NCT05673200 inc-12
+    ('Patients with treated brain metastases are eligible if there is evidence of measurable extracranial disease, and if follow-up brain imaging 4 weeks after central nervous system (CNS)-direct therapy shows no evidence of progression. Patients with carcinomatous meningitis are not eligible.', 'inclusion', {'brain_metastases': 'allowed_if_stable'}),
+    # NCT05614739 inc-2
+    ('Measurability of disease:\n\n  * Cohort A1 and B3: Measurable or non-measurable disease as defined by Response Evaluation Criteria in Solid Tumors v 1.1 (RECIST v1.1)\n  * Cohorts A2, B1, B2, B4, B5, and C1: Measurable disease required as defined by RECIST v1.1', 'inclusion', {}),
     # NCT04741997 inc-3
     ('Melanoma must have a BRAFV600 mutation (using a CLIA-validated assay), either stage III (B/C/D) or Stage IV (AJCC 8th edition).', 'inclusion', {'stage': (('III', 'IV'), ()), 'cancer_types': [('melanoma', 'required', 'MEL')]}),
     # NCT05361720 inc-2

@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, requirement
+from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, stated_requirement
 from schemas import Criterion
 
 _BRAIN_METASTASES = re.compile(
-    r"""(?ix)\b(?:brain|cns|central\s+nervous\s+system|intracranial|cerebral)(?:\s*\((?:CNS)\))?
+    r"""(?ix)(?:\(|\b)(?:brain|cns|central\s+nervous\s+system|intracranial|cerebral)(?:\s*\((?:CNS)\)|\))?
         (?:\s+(?:or|and|and/or)\s+(?:leptomeningeal|spinal\s+cord|cns|central\s+nervous\s+system)(?:\s*\(CNS\))?)?
-        \s+(?:metastas[ie]s|metastatic\s+disease|mets|lesions?|disease\s+(?:metastas[ie]s|involvement))\b
+        \s+(?:metastas[ie]s|metastatic\s+disease|mets|lesions?|involvement|disease\s+(?:metastas[ie]s|involvement))\b
+      |(?<![\w-])(?:CNS|central\s+nervous\s+system)\s+(?:lymphoma|leuka?emia)\b
       |\bmetastas[ie]s\s+(?:to|in)\s+the\s+(?:brain|central\s+nervous\s+system|CNS)\b
       |\bbrain[\s-]metastatic\s+disease\b|(?<![\w-])CNS\s+(?:disease|involvement)\b"""
 )
@@ -33,12 +34,24 @@ _ONLY_ACTIVE = re.compile(
 _STABLE_ALLOWED = re.compile(
     r"(?i)\b(?:treated|stable|asymptomatic|inactive|controlled)\b[^.;]{0,200}?\b(?:eligible|allowed|permitted|"
     r"may\s+(?:participate|be\s+(?:included|enrolled|eligible))|can\s+(?:participate|be\s+(?:included|enrolled)))\b"
-    r"|\b(?:eligible|allowed|permitted)\b[^.;]{0,40}\b(?:if|provided|as\s+long\s+as)\b"
+    r"|\b(?:eligible|allowed|permitted)\b[^.;]{0,40}\b(?:if|provided|as\s+long\s+as|after)\b"
     r"|\b(?:unless|except)\b[^.;]{0,80}\b(?:treated|stable|asymptomatic)\b"
 )
 _ALLOWED = re.compile(r"(?i)\b(?:eligible|allowed|permitted|may\s+(?:participate|be\s+(?:included|enrolled)))\b")
 
-_MEASURABLE = re.compile(r"(?i)(?<![\w-])(?:measurable|evaluable)\b")
+# "RECIST-evaluable disease" counts; "non-measurable" does not.
+_MEASURABLE = re.compile(r"(?i)(?<!\w)(?<!non-)(?<!non\s)(?:measurable|evaluable)\b")
+# "Evaluable disease progression": how progression is judged, not what disease the patient must have.
+_PROGRESSION_AFTER = re.compile(r"(?i)\s+(?:disease\s+)?progression\b")
+# A subgroup let in on a condition: "Patients with treated brain metastases are eligible if ...".
+_SUBGROUP_IF = re.compile(
+    r"(?i)\b(?:patients?|participants?|subjects?|individuals?)\s+with\b[^.;]{1,80}\b(?:are|is)\s+(?:also\s+)?(?:eligible|allowed|permitted)\s+"
+    r"(?:only\s+)?(?:if|provided|as\s+long\s+as)\b"
+)
+
+
+def _states_measurability(text: str, match: re.Match) -> bool:
+    return not _PROGRESSION_AFTER.match(text, match.end()) and not scoped_to_cohort(text, match.start())
 _NOT_REQUIRED = re.compile(
     r"(?i)\bmeasurable\s+(?:disease\s+|lesions?\s+)?(?:and/or|or)\s+(?:non[\s-]?measurable|evaluable)|\bevaluable\s+(?:and/or\s+|or\s+)?measurable"
     r"|\b(?:and/or|or)\s+(?:non[\s-]?measurable|evaluable)\s+(?:disease|lesions?)"
@@ -76,18 +89,38 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "measurable_disease", measurable
 
 
+# A stability statement about metastases elsewhere ("treated, stable dural metastases are eligible") is not about the brain.
+_OTHER_SITE = re.compile(r"(?i)\b(?:dural|bone|osseous|skull|spinal|liver|hepatic|lung|adrenal|leptomeningeal)\s+(?:metastas[ie]s|mets|lesions?)\b")
+# In the inclusions, brain metastases qualified as treated or stable are let in on a condition.
+_STABLE_BEFORE = re.compile(r"(?i)\b(?:treated|stable|asymptomatic|inactive|controlled)\b[\w\s,-]{0,30}$")
+
+
 def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
     text = criterion.text
-    match = _BRAIN_METASTASES.search(text)
-    if not match:
+    matches = [m for m in _BRAIN_METASTASES.finditer(text) if not scoped_to_cohort(text, m.start())]
+    if not matches:
         return None
-    clause_start, clause_end = clause_bounds(text, match.start(), match.end())
-    only_active = _ONLY_ACTIVE.search(text, clause_start, match.start()) or _ONLY_ACTIVE.search(text, match.end(), clause_end)
+    match = matches[0]
     stable_allowed = _STABLE_ALLOWED.search(text)
-    if requirement(criterion, match.start(), match.end()) == "excluded":
+    if stable_allowed and _OTHER_SITE.search(stable_allowed.group()):
+        stable_allowed = None  # "Participants with treated, asymptomatic, and clinically stable dural metastases are eligible"
+    # Each mention's own qualifiers: "any (CNS) metastases, symptomatic CNS metastases" excludes them all.
+    qualified = [_only_active(text, m, matches[i + 1].start() if i + 1 < len(matches) else None) for i, m in enumerate(matches)]
+    only_active = qualified[0]
+    if stated_requirement(criterion, match.start(), match.end()) == "excluded":
+        if criterion.kind == "exclusion" and len(matches) > 1:
+            # Only the first sentence's mentions: a later sentence may let treated ones in.
+            following = _SENTENCE_BREAK.search(text, match.end())
+            sentence_end = following.start() if following else len(text)
+            unqualified = [m for m, q in zip(matches, qualified) if q is None and m.start() < sentence_end]
+            if unqualified and not stable_allowed:
+                match, only_active = unqualified[0], None
         status = "allowed_if_stable" if only_active or stable_allowed else "excluded"
     elif stable_allowed:
         status = "allowed_if_stable"
+    elif criterion.kind == "inclusion" and _STABLE_BEFORE.search(text, max(0, match.start() - 60), match.start()):
+        status = "allowed_if_stable"  # "Asymptomatic brain metastases must meet ALL criteria of the following"
+        only_active = _STABLE_BEFORE.search(text, max(0, match.start() - 60), match.start())
     elif _ALLOWED.search(text, match.end()):
         status = "allowed"
     elif criterion.kind == "inclusion" and "metasta" in match.group(0).lower() and not _in_parentheses(text, match.start()):
@@ -99,18 +132,33 @@ def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
     return {"status": status, "evidence": {"criterion_id": criterion.id, "quote": text[start : max(end, match.end())]}}
 
 
+def _only_active(text: str, match: re.Match, next_mention: int | None) -> re.Match | None:
+    """ "active", "untreated", "symptomatic" ... qualifying this mention, before it or after it up to the next mention."""
+    clause_start, clause_end = clause_bounds(text, match.start(), match.end())
+    before = _ONLY_ACTIVE.search(text, clause_start, match.start())
+    limit = clause_end
+    if next_mention is not None and next_mention < clause_end:
+        # "(CNS) metastases, symptomatic CNS metastases": "symptomatic" belongs to the next mention.
+        gap = text[match.end() : next_mention]
+        cut = max(gap.rfind(","), gap.rfind(";"), gap.rfind(" and "), gap.rfind(" or "))
+        limit = match.end() + cut if cut >= 0 else next_mention
+    return before or _ONLY_ACTIVE.search(text, match.end(), limit)
+
+
 def _in_parentheses(text: str, position: int) -> bool:
     return text.count("(", 0, position) > text.count(")", 0, position)
 
 
 def _measurable_disease(criterion: Criterion) -> dict[str, Any] | None:
     text = criterion.text
-    match = _MEASURABLE.search(text)
-    if not match or criterion.kind != "inclusion" or requirement(criterion, match.start(), match.end()) != "required":
+    match = next((m for m in _MEASURABLE.finditer(text) if _states_measurability(text, m)), None)
+    if not match or criterion.kind != "inclusion" or stated_requirement(criterion, match.start(), match.end()) != "required":
         return None
     breaks = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, match.start())]
     following = _SENTENCE_BREAK.search(text, match.end())
     sentence_start, sentence_end = (breaks[-1] if breaks else 0), (following.start() if following else len(text))
+    if _SUBGROUP_IF.search(text, sentence_start, match.start()):
+        return None  # "Patients with treated brain metastases are eligible if there is evidence of measurable extracranial disease"
     alternatives = _NOT_REQUIRED.search(text, sentence_start, sentence_end)
     required = match.group(0).lower() == "measurable" and not alternatives
     standard = _STANDARD.search(text, match.start(), sentence_end)
