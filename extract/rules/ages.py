@@ -35,7 +35,8 @@ _PREFIX = re.compile(rf"(?:(?-i:[A-Z][A-Z0-9 ,/&'-]*):\s*)?(?:(?:{_SUBJECT_WORD}
 _AGE_WORD = re.compile(r"(?i)\bage")
 _CONNECTOR = re.compile(r"[\s,;]*(?:\b(?:and|but|or)\b)?\s*", re.IGNORECASE)
 # Ages that define menopause or index a creatinine table are not age limits of the trial.
-_NOT_A_LIMIT = re.compile(r"(?i)menopaus|amenorr|creatin")
+_NOT_A_LIMIT = ("menopaus", "amenorr", "creatin")
+_DIGIT = re.compile(r"\d")
 
 
 def _years(value: str, unit: str | None) -> float:
@@ -63,7 +64,10 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     line_end = text.find("\n")
     line = text if line_end < 0 else text[:line_end]
-    if _NOT_A_LIMIT.search(line):
+    if not _DIGIT.search(line):
+        return  # every age statement has a number
+    lower = line.lower()
+    if any(word in lower for word in _NOT_A_LIMIT):
         return
     match = _STATEMENT.match(line, _PREFIX.match(line).end())
     if not match:

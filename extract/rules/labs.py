@@ -119,7 +119,7 @@ _DEFINED_BELOW = re.compile(r"(?i)\bdefined[^\S\n]+(?:as|by|below|in)\b|\b(?:as[
 _OR_BREAK = re.compile(r"(?i);|\bor\b")
 _WITH = re.compile(r"[^\S\n]*,?[^\S\n]*with[^\S\n]+(?:an?[^\S\n]+|the[^\S\n]+)?")
 _SPACE = re.compile(r"[^\S\n]*")
-_QUICK = re.compile(r"[\dUL]|(?i:normal|adequate)")
+_QUICK = re.compile(r"[\dUL]")
 
 
 def _unit(written: str | None) -> str | None:
@@ -228,7 +228,8 @@ def _thresholds(text: str, start: int, stop: int, exclusion: bool) -> Iterator[t
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
-    if not _QUICK.search(text) or (":" in text and cohort_specific(text)):
+    lower = text.lower()
+    if not (_QUICK.search(text) or "normal" in lower or "adequate" in lower) or (":" in text and cohort_specific(text)):
         return
     exclusion = criterion.kind == "exclusion"
     # an analyte named inside another's condition ("... for patients with total bilirubin > 1.5 x ULN")
@@ -282,7 +283,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if item["comparator"] is not None or item["analyte"] not in floored:
                 yield "labs", item
         return
-    for adequate in _ADEQUATE.finditer(text):
+    for adequate in _ADEQUATE.finditer(text) if "adequate" in lower else ():
         if bool(adequate["negation"]) != exclusion or _DEFINED_BELOW.search(text, adequate.end()):
             continue
         for pattern, kind in _KINDS:

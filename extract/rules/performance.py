@@ -38,7 +38,8 @@ _STATEMENT = re.compile(
     rf"(?i)(?P<scales>(?:{_SCALE})(?:\s*(?:\bor\b|\band\b|/|,)\s*(?:\b(?:Karnofsky|KPS|Lansky|ECOG)\b))*){_FILLER}{_VALUE}"
 )
 _SCALE_NAME = re.compile(rf"(?i){_SCALE}")
-_QUICK = re.compile(r"(?i)ECOG|Karnofsky|KPS|Lansky|Zubrod|performance")
+# Plain substring tests on the lower-cased text: far faster than a case-insensitive alternation.
+_QUICK_WORDS = ("ecog", "karnofsky", "kps", "lansky", "zubrod", "performance")
 _DIGITS = re.compile(r"\d+")
 _TOP = {"ECOG": 5, "KARNOFSKY": 100, "LANSKY": 100}
 # "ECOG 0 or 1 for Cohorts A1, A2": a value for some cohorts only, which v1 cannot state.
@@ -84,7 +85,8 @@ def _fits(scale: str, bounds: tuple[int | None, int | None]) -> bool:
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
-    if not _QUICK.search(text) or (":" in text and cohort_specific(text)):
+    lower = text.lower()
+    if not any(word in lower for word in _QUICK_WORDS) or (":" in text and cohort_specific(text)):
         return
     found: dict[tuple, str] = {}
     for match in _STATEMENT.finditer(text):

@@ -130,6 +130,7 @@ _LINES = re.compile(
     rf"(?P<noun>lines?|regimens?|therap(?:y|ies)|treatments?)$"
 )
 _LINES_WINDOW = 80
+_ANY_COUNT = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b")
 # "2 prior therapies" counts lines; "at least one novel AR-targeted therapy" names a therapy.
 _COUNTED = re.compile(r"\b(?:prior|previous|systemic|anti-?cancer|lines?\s+of)\b")
 _OF_CLASS = re.compile(r"\s*(?:of\s+|with\s+)?(?:prior\s+|previous\s+|standard\s+)?")
@@ -149,6 +150,8 @@ def _setting(clause: str) -> str | None:
 
 
 def _duration(clause: str) -> float | None:
+    if "month" not in clause and "year" not in clause:
+        return None  # the comparator alternation is slow to search: most clauses state no duration
     match = _DURATION.search(clause)
     if not match:
         return None
@@ -213,7 +216,8 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     for noun in nouns:
         if noun.start() < counted_until or noun.end() > stop:
             continue  # "lines of systemic therapy": "therapy" is part of the count already read
-        match = _LINES.search(lower, max(start, noun.start() - _LINES_WINDOW), noun.end())
+        window = max(start, noun.start() - _LINES_WINDOW)
+        match = _LINES.search(lower, window, noun.end()) if _ANY_COUNT.search(lower, window, noun.end()) else None
         bounds = _lines(match, criterion.kind == "exclusion") if match else None
         if bounds is None or (match["noun"][0] == "t" and not _COUNTED.search(match["middle"])):
             continue
@@ -264,9 +268,10 @@ _NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     lower = text.lower()
-    if len(lower) != len(text) or cohort_specific(text):
+    if len(lower) != len(text) or (":" in text and cohort_specific(text)):
         return  # a rare character whose lower case is longer would shift every offset
-    if not _EXPOSURE.search(lower) and not _UNTREATED.search(lower):
+    untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
+    if not untreated and not _EXPOSURE.search(lower):
         return
     masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text)
     polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
@@ -283,6 +288,5 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if key not in seen:
                 seen.add(key)
                 yield "prior_therapies", item
-    untreated = _UNTREATED.search(lower)
     if untreated and not seen and criterion.kind == "inclusion" and not _COHORT_ANYWHERE.search(lower):  # "previously untreated": no systemic therapy yet
         yield "prior_therapies", _item(criterion, lower, "excluded", "systemic therapy", [], untreated.start(), untreated.end())
