@@ -2,7 +2,8 @@
 
 Only POST /v1/chat/completions. Each request takes the first scripted reply whose `when` text occurs
 in its body (or that has no `when`), so concurrent trials get their own answers; with nothing left to
-say the server answers 500, which shows up in a test as a failed trial.
+say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
+failed trial. `latency` makes every call wait that long first, as a model's thinking would.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -26,6 +27,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering
     when: str | None = None
+    echo_authorization: bool = False  # a careless server: the error message ends with the Authorization header
 
 
 def tool_call(arguments: dict | str, usage: tuple[int, int] = (1200, 300), when: str | None = None) -> Reply:
@@ -43,9 +45,27 @@ def json_content(content: dict, usage: tuple[int, int] = (1200, 300), when: str 
     return Reply(body=_completion(message, "stop", usage), when=when)
 
 
-def error(status: int, message: str = "scripted failure", retry_after: str | None = None, when: str | None = None) -> Reply:
+def error(status: int, message: str = "scripted failure", retry_after: str | None = None, when: str | None = None,
+          echo_authorization: bool = False) -> Reply:  # fmt: skip
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    return Reply(status=status, body={"error": {"message": message, "type": "server_error"}}, headers=headers, when=when)
+    body = {"error": {"message": message, "type": "server_error"}}
+    return Reply(status=status, body=body, headers=headers, when=when, echo_authorization=echo_authorization)
+
+
+def prompt_tokens(request: dict) -> int:
+    """A meaningful usage figure: the characters of the messages and the tool schema, over 4."""
+    text = "".join(m.get("content") or "" for m in request["messages"]) + json.dumps(request.get("tools", []))
+    return len(text) // 4
+
+
+def first_criterion_answer(request: dict) -> Reply:
+    """A small valid extraction of any trial: one cancer type quoting the start of its first criterion."""
+    user = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    criterion_id, text = re.search(r"^\[((?:inc|exc)-\d+)\] (.+)$", user, re.MULTILINE).groups()
+    quote = " ".join(text.split()[:6])
+    answer = {"cancer_types": [{"name": "solid tumour", "requirement": "required",
+                                "evidence": {"criterion_id": criterion_id, "quote": quote}}]}  # fmt: skip
+    return tool_call(answer, usage=(prompt_tokens(request), len(json.dumps(answer)) // 4))
 
 
 def _completion(message: dict, finish_reason: str, usage: tuple[int, int]) -> dict:
@@ -58,14 +78,21 @@ def _completion(message: dict, finish_reason: str, usage: tuple[int, int]) -> di
     }  # fmt: skip
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connections at high concurrency: 1 s SYN retries
+
+
 class OpenAIServer:
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0, respond: Callable[[dict], Reply] | None = None) -> None:
+        self.latency = latency  # seconds every call waits before its answer
+        self.respond = respond  # answers a request that no scripted reply matches
         self.requests: list[dict] = []  # every request body, in arrival order
+        self.authorizations: list[str] = []  # every request's Authorization header, in arrival order
         self._script: list[Reply] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()  # ends stalls at shutdown
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._http.daemon_threads = True
+        self._http = _HTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
 
     @property
@@ -81,27 +108,39 @@ class OpenAIServer:
         with self._lock:
             self._script.extend(replies)
 
-    def _next(self, raw: str) -> Reply:
+    def _next(self, raw: str, authorization: str = "") -> Reply:
+        request = json.loads(raw)
         with self._lock:
-            self.requests.append(json.loads(raw))
+            self.requests.append(request)
+            self.authorizations.append(authorization)
             for index, reply in enumerate(self._script):
                 if reply.when is None or reply.when in raw:
                     return self._script.pop(index)
-        return error(500, "no scripted reply left")
+        return self.respond(request) if self.respond else error(500, "no scripted reply left")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Headers and body go out in two writes: with Nagle's algorithm on, the body waits for the
+            # client's delayed ACK of the headers, some 40 ms per call.
+            disable_nagle_algorithm = True
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 if self.path != "/v1/chat/completions":
                     self.send_error(404)
                     return
-                reply = server._next(raw)
-                if reply.delay and server._closing.wait(reply.delay):
+                authorization = self.headers.get("Authorization", "")
+                reply = server._next(raw, authorization)
+                wait = reply.delay + server.latency
+                if wait and server._closing.wait(wait):
                     return
-                payload = json.dumps(reply.body).encode()
+                body = reply.body
+                if reply.echo_authorization:  # a copy: one Reply may be scripted many times
+                    message = f"{body['error']['message']} (Authorization: {authorization})"
+                    body = body | {"error": body["error"] | {"message": message}}
+                payload = json.dumps(body).encode()
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

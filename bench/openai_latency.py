@@ -1,0 +1,129 @@
+"""The openai backend against a local OpenAI-compatible server that takes a fixed time per call.
+
+With the model's latency fixed, the pipeline should finish `concurrency / latency` trials a second;
+the ratio to that ideal shows what our side (limits, connection pool, semaphores, storage) costs.
+Then a rerun over unchanged trials must send nothing, and the requests the server recorded give the
+tokens per trial and the share of each request that is a stable, cacheable prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from openai_server import OpenAIServer, first_criterion_answer  # tests/ is on the path (bench/run.py)
+
+from bench.run import repeated
+from extract.llm import OpenAIBackend
+from extract.pipeline import run_extraction
+from extract.sources import RawRecord
+from extract.store import Workspace
+
+LATENCY = 0.3  # seconds per call
+STEPS = ((1, 10), (8, 80), (32, 320))  # (concurrency, trials)
+RERUN_TRIALS = 1000
+RERUN_CONCURRENCY = 32
+NO_THROTTLE = {"ELIGEX_RPM": "1000000", "ELIGEX_TPM": "1000000000", "ELIGEX_MODEL": "bench-model"}
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def store(workspace: Workspace, trials) -> None:
+    with workspace.transaction():
+        for trial in trials:
+            workspace.store_trial(RawRecord("bench", "json", trial.model_dump_json().encode(), trial))
+
+
+def extract(workspace: Workspace, trials, concurrency: int, force: bool = False) -> tuple[dict, float]:
+    """One run of the real backend, as the CLI builds it; its summary and seconds."""
+    backend = OpenAIBackend.from_environment(workspace=workspace)
+    started = time.perf_counter()
+    summary = asyncio.run(run_extraction(workspace, backend, trials, force=force, concurrency=concurrency))
+    seconds = time.perf_counter() - started
+    if summary.failures:
+        raise RuntimeError(f"{len(summary.failures)} trials failed, e.g. {next(iter(summary.failures.items()))}")
+    return summary.as_dict(), seconds
+
+
+def throughput(server: OpenAIServer, trials, concurrency: int, folder: Path) -> dict:
+    workspace = Workspace(folder / f"c{concurrency}")
+    store(workspace, trials)
+    calls = server.count
+    summary, seconds = extract(workspace, trials, concurrency)
+    workspace.close()
+    rate = len(trials) / seconds
+    ideal = concurrency / LATENCY
+    return {"trials": len(trials), "concurrency": concurrency, "calls": server.count - calls,
+            "seconds": round(seconds, 3), "trials_per_s": round(rate, 2), "ideal_trials_per_s": round(ideal, 2),
+            "ratio": round(rate / ideal, 3), "input_tokens": summary["input_tokens"],
+            "output_tokens": summary["output_tokens"]}  # fmt: skip
+
+
+def rerun_unchanged(server: OpenAIServer, trials, folder: Path) -> dict:
+    """Extract every trial once, then again: up to date (skipped), then forced (answers from the cache)."""
+    workspace = Workspace(folder / "rerun")
+    store(workspace, trials)
+    first, first_seconds = extract(workspace, trials, RERUN_CONCURRENCY)
+    result = {"first_run": {"trials": len(trials), "concurrency": RERUN_CONCURRENCY, "seconds": round(first_seconds, 3),
+                            "trials_per_s": round(len(trials) / first_seconds, 2),
+                            "ratio": round(len(trials) / first_seconds / (RERUN_CONCURRENCY / LATENCY), 3)}}  # fmt: skip
+    for label, force in (("rerun_unchanged", False), ("rerun_forced_cached", True)):
+        calls = server.count
+        summary, seconds = extract(workspace, trials, RERUN_CONCURRENCY, force=force)
+        assert server.count == calls, f"{label}: {server.count - calls} calls on unchanged trials"
+        result[label] = {"trials": len(trials), "calls": 0, "extracted": summary["extracted"],
+                         "skipped": summary["skipped"], "seconds": round(seconds, 3),
+                         "trials_per_s": round(len(trials) / seconds, 1)}  # fmt: skip
+    workspace.close()
+    return result
+
+
+def prompt_shape(requests: list[dict], trials: int, input_tokens: int, output_tokens: int) -> dict:
+    """Tokens per trial (as the server reports usage: prompt characters / 4) and the stable prefix share."""
+    prefix = body = 0
+    for request in requests:
+        system = "".join(m["content"] for m in request["messages"] if m["role"] == "system")
+        prefix += len(system) + len(json.dumps(request.get("tools", [])))
+        body += len(json.dumps(request))
+    return {"requests": len(requests), "requests_per_trial": round(len(requests) / trials, 3),
+            "input_tokens_per_trial": round(input_tokens / trials, 1),
+            "output_tokens_per_trial": round(output_tokens / trials, 1),
+            "stable_prefix_share": round(prefix / body, 3), "stable_prefix_chars_per_request": prefix // len(requests),
+            "request_chars_mean": body // len(requests)}  # fmt: skip
+
+
+def run(trials) -> dict:
+    server = OpenAIServer(latency=LATENCY, respond=first_criterion_answer)
+    server.start()
+    try:
+        with environment(NO_THROTTLE | {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench"}):
+            with tempfile.TemporaryDirectory() as folder:
+                result: dict = {"latency_s": LATENCY}
+                for concurrency, count in STEPS:
+                    result[f"concurrency_{concurrency}"] = throughput(server, repeated(trials, count), concurrency, Path(folder))
+                steps = [result[f"concurrency_{c}"] for c, _ in STEPS]
+                result["prompt"] = prompt_shape(
+                    list(server.requests), sum(s["trials"] for s in steps),
+                    sum(s["input_tokens"] for s in steps), sum(s["output_tokens"] for s in steps),
+                )  # fmt: skip
+                result |= rerun_unchanged(server, repeated(trials, RERUN_TRIALS), Path(folder))
+        return result
+    finally:
+        server.stop()
