@@ -138,10 +138,17 @@ class Workspace:
         except Timeout:
             raise InputError(f"workspace {self.root} is in use by another eligex process; try again when it ends") from None
         try:
+            self._remove_interrupted_writes()
             yield self
         finally:
             self.close()
             self._lock.release()
+
+    def _remove_interrupted_writes(self) -> None:
+        """Delete the temporary files of atomic writes a killed process never finished (the lock holder's job)."""
+        for folder in (self.raw_dir, self.structured_dir):
+            for path in folder.rglob(".*.tmp") if folder.is_dir() else ():
+                path.unlink(missing_ok=True)
 
     @property
     def db(self) -> duckdb.DuckDBPyConnection:
