@@ -11,6 +11,7 @@ of prior therapy and planned therapy are not prior therapies: sentences saying s
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import Iterator
 
 from extract.rules.patterns import trie_alternation
@@ -88,6 +89,14 @@ _ALLOWED = re.compile(
     r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated|included?)\b"
     r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
 )
+# Every wording _ALLOWED knows has one of these words: a cheap test before the regex.
+_ALLOWED_WORDS = ("allowed", "permitted", "acceptable", "may", "can", "could", "eligible")
+
+
+def _allows(written: str) -> bool:
+    return any(word in written for word in _ALLOWED_WORDS) and bool(_ALLOWED.search(written))
+
+
 _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
     r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
@@ -192,11 +201,18 @@ def _lines(match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | 
     return {">=": (low, None), ">": (low + 1, None), "<=": (None, low), "<": (None, low - 1)}[canonical]
 
 
-def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: int, end: int) -> Iterator[dict]:
-    """The prior therapies one sentence states; `polar` is the criterion as polarity should read it."""
+def _within(starts: list[int], start: int, end: int) -> bool:
+    """Does one of the sorted positions `starts` fall in [start, end)?"""
+    index = bisect_left(starts, start)
+    return index < len(starts) and starts[index] < end
+
+
+def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: int, end: int, cues: dict[str, list[int]]) -> Iterator[dict]:
+    """The prior therapies one sentence states; `polar` is the criterion as polarity should read it; `cues`
+    where the criterion's exposure and cohort cues start (searched once per criterion)."""
     text = criterion.text
     sentence = lower[start:end]
-    if not _EXPOSURE.search(sentence):
+    if not _within(cues["exposure"], start, end):
         return
     nouns = list(_NOUN.finditer(lower, start, end))
     # a mention inside a blanked-out aside is not one (abbreviations are matched in the text as written)
@@ -204,7 +220,7 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     drugs = [d for d in _DRUGS.mentions(text, lower, start, end) if lower[d[0]] != " "]
     if not (classes or drugs or nouns):
         return
-    if _ALLOWED.search(sentence) or _COHORT_ANYWHERE.search(sentence):
+    if _within(cues["cohort"], start, end) or _allows(sentence):
         return
     exception = _EXCEPTION.search(sentence)
     stop = start + exception.start() if exception else end  # what follows "except" is allowed
@@ -273,20 +289,24 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
     if not untreated and not _EXPOSURE.search(lower):
         return
-    masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text)
+    masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text) if "limited" in lower else text
     polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
-    if _COHORT_ANYWHERE.search(lower) and ":" in lower:
+    cohort = [m.start() for m in _COHORT_ANYWHERE.finditer(lower)]
+    if cohort and ":" in lower:
         return
-    # asides that allow a therapy or set a washout are blanked out, so the sentence around them stands
-    masked_lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _ALLOWED.search(m.group()) else m.group(), lower)
-    if masked_lower != lower:
-        lower = masked_lower
+    # asides that allow a therapy are blanked out, so the sentence around them stands
+    if "(" in lower:
+        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _allows(m.group()) else m.group(), lower)
+    cues = {
+        "exposure": [m.start() for m in _EXPOSURE.finditer(lower)],
+        "cohort": cohort,
+    }
     seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
     for sentence in _SENTENCE.finditer(lower):
-        for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end()):
+        for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end(), cues):
             key = (item["requirement"], item["therapy"], item["min_lines"], item["max_lines"])
             if key not in seen:
                 seen.add(key)
                 yield "prior_therapies", item
-    if untreated and not seen and criterion.kind == "inclusion" and not _COHORT_ANYWHERE.search(lower):  # "previously untreated": no systemic therapy yet
+    if untreated and not seen and criterion.kind == "inclusion" and not cohort:  # "previously untreated": no systemic therapy yet
         yield "prior_therapies", _item(criterion, lower, "excluded", "systemic therapy", [], untreated.start(), untreated.end())
