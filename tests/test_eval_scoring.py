@@ -149,6 +149,7 @@ def test_brain_metastases_status_and_measurable_disease_required():
         ("anc", 1500, "cells/mm3", (1.5, "10^9/L")),
         ("platelets", 100000, "/µL", (100, "10^9/L")),
         ("platelets", 100000, "/uL", (100, "10^9/L")),
+        ("platelets", 100000, "/mcL", (100, "10^9/L")),
         ("anc", 1.5, "x10^9/L", (1.5, "10^9/L")),
         ("anc", 1.5, "x 10^9/L", (1.5, "10^9/L")),
         ("anc", 1.5, "10^9/L", (1.5, "10^9/L")),

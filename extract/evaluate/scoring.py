@@ -46,6 +46,7 @@ def lab_threshold(analyte: str, value: float | None, unit: str | None, uln_multi
         return value, "10^9/L"
     written = re.sub(r"\s+", "", unit).replace("µ", "u").replace("μ", "u").replace("×", "x")
     written = written.replace("mm^3", "mm3").replace("mm³", "mm3").lower().removeprefix("cells").removeprefix("x")
+    written = written.replace("mcl", "ul")  # mcL is the microlitre too
     if written in ("/mm3", "/ul"):
         return value / 1000, "10^9/L"
     if written in ("10^9/l", "10^3/ul"):
