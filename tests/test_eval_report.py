@@ -126,3 +126,19 @@ def test_eval_command_names_what_to_import(workspace):
     result = CliRunner().invoke(main, ["--workspace", str(workspace.root), "eval", "--backend", "rules"])
     assert result.exit_code == 2
     assert "eligex import ../shared/data evals/records" in result.stderr
+
+
+def test_the_demo_sample_holds_every_gold_trial():
+    """`make demo` evaluates on the sample: every gold trial's record must be bundled."""
+    from extract.importer import files_under
+    from extract.sources import RawRecord, parse_document
+
+    root = harness.GOLD_DIR.parents[1]
+    bundled = {
+        parsed.trial.nct_id
+        for path in files_under([root / "examples" / "trials", root / "evals" / "records"])
+        for parsed in parse_document(path.read_bytes(), path.name)
+        if isinstance(parsed, RawRecord)
+    }
+    missing = sorted(set(harness.load_gold()) - bundled)
+    assert not missing, f"run `.venv/bin/python examples/make_sample.py`: the sample lacks {missing}"
