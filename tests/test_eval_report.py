@@ -61,7 +61,8 @@ def test_every_gold_file_is_in_exactly_one_split():
     assert splits == harness.make_splits(gold, splits), (
         "evals/splits.json lacks new gold files: run `.venv/bin/python -m extract.evaluate.harness`"
     )
-    assert abs(len(splits["dev"]) - len(splits["test"])) <= 1
+    # balanced per category first, so the totals may differ by a few trials
+    assert abs(len(splits["dev"]) - len(splits["test"])) <= 0.1 * len(gold)
 
 
 def test_splits_balance_each_category():
