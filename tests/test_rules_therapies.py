@@ -120,3 +120,35 @@ def test_lexicon_classes_and_polarity() -> None:
 def test_duration_in_months() -> None:
     [item] = [i for _, i in therapies.find(make_criterion("received at least 2 years of anti-HER2 therapy"))]
     assert (item["therapy"], item["min_duration_months"]) == ("anti-her2 therapy", 24)
+
+
+# Precision on prior therapies: counts of a class, headings, definitions of a line, cross-references, anaphora.
+PRECISION_CASES = [
+    # a count of a class named as its noun is a count of lines, not an exposure that excludes
+    ("No more than one prior chemotherapy for metastatic disease.", "inclusion", [("required", "chemotherapy", [], None, 1)]),
+    ("Has received no more than 1 prior chemotherapy (which includes antibody drug conjugates) for locally advanced or "
+     "metastatic breast cancer.", "inclusion", [("required", "chemotherapy", [], None, 1)]),
+    # a heading over the criteria that follow
+    ("Prior Systemic Therapy Criteria:", "inclusion", []),
+    # what counts as a line is a definition, not a requirement
+    ("Hormonal therapy alone (i.e., without chemotherapy) will not be counted as a separate line of therapy.", "inclusion", []),
+    ("Inability to previously tolerate (240 mg, QD) sotorasib", "exclusion", []),
+    # "this chemotherapy" names again a therapy stated before
+    ("Patients must have, in the opinion of the investigator, no clinical evidence of disease progression following "
+     "completion of this chemotherapy course", "inclusion", []),
+    # a class that is part of another class: the ADC is the therapy; before plain chemotherapy it names the kind
+    ("Received prior treatment with a topoisomerase I inhibitor-containing ADC.", "exclusion",
+     [("excluded", "antibody-drug conjugate", [], None, None)]),
+    ("Prior lines of systemic therapy should include an anti-CD20 monoclonal antibody and anthracycline containing "
+     "chemotherapy regimen", "inclusion",
+     [("required", "systemic therapy", [], None, None), ("required", "anthracycline", [], None, None),
+      ("required", "chemotherapy", [], None, None)]),
+    # a cross-reference in parentheses states nothing
+    ("Results of previous standard DNA testing, or previous research testing, which confirms RAD51B, RAD51C, RAD51D, or "
+     "RAD54L mutations (see Introduction, Section 2 for study design and previous research on targeted therapy)", "inclusion", []),
+]
+
+
+@pytest.mark.parametrize("text, kind, expected", PRECISION_CASES)
+def test_prior_therapy_precision(text: str, kind: str, expected: list) -> None:
+    assert sorted(_facts(text, kind), key=str) == sorted(expected, key=str)

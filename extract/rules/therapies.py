@@ -73,7 +73,7 @@ _CLASSES = _Vocabulary("therapy_classes.tsv", "phrase", "class")
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
 # Words that make a therapy one the patient has (or has not) already had.
 _EXPOSURE = re.compile(
-    r"\b(?:prior(?!\s+to\b)|previous(?:ly)?|received|receipt|treated|pre-?treated|exposure|exposed|na[iï]ve|"
+    r"\b(?:(?:prior|previous)(?!\s+(?:to|research|testing|tests?|genomic|sequencing|biops\w*)\b)|previously|received|receipt|treated|pre-?treated|exposure|exposed|na[iï]ve|"
     r"progress(?:ed|ion|ing)?|refractory|failed|failure|resistant|relapsed|had|underwent|undergone|"
     r"lines?|regimens?|history\s+of|ever\s+(?:used|taken|been\s+treated))\b"
 )
@@ -101,8 +101,16 @@ _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
     r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
     r"concurrent|concomitant|contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
-    r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis"
+    r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis|\binability\s+to\b|"
+    # "Capecitabine is not counted as a prior chemotherapy regimen": what counts as a line, not a requirement
+    r"\bcount(?:s|ed)?\s+as\b|\bcounted\b"
 )
+# "progression following completion of this chemotherapy course": a therapy named again, stated already.
+_ANAPHORA = re.compile(r"\b(?:this|that|these|those|such|said|the\s+same)\s+$")
+# "a topoisomerase I inhibitor-containing ADC": the first class is a part of the second, which is the therapy.
+_PART_OF = re.compile(r"(?:\s+\w+)?[\s-]*(?:containing|based)\s+")
+# "Prior Systemic Therapy Criteria:": a heading over the criteria that follow, not a criterion.
+_HEADING = re.compile(r"[^\n.;]{0,80}:\s*")
 _EXCEPTION = re.compile(r"\b(?:except(?:ions?)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
 _EXAMPLES = re.compile(
@@ -123,6 +131,8 @@ _UNTREATED = re.compile(
 # "(prior radiation therapy to the pelvis is acceptable if completed at least 2 weeks prior)": an aside
 # that allows something says nothing of the rest of the sentence.
 _PARENTHETICAL = re.compile(r"\([^()\n]*\)")
+# "(see Introduction, Section 2 for ... previous research on targeted therapy)": a cross-reference states nothing.
+_SEE = re.compile(r"\(\s*see\b")
 # "Cohort 2: ...", "EXP-1: ...", "patients in cohort 1 will be ...": criteria for some cohorts only.
 _COHORT_ANYWHERE = re.compile(
     r"\b(?:cohorts?|arms?|parts?)\s+[a-z0-9][\w/,.\s-]{0,24}:|\bexp-?\d+\s*:|\b(?:in|for)\s+(?:cohorts?|arms?|parts?)\s+[a-z0-9]\w{0,3}\b"
@@ -130,13 +140,13 @@ _COHORT_ANYWHERE = re.compile(
 
 
 _COUNT = r"(?:\d+|" + "|".join(WORD_NUMBERS) + r")"
-_NOUN = re.compile(r"\b(?:lines?|regimens?|therap(?:y|ies)|treatments?)\b")
+_NOUN = re.compile(r"\b(?:lines?|regimens?|(?:chemo)?therap(?:y|ies)|treatments?)\b")
 # A count of prior lines, read backwards from its noun so only a short window is searched.
 _LINES = re.compile(
     rf"(?:(?P<before>{COMPARATOR_BEFORE}|\bonly\b)\s*)?(?P<n>\b{_COUNT})(?:\s*\(\d+\))?"
     rf"(?:\s*(?:-|–|\bto\b|\bor\b)\s*(?P<n2>{_COUNT}\b))?(?:\s*(?P<after>{COMPARATOR_AFTER}))?\s+"
     rf"(?P<middle>(?:(?!(?:days?|weeks?|months?|years?|hours?|cycles?|doses?)\b)[a-z][\w/()-]*\s+){{0,4}}?)"
-    rf"(?P<noun>lines?|regimens?|therap(?:y|ies)|treatments?)$"
+    rf"(?P<noun>lines?|regimens?|(?:chemo)?therap(?:y|ies)|treatments?)$"
 )
 _LINES_WINDOW = 80
 _ANY_COUNT = re.compile(r"\d|\b(?:" + "|".join(WORD_NUMBERS) + r")\b")
@@ -201,6 +211,19 @@ def _lines(match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | 
     return {">=": (low, None), ">": (low + 1, None), "<=": (None, low), "<": (None, low - 1)}[canonical]
 
 
+def _part_of_class(mentions: list[tuple], index: int, lower: str) -> bool:
+    """Is the class at `index` a part of the class right after it ("topoisomerase I inhibitor-containing ADC")?
+    Before plain chemotherapy it names the kind ("anthracycline containing chemotherapy" is an anthracycline)."""
+    if index + 1 >= len(mentions):
+        return False
+    _, last, _, _ = mentions[index]
+    start, _, kind, name = mentions[index + 1]
+    return kind == "class" and name not in _GENERIC and bool(_PART_OF.fullmatch(lower, last, start))
+
+
+_GENERIC = frozenset({"chemotherapy", "systemic therapy", "therapy"})
+
+
 def _within(starts: list[int], start: int, end: int) -> bool:
     """Does one of the sorted positions `starts` fall in [start, end)?"""
     index = bisect_left(starts, start)
@@ -235,7 +258,7 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
         window = max(start, noun.start() - _LINES_WINDOW)
         match = _LINES.search(lower, window, noun.end()) if _ANY_COUNT.search(lower, window, noun.end()) else None
         bounds = _lines(match, criterion.kind == "exclusion") if match else None
-        if bounds is None or (match["noun"][0] == "t" and not _COUNTED.search(match["middle"])):
+        if bounds is None or (match["noun"][0] in "tc" and not _COUNTED.search(match["middle"])):
             continue
         # the class counted: named inside ("2 prior chemotherapy regimens") or right after ("lines of systemic therapy")
         after = _OF_CLASS.match(lower, match.end()).end()
@@ -253,8 +276,11 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     index = 0
     while index < len(mentions):
         first, last, kind, name = mentions[index]
-        if _DURING.search(lower, max(start, first - 40), first):
+        if _DURING.search(lower, max(start, first - 40), first) or _ANAPHORA.search(lower, max(start, first - 12), first):
             index += 1  # "during their first line course of chemotherapy" dates something else
+            continue
+        if kind == "class" and _part_of_class(mentions, index, lower):
+            index += 1  # "topoisomerase I inhibitor-containing ADC" is an ADC
             continue
         examples: list[str] = []
         if kind == "class":  # gather the drugs given as its examples
@@ -284,7 +310,7 @@ _NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     lower = text.lower()
-    if len(lower) != len(text) or (":" in text and cohort_specific(text)):
+    if len(lower) != len(text) or (":" in text and (cohort_specific(text) or _HEADING.fullmatch(text))):
         return  # a rare character whose lower case is longer would shift every offset
     untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
     if not untreated and not _EXPOSURE.search(lower):
@@ -296,7 +322,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
         return
     # asides that allow a therapy are blanked out, so the sentence around them stands
     if "(" in lower:
-        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _allows(m.group()) else m.group(), lower)
+        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _allows(m.group()) or _SEE.match(m.group()) else m.group(), lower)
     cues = {
         "exposure": [m.start() for m in _EXPOSURE.finditer(lower)],
         "cohort": cohort,
