@@ -122,3 +122,20 @@ def test_her2_definition_is_one_rule_with_two_tests() -> None:
         ("ERBB2", "positive", "overexpression", None, "IHC", "3+"),
         ("ERBB2", "positive", "amplification", None, "ISH", None),
     ]
+
+
+RECALL_CASES = [
+    # NCT07237100 inc-1: a gene the vocabulary now names
+    ('Patients with unresectable or metastatic melanoma with an NF1 mutation; Variance of NF1 of unknown/ uncertain significance will not be eligible; The genetic analysis for somatic mutations must be performed in a lab that has obtained CLIA certification.', 'inclusion', [('required', [('NF1', 'positive', 'mutation', None, None, None)])]),
+    # NCT06726148 inc-5
+    ('Histologically and/or cytologically confirmed diagnosis of locally advanced or metastatic cancer with a CCNE1 amplification.', 'inclusion', [('required', [('CCNE1', 'positive', 'amplification', None, None, None)])]),
+    # NCT06691035 inc-1 (first sentence): "hormone positive" is HR-positive
+    ('Participants must have histologically or cytologically confirmed diagnosis of hormone positive HER2 negative metastatic breast cancer per ASCO/CAP criteria', 'inclusion', [('required', [('ESR1', 'positive', 'expression', None, None, None), ('PGR', 'positive', 'expression', None, None, None)]), ('required', [('ERBB2', 'negative', None, None, None, None)])]),
+    # NCT05671510 exc-4: "alterations in any of the following genes: ..." gives every gene listed its status
+    ('Having documented actionable mutations or genomic alterations in any of the following genes: EGFR, ALK, ROS1, HER2, MET, BRAF, RET or NTRK;', 'exclusion', [('excluded', [(m, 'positive', None, None, None, None) for m in ('EGFR', 'ALK', 'ROS1', 'ERBB2', 'MET', 'BRAF', 'RET', 'NTRK1', 'NTRK2', 'NTRK3')])]),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "expected"), RECALL_CASES)
+def test_recall_cases(text: str, kind: str, expected: list) -> None:
+    assert _rules(text, kind) == expected

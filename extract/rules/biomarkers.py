@@ -80,10 +80,11 @@ _STATUS_BEFORE = re.compile(
         (?P<positive>positive\s+for|mutated|mutant|amplified|over[\s-]?expressed|altered|rearranged|high)
         |(?P<negative>negative\s+for|wild[\s-]?type|non[\s-]?mutated|unmutated|low)
         |(?P<kind>mutations?|alterations?|aberrations?|amplifications?|rearrangements?|fusions?|overexpression|loss|deletions?)
-            (?:\s+(?:in|of|involving|at)\b|(?=\s*\())
+            \*?(?:\s+(?:in|of|involving|at)\b|(?=\s*\())
       )
-      (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?))*
-      [\s(,]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
+      (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?|following|
+          (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?\s+of))*
+      [\s(,:]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
 )
 _CONNECTOR = re.compile(r"(?i)[\s,/;]*(?:(?P<word>and/or|or|and|nor)\b[\s,/]*)?(?:\(\s*)?")
 _VARIANT = re.compile(
@@ -156,7 +157,7 @@ _TUMOUR_AFTER = re.compile(
 # Markers whose plain "positive"/"negative" speaks of protein expression ("ER-positive", "CD20+").
 _EXPRESSION_MARKERS = frozenset(
     "ESR1 PGR CD274 AR MS4A1 CD19 CD22 CD33 CD38 TNFRSF8 TNFRSF17 IL3RA GPRC5D CLDN18 TACSTD2 DLL3 FOLH1 FOLR1 "
-    "NECTIN4 CD276 GPC3 ERBB3".split()
+    "NECTIN4 CD276 GPC3 ERBB3 CD70 IL13RA2".split()
 )
 _HER2_IHC_SCORE = re.compile(r"(?i)(?:IHC\s*)?\b(?P<score>[0-3])\s?\+(?:\s*(?:by|on)\s+IHC)?")
 _HER2_ISH_POSITIVE = re.compile(
