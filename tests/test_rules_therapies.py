@@ -143,6 +143,10 @@ PRECISION_CASES = [
      "chemotherapy regimen", "inclusion",
      [("required", "systemic therapy", [], None, None), ("required", "anthracycline", [], None, None),
       ("required", "chemotherapy", [], None, None)]),
+    # planned therapy and washout windows are not prior therapies
+    ("Participant must be medically and surgically appropriate to undergo neoadjuvant chemotherapy regimen followed by "
+     "standard of care local therapy as determined by their treating physician.", "inclusion", []),
+    ("Prior anti-cancer or investigational drug treatment within the following time windows:", "exclusion", []),
     # a cross-reference in parentheses states nothing
     ("Results of previous standard DNA testing, or previous research testing, which confirms RAD51B, RAD51C, RAD51D, or "
      "RAD54L mutations (see Introduction, Section 2 for study design and previous research on targeted therapy)", "inclusion", []),

@@ -83,7 +83,7 @@ _WASHOUT = re.compile(
     r"\bwithin\b[^.;\n]{0,60}?\b(?:days?|weeks?|months?|years?|hours?|half[\s-]?lives)\b"
     r"|\b\d+\s*(?:days?|weeks?|months?|hours?)\s*(?:\([^)]*\)\s*)?(?:prior|before|since|from|after|preceding)\b"
     r"|\bat\s+least\s+\d+\s*(?:days?|weeks?)\b|\bwash[\s-]?out\b|\blast\s+dose\b|\bhalf[\s-]?lives\b"
-    r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b"
+    r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b|\btime\s+windows?\b"
 )
 _ALLOWED = re.compile(
     r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated|included?)\b"
@@ -100,7 +100,7 @@ def _allows(written: str) -> bool:
 _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
     r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
-    r"concurrent|concomitant|contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
+    r"concurrent|concomitant|contraindicat|unable\s+to|\bto\s+undergo\b|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
     r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis|\binability\s+to\b|"
     # "Capecitabine is not counted as a prior chemotherapy regimen": what counts as a line, not a requirement
     r"\bcount(?:s|ed)?\s+as\b|\bcounted\b"
