@@ -8,6 +8,11 @@ tokens per trial and the share of each request that is a stable, cacheable prefi
 What limits the ratio at high concurrency is the work each trial does on the event loop: the
 rerun forced through the cache (no HTTP at all) measures that part alone, as ms_per_trial; with
 it at t ms, no concurrency gets past 1000 / t trials a second.
+
+The server runs in a process of its own (tests/openai_server.py as a script), as a remote provider
+would: in this process its Python work (parsing ~22 KB request bodies, building answers) would take
+the interpreter lock from the client it is timing. Its request count and the bodies it recorded come
+back over GET /v1/_stats.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from openai_server import OpenAIServer, first_criterion_answer  # tests/ is on the path (bench/run.py)
-
-from bench.run import repeated
+from bench.run import ROOT, repeated
 from extract.llm import OpenAIBackend
 from extract.pipeline import run_extraction
 from extract.sources import RawRecord
@@ -33,6 +39,42 @@ STEPS = ((1, 10), (8, 80), (32, 320))  # (concurrency, trials)
 RERUN_TRIALS = 1000
 RERUN_CONCURRENCY = 32
 NO_THROTTLE = {"ELIGEX_RPM": "1000000", "ELIGEX_TPM": "1000000000", "ELIGEX_MODEL": "bench-model"}
+
+
+class RemoteServer:
+    """tests/openai_server.py in a child process: its base URL, request count and recorded bodies."""
+
+    def __init__(self, latency: float) -> None:
+        script = ROOT / "tests" / "openai_server.py"
+        self._process = subprocess.Popen(
+            [sys.executable, str(script), "--latency", str(latency)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.base_url = self._process.stdout.readline().strip()
+        if not self.base_url.startswith("http://"):
+            self.stop()
+            raise RuntimeError("the OpenAI test server did not start")
+
+    def _stats(self, requests: bool = False) -> dict:
+        url = f"{self.base_url}/_stats" + ("?requests=1" if requests else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+
+    @property
+    def count(self) -> int:
+        return self._stats()["count"]
+
+    @property
+    def requests(self) -> list[dict]:
+        return self._stats(requests=True)["requests"]
+
+    def stop(self) -> None:
+        self._process.stdin.close()  # the server stops when its stdin closes
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 @contextmanager
@@ -66,7 +108,7 @@ def extract(workspace: Workspace, trials, concurrency: int, force: bool = False)
     return summary.as_dict(), seconds
 
 
-def throughput(server: OpenAIServer, trials, concurrency: int, folder: Path) -> dict:
+def throughput(server: RemoteServer, trials, concurrency: int, folder: Path) -> dict:
     workspace = Workspace(folder / f"c{concurrency}")
     store(workspace, trials)
     calls = server.count
@@ -80,7 +122,7 @@ def throughput(server: OpenAIServer, trials, concurrency: int, folder: Path) -> 
             "output_tokens": summary["output_tokens"]}  # fmt: skip
 
 
-def rerun_unchanged(server: OpenAIServer, trials, folder: Path) -> dict:
+def rerun_unchanged(server: RemoteServer, trials, folder: Path) -> dict:
     """Extract every trial once, then again: up to date (skipped), then forced (answers from the cache)."""
     workspace = Workspace(folder / "rerun")
     store(workspace, trials)
@@ -116,8 +158,7 @@ def prompt_shape(requests: list[dict], trials: int, input_tokens: int, output_to
 
 def run(trials) -> dict:
     trials = [t for t in trials if t.eligibility_text.strip()]  # each makes at least one call
-    server = OpenAIServer(latency=LATENCY, respond=first_criterion_answer)
-    server.start()
+    server = RemoteServer(latency=LATENCY)
     try:
         with environment(NO_THROTTLE | {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench"}):
             with tempfile.TemporaryDirectory() as folder:
@@ -126,7 +167,7 @@ def run(trials) -> dict:
                     result[f"concurrency_{concurrency}"] = throughput(server, repeated(trials, count), concurrency, Path(folder))
                 steps = [result[f"concurrency_{c}"] for c, _ in STEPS]
                 result["prompt"] = prompt_shape(
-                    list(server.requests), sum(s["trials"] for s in steps),
+                    server.requests, sum(s["trials"] for s in steps),
                     sum(s["input_tokens"] for s in steps), sum(s["output_tokens"] for s in steps),
                 )  # fmt: skip
                 result |= rerun_unchanged(server, repeated(trials, RERUN_TRIALS), Path(folder))

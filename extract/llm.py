@@ -329,7 +329,8 @@ class OpenAIBackend:
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         key = self.cache_key(trial)
-        cached = self.workspace.cache_get(key) if self.workspace else None
+        # The workspace is the pipeline's too: from the event loop, its calls go through a worker thread.
+        cached = await self.workspace.offload(self.workspace.cache_get, key) if self.workspace else None
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
@@ -337,17 +338,18 @@ class OpenAIBackend:
             *(self._ask(trial, part, usage) for part in self.parts(criteria))
         )
         answer = merge(answers)
-        self.remember(trial, answer, usage)
+        if self.workspace:  # as `remember`, from the event loop: grouped with other trials' rows
+            await self.workspace.cache_put_async(self.cache_key(trial), **self._cache_entry(answer, usage))
         return self.draft(answer, usage)
 
     def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
         """Cache a trial's merged answer (the Batch API path fills the same cache)."""
         if self.workspace:
-            self.workspace.cache_put(
-                self.cache_key(trial), model=self.model, prompt_version=self.prompt_version,
-                schema_version=SCHEMA_VERSION, response=answer, input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-            )  # fmt: skip
+            self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
+
+    def _cache_entry(self, answer: dict[str, Any], usage: Usage) -> dict[str, Any]:
+        return {"model": self.model, "prompt_version": self.prompt_version, "schema_version": SCHEMA_VERSION,
+                "response": answer, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}  # fmt: skip
 
     def draft(self, answer: dict[str, Any], usage: Usage, price_factor: float = 1.0) -> Draft:
         """`price_factor` scales the list price (the Batch API charges half)."""

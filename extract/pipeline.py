@@ -84,6 +84,9 @@ async def run_extraction(
 
 
 async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summary: RunSummary) -> None:
+    # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
+    # trials' (Workspace.write_row): the event loop goes on with the trials in flight meanwhile, and
+    # this trial counts as done only once its file and row are on disk.
     try:
         criteria = segment(trial.eligibility_text)
         draft = await backend.extract(trial, criteria)
@@ -91,9 +94,9 @@ async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summ
     except Exception as error:  # one trial's failure never stops the batch: it is stored with its reason
         reason = redact(f"{type(error).__name__}: {error}".splitlines()[0])
         summary.failures[trial.nct_id] = reason
-        workspace.save_error(summary.run_id, trial, reason)
+        await workspace.save_error_async(summary.run_id, trial, reason)
         return
-    workspace.save_record(summary.run_id, record)
+    await workspace.save_record_async(summary.run_id, record)
     summary.extracted += 1
     summary.input_tokens += record.extraction.input_tokens
     summary.output_tokens += record.extraction.output_tokens

@@ -7,14 +7,16 @@ clear error instead of a corrupt file).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -22,6 +24,8 @@ from filelock import FileLock, Timeout
 from extract.errors import InputError
 from extract.sources import RawRecord
 from schemas import EligibilityRecord, Trial, is_nct_id
+
+T = TypeVar("T")
 
 # Each entry runs once, in order; the index + 1 is the schema version recorded in `migrations`.
 MIGRATIONS = [
@@ -126,6 +130,8 @@ class Workspace:
         self.db_path = self.root / "eligex.duckdb"
         self._lock = FileLock(self.root / ".eligex.lock")
         self._db: duckdb.DuckDBPyConnection | None = None
+        self._io = threading.Lock()  # one offloaded call at a time: they share one DuckDB connection
+        self._writes: list[_Write] = []  # rows waiting for `write_row`'s next group
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -171,6 +177,59 @@ class Workspace:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    async def offload(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`call(*args, **kwargs)` in a worker thread, one such call at a time, for an event loop.
+
+        DuckDB statements and fsync take milliseconds but release the interpreter lock: in a worker
+        they leave the loop free to serve the requests in flight. While a loop offloads workspace
+        calls (this, `write_row`, `save_record_async`) it makes no others: one connection, one thread at a time.
+        """
+
+        def locked() -> T:
+            with self._io:
+                return call(*args, **kwargs)
+
+        return await asyncio.to_thread(locked)
+
+    async def write_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> None:
+        """Insert or replace `row` in `table` from an event loop, `before()` first (the record's file);
+        returns once the row is committed.
+
+        Each row costs a DuckDB statement of a few milliseconds, the limit of a run with many requests
+        in flight; so rows that arrive while a write is under way go together in the next one: one
+        statement per table, one commit. The rows of a group are written or failed together.
+        """
+        write = _Write(table, row, before)
+        self._writes.append(write)
+        await asyncio.to_thread(self._write_waiting)  # writes ours, or waits for the write that took it
+        if write.error is not None:
+            raise write.error
+        assert write.done
+
+    def _write_waiting(self) -> None:
+        with self._io:
+            writes, self._writes = self._writes, []
+            if not writes:
+                return
+            try:
+                for write in writes:
+                    if write.before is not None:
+                        write.before()
+                latest: dict[str, dict[tuple, list[Any]]] = {}  # per table and key, the last row
+                for write in writes:
+                    latest.setdefault(write.table, {})[tuple(write.row[: _KEY_COLUMNS[write.table]])] = write.row
+                with self.transaction():
+                    for table, rows in latest.items():
+                        values = list(rows.values())
+                        marks = ", ".join(["(" + ", ".join("?" * len(values[0])) + ")"] * len(values))
+                        self.db.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}", [v for row in values for v in row])
+            except BaseException as error:
+                for write in writes:
+                    write.error = error
+                return
+            for write in writes:
+                write.done = True
 
     def close(self) -> None:
         if self._db is not None:
@@ -252,20 +311,22 @@ class Workspace:
         """The record goes to `structured/<NCT>.json` (the current one) and to the run's rows."""
         document = record.model_dump_json(indent=2)
         atomic_write(self.structured_dir / f"{record.nct_id}.json", document.encode())
-        extraction = record.extraction
-        self._save_extraction(
-            run_id, record.nct_id, record.source.content_sha256, "ok", None, document,
-            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd,
-        )  # fmt: skip
+        self._save_extraction(_record_row(run_id, record, document))
+
+    async def save_record_async(self, run_id: str, record: EligibilityRecord) -> None:
+        """`save_record` from an event loop: the file, then the row in the next group of `write_row`."""
+        document = record.model_dump_json(indent=2)
+        path = self.structured_dir / f"{record.nct_id}.json"
+        await self.write_row("extractions", _record_row(run_id, record, document), lambda: atomic_write(path, document.encode()))
 
     def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
-        self._save_extraction(run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None)
+        self._save_extraction(_error_row(run_id, trial, reason))
 
-    def _save_extraction(self, run_id, nct_id, sha, status, error, record, input_tokens, output_tokens, cost) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, nct_id, sha, status, error, record, input_tokens, output_tokens, cost, _now()],
-        )
+    async def save_error_async(self, run_id: str, trial: Trial, reason: str) -> None:
+        await self.write_row("extractions", _error_row(run_id, trial, reason))
+
+    def _save_extraction(self, row: list[Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def current_record(self, nct_id: str) -> EligibilityRecord | None:
         path = self.structured_dir / f"{nct_id}.json"
@@ -298,10 +359,14 @@ class Workspace:
 
     def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
                   response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
-        self.db.execute(
-            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()],
-        )
+        row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
+        self.db.execute("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    async def cache_put_async(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
+                              response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
+        """`cache_put` from an event loop, in the next group of `write_row`."""
+        row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
+        await self.write_row("llm_cache", row)
 
     # -- Batch API jobs --------------------------------------------------------------------------
 
@@ -327,6 +392,28 @@ class Workspace:
 
 
 _BATCH_JSON = ("custom_ids", "cache_keys", "request_counts")
+_KEY_COLUMNS = {"extractions": 2, "llm_cache": 1}  # the primary key: the row's first columns
+
+
+@dataclass
+class _Write:
+    """A row waiting for `Workspace.write_row`'s next group, and how that went."""
+
+    table: str
+    row: list[Any]
+    before: Callable[[], None] | None = None
+    done: bool = False
+    error: BaseException | None = None
+
+
+def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[Any]:
+    extraction = record.extraction
+    return [run_id, record.nct_id, record.source.content_sha256, "ok", None, document,
+            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now()]  # fmt: skip
+
+
+def _error_row(run_id: str, trial: Trial, reason: str) -> list[Any]:
+    return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None, _now()]
 
 
 def _now() -> datetime:

@@ -1,9 +1,15 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: scripted replies, every request recorded.
 
-Only POST /v1/chat/completions. Each request takes the first scripted reply whose `when` text occurs
+POST /v1/chat/completions, and GET /v1/_stats (the request count; with `?requests=1` every request
+body too) for a client in another process. Each request takes the first scripted reply whose `when` text occurs
 in its body (or that has no `when`), so concurrent trials get their own answers; with nothing left to
 say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
 failed trial. `latency` makes every call wait that long first, as a model's thinking would.
+
+Run as a script (`python tests/openai_server.py --latency 0.3`) it serves in a process of its own,
+answering every call with `first_criterion_answer`, and prints its base URL on the first line of
+stdout; it stops when its stdin closes. The benchmark uses that so that the server's Python work does
+not compete with the client for one interpreter lock, as a remote provider's would not.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import email.parser
 import email.policy
 import json
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +159,22 @@ class OpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test): nothing to answer
 
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                if path != "/v1/_stats":
+                    self.send_error(404)
+                    return
+                with server._lock:
+                    stats: dict[str, Any] = {"count": len(server.requests)}
+                    if "requests=1" in query.split("&"):
+                        stats["requests"] = list(server.requests)
+                payload = json.dumps(stats).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def log_message(self, *args) -> None:
                 pass  # keep test output quiet
 
@@ -269,7 +292,7 @@ class BatchServer(OpenAIServer):
                     data = [dict(b) for b in reversed(server.batches.values())]
                     self._send({"object": "list", "data": data, "has_more": False})
                 else:
-                    self.send_error(404)
+                    super().do_GET()  # /v1/_stats, else 404
 
             def do_POST(self) -> None:
                 if self.path not in ("/v1/files", "/v1/batches"):
@@ -298,3 +321,25 @@ def batch_server() -> Iterator[BatchServer]:
     server.start()
     yield server
     server.stop()
+
+
+def main() -> None:
+    """Serve in this process until stdin closes: first line of stdout, the base URL."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a local OpenAI-compatible server answering every call")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every call waits")
+    args = parser.parse_args()
+    server = OpenAIServer(latency=args.latency, respond=first_criterion_answer)
+    server.start()
+    print(server.base_url, flush=True)
+    try:
+        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
