@@ -30,6 +30,21 @@ def progress(length: int, label: str):
     return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
 
 
+def run_async(coroutine, uses=None):
+    """Run `coroutine`; then close the HTTP client that `uses` (a backend, or a client) holds, in the
+    same event loop: its pooled connections would otherwise be cleaned up after the loop is gone."""
+
+    async def main():
+        try:
+            return await coroutine
+        finally:
+            close = getattr(getattr(uses, "client", uses), "close", None)
+            if asyncio.iscoroutinefunction(close):
+                await close()
+
+    return asyncio.run(main())
+
+
 def fail_if(failures: list[str] | dict[str, str]) -> None:
     """Name every failure on stderr and exit 1 if there was any."""
     lines = failures if isinstance(failures, list) else [f"{k}: {v}" for k, v in failures.items()]
@@ -194,10 +209,11 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     with workspace.writing():
         trials = _stored_trials(workspace, list(nct_ids) or None)
         with progress(len(trials), f"extracting ({chosen.name})") as bar:
-            summary = asyncio.run(
+            summary = run_async(
                 run_extraction(
                     workspace, chosen, trials, force=force, concurrency=concurrency, on_done=lambda _: bar.update(1)
-                )
+                ),
+                chosen,
             )
     model_note = f", model {chosen.model}" if chosen.model else ""
     click.echo(
@@ -255,7 +271,7 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
     with workspace.writing():
         llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
         trials = _stored_trials(workspace, list(nct_ids) or None)
-        report = asyncio.run(batch.submit(workspace, llm, trials, force=force))
+        report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
 
 
@@ -280,7 +296,7 @@ def batch_status(workspace: Workspace, ref, wait, interval) -> None:
         click.echo(f"batch {report['batch_id']}: {report['state']}, {done}/{counts.get('total', '?')} done", err=True)
 
     client = OpenAIBackend.from_environment(workspace=workspace).client
-    report = asyncio.run(batch.watch(workspace, client, ref, wait=wait, interval=interval, on_poll=show_progress))
+    report = run_async(batch.watch(workspace, client, ref, wait=wait, interval=interval, on_poll=show_progress), client)
     click.echo(json.dumps(report))
 
 
@@ -299,7 +315,7 @@ def batch_collect(workspace: Workspace, ref) -> None:
     with workspace.writing():
         row = batch.find(workspace, ref)
         llm = OpenAIBackend.from_environment(model=row["model"], workspace=workspace)
-        summary = asyncio.run(batch.collect(workspace, llm, row))
+        summary = run_async(batch.collect(workspace, llm, row), llm)
     if summary is None:
         click.echo(f"batch {row['batch_id']} (run {row['run_id']}) was collected already", err=True)
         return
@@ -383,12 +399,12 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     if run_id is None:
         with workspace.writing():
             harness.check_imported(workspace, nct_ids)
-            chosen = make_backend(backend, model)
+            chosen = make_backend(backend, model, workspace)
             trials = list(workspace.trials(nct_ids))
             with progress(len(trials), f"extracting ({chosen.name})") as bar:
                 # force: every trial must be in this run, even one whose current record is up to date
-                summary = asyncio.run(
-                    run_extraction(workspace, chosen, trials, force=True, on_done=lambda _: bar.update(1))
+                summary = run_async(
+                    run_extraction(workspace, chosen, trials, force=True, on_done=lambda _: bar.update(1)), chosen
                 )
             run_id, failures = summary.run_id, summary.failures
             metrics, texts = harness.evaluate_run(workspace, run_id, nct_ids, split, gold)
