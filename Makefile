@@ -21,9 +21,8 @@ demo: install
 	$(ELIGEX) extract --all
 	$(ELIGEX) eval --split test --out evals/reports/demo
 	@echo
-	@echo "One structured record (structured/NCT06450314.json), abridged:"
-	@$(ELIGEX) show NCT06450314 | head -n 60
-	@echo "..."
+	@echo "The structured eligibility of the seed trial (all of it: structured/NCT06450314.json):"
+	@$(ELIGEX) show NCT06450314 --part eligibility
 	@echo
 	@echo "Raw records:        raw/"
 	@echo "Structured records: structured/"

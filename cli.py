@@ -327,14 +327,20 @@ def batch_collect(workspace: Workspace, ref) -> None:
 
 @main.command()
 @click.argument("nct_id")
+@click.option(
+    "--part",
+    type=click.Choice(["eligibility", "criteria", "extraction", "trial", "source"]),
+    help="Print only this part of the record.",
+)
 @click.pass_obj
-def show(workspace: Workspace, nct_id: str) -> None:
+def show(workspace: Workspace, nct_id: str, part: str | None) -> None:
     """Print the current structured record of one trial (JSON)."""
     _check_ids([nct_id])
     record = workspace.current_record(nct_id)
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
-    click.echo(record.model_dump_json(indent=2))
+    document = record.model_dump(mode="json")
+    click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
 
 
 @main.command(name="export")

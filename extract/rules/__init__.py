@@ -66,9 +66,15 @@ def _found(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from finder(criterion)
 
 
+def _without_evidence(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if key != "evidence"}
+
+
 def _merge(eligibility: dict[str, Any], name: str, item: dict[str, Any]) -> None:
     if name in _LIST_FIELDS:
-        if item not in eligibility[name]:
+        # The same fact stated again (a definition restating "HER2-positive", an exclusion restating
+        # an inclusion's threshold) is kept once, grounded on its first statement.
+        if all(_without_evidence(item) != _without_evidence(kept) for kept in eligibility[name]):
             eligibility[name].append(item)
     elif name in _SCALAR_FIELDS:
         # `item` is {"value": years, "evidence": ...}; the stricter of several statements wins.
