@@ -132,6 +132,7 @@ class Workspace:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._io = threading.Lock()  # one offloaded call at a time: they share one DuckDB connection
         self._writes: list[_Write] = []  # rows waiting for `write_row`'s next group
+        self._writes_lock = threading.Lock()  # the event loop appends while a worker takes the list
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -201,7 +202,8 @@ class Workspace:
         statement per table, one commit. The rows of a group are written or failed together.
         """
         write = _Write(table, row, before)
-        self._writes.append(write)
+        with self._writes_lock:
+            self._writes.append(write)
         await asyncio.to_thread(self._write_waiting)  # writes ours, or waits for the write that took it
         if write.error is not None:
             raise write.error
@@ -209,7 +211,8 @@ class Workspace:
 
     def _write_waiting(self) -> None:
         with self._io:
-            writes, self._writes = self._writes, []
+            with self._writes_lock:
+                writes, self._writes = self._writes, []
             if not writes:
                 return
             try:
