@@ -203,8 +203,7 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     """
     from extract.pipeline import run_extraction
 
-    if bool(nct_ids) == all_trials:
-        raise InputError("name trials (NCT ids) or pass --all, not both")
+    _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
     with workspace.writing():
         trials = _stored_trials(workspace, list(nct_ids) or None)
@@ -266,8 +265,7 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
     from extract import batch
     from extract.llm import OpenAIBackend
 
-    if bool(nct_ids) == all_trials:
-        raise InputError("name trials (NCT ids) or pass --all, not both")
+    _check_choice(nct_ids, all_trials)
     with workspace.writing():
         llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
         trials = _stored_trials(workspace, list(nct_ids) or None)
@@ -425,6 +423,11 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     if fail_under is not None and micro_f1 < fail_under:
         click.echo(f"micro F1 {micro_f1:.3f} is below --fail-under {fail_under}", err=True)
         sys.exit(1)
+
+
+def _check_choice(nct_ids, all_trials: bool) -> None:
+    if bool(nct_ids) == all_trials:
+        raise InputError("name trials (NCT ids) or pass --all, not both")
 
 
 def _check_ids(nct_ids: list[str]) -> None:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from extract.backend import Draft
 from extract.errors import InputError, UpstreamError, redact
 from extract.llm import ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge
-from extract.pipeline import RunSummary, extract_one, up_to_date
+from extract.pipeline import RunSummary, extract_one, new_run_id, up_to_date
 from extract.store import Workspace, atomic_write
 from extract.text import segment
 from schemas import Criterion, Trial
@@ -125,7 +125,7 @@ async def submit(
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     row = _same_requests(workspace, llm, custom_ids) if lines else None
     if row is None:
-        run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{llm.name}-batch"
+        run_id = new_run_id(llm, "-batch")
         workspace.start_run(run_id, llm.name, llm.model, llm.prompt_version)
         summary = RunSummary(run_id=run_id, backend=llm.name)
         for trial in cached:
@@ -289,7 +289,7 @@ class Answers:
         prefix = f"{trial.nct_id}:"
         parts = [cid for cid in self.row["custom_ids"] if cid.startswith(prefix)]
         answer = merge([answer_of(self.lines.get(cid), usage, self.missing) for cid in parts])
-        self.llm.remember(trial, answer, usage)
+        await self.llm.remember(trial, answer, usage)
         return self.llm.draft(answer, usage, price_factor=BATCH_PRICE_FACTOR)
 
 

@@ -11,7 +11,6 @@ never sent twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from extract.backend import Draft
 from extract.errors import InputError, UpstreamError, redact
+from extract.hashing import canonical_sha256
 from extract.store import Workspace
 from schemas import SCHEMA_VERSION, Criterion, Trial
 from schemas.record import (
@@ -322,10 +322,8 @@ class OpenAIBackend:
                    workspace=workspace, settings=settings)  # fmt: skip
 
     def cache_key(self, trial: Trial) -> str:
-        identity = {"model": self.model, "prompt_version": self.prompt_version,
-                    "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text}  # fmt: skip
-        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version,
+                                 "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text})  # fmt: skip
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         key = self.cache_key(trial)
@@ -338,14 +336,13 @@ class OpenAIBackend:
             *(self._ask(trial, part, usage) for part in self.parts(criteria))
         )
         answer = merge(answers)
-        if self.workspace:  # as `remember`, from the event loop: grouped with other trials' rows
-            await self.workspace.cache_put_async(self.cache_key(trial), **self._cache_entry(answer, usage))
+        await self.remember(trial, answer, usage)
         return self.draft(answer, usage)
 
-    def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
+    async def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
         """Cache a trial's merged answer (the Batch API path fills the same cache)."""
         if self.workspace:
-            self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
+            await self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
 
     def _cache_entry(self, answer: dict[str, Any], usage: Usage) -> dict[str, Any]:
         return {"model": self.model, "prompt_version": self.prompt_version, "schema_version": SCHEMA_VERSION,

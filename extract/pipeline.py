@@ -38,8 +38,8 @@ class RunSummary:
         }  # fmt: skip
 
 
-def new_run_id(backend: Backend) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{backend.name}"
+def new_run_id(backend: Backend, kind: str = "") -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{backend.name}{kind}"
 
 
 def up_to_date(workspace: Workspace, backend: Backend) -> set[str]:
@@ -94,9 +94,9 @@ async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summ
     except Exception as error:  # one trial's failure never stops the batch: it is stored with its reason
         reason = redact(f"{type(error).__name__}: {error}".splitlines()[0])
         summary.failures[trial.nct_id] = reason
-        await workspace.save_error_async(summary.run_id, trial, reason)
+        await workspace.save_error(summary.run_id, trial, reason)
         return
-    await workspace.save_record_async(summary.run_id, record)
+    await workspace.save_record(summary.run_id, record)
     summary.extracted += 1
     summary.input_tokens += record.extraction.input_tokens
     summary.output_tokens += record.extraction.output_tokens

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from bs4 import BeautifulSoup
 from lxml import etree
 
+from extract.hashing import canonical_sha256
 from extract.text import normalise
 from schemas import Intervention, Source, Trial, TrialFacts, is_nct_id
 
@@ -46,12 +47,6 @@ Parsed = RawRecord | RecordError
 
 class NotAStudy(ValueError):
     """The document is well-formed but holds no study (a search page, an unrelated JSON)."""
-
-
-def content_sha256(document: Any) -> str:
-    """Hash of canonical JSON, so the same study hashes alike from a page, a file or JSONL."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_document(data: bytes, name: str, retrieved_at: datetime | None = None) -> Iterator[Parsed]:
@@ -294,7 +289,7 @@ def text_of_tag(tag, name: str) -> str | None:
 
 def _record(*, registry: str, raw_format: str, document: dict, retrieved_at: datetime, **fields) -> RawRecord:
     raw = json.dumps(document, ensure_ascii=False, indent=2).encode()
-    trial = _trial(registry=registry, sha=content_sha256(document), retrieved_at=retrieved_at, **fields)
+    trial = _trial(registry=registry, sha=canonical_sha256(document), retrieved_at=retrieved_at, **fields)
     return RawRecord(registry=registry, format=raw_format, raw=raw, trial=trial)
 
 

@@ -184,7 +184,7 @@ class Workspace:
 
         DuckDB statements and fsync take milliseconds but release the interpreter lock: in a worker
         they leave the loop free to serve the requests in flight. While a loop offloads workspace
-        calls (this, `write_row`, `save_record_async`) it makes no others: one connection, one thread at a time.
+        calls (this, `write_row`, `save_record`, `cache_put`) it makes no others: one connection, one thread at a time.
         """
 
         def locked() -> T:
@@ -310,26 +310,14 @@ class Workspace:
             "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?", [_now(), json.dumps(summary), run_id]
         )
 
-    def save_record(self, run_id: str, record: EligibilityRecord) -> None:
-        """The record goes to `structured/<NCT>.json` (the current one) and to the run's rows."""
-        document = record.model_dump_json(indent=2)
-        atomic_write(self.structured_dir / f"{record.nct_id}.json", document.encode())
-        self._save_extraction(_record_row(run_id, record, document))
-
-    async def save_record_async(self, run_id: str, record: EligibilityRecord) -> None:
-        """`save_record` from an event loop: the file, then the row in the next group of `write_row`."""
+    async def save_record(self, run_id: str, record: EligibilityRecord) -> None:
+        """The record goes to `structured/<NCT>.json` (the current one), then its row, in the next group of `write_row`."""
         document = record.model_dump_json(indent=2)
         path = self.structured_dir / f"{record.nct_id}.json"
         await self.write_row("extractions", _record_row(run_id, record, document), lambda: atomic_write(path, document.encode()))
 
-    def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
-        self._save_extraction(_error_row(run_id, trial, reason))
-
-    async def save_error_async(self, run_id: str, trial: Trial, reason: str) -> None:
+    async def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
         await self.write_row("extractions", _error_row(run_id, trial, reason))
-
-    def _save_extraction(self, row: list[Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def current_record(self, nct_id: str) -> EligibilityRecord | None:
         path = self.structured_dir / f"{nct_id}.json"
@@ -346,9 +334,7 @@ class Workspace:
         return {nct_id: EligibilityRecord.model_validate_json(record) for nct_id, record in rows}
 
     def runs(self) -> list[dict[str, Any]]:
-        cursor = self.db.execute("SELECT * FROM runs ORDER BY started_at DESC")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return _dicts(self.db.execute("SELECT * FROM runs ORDER BY started_at DESC"))
 
     # -- LLM response cache ----------------------------------------------------------------------
 
@@ -360,14 +346,9 @@ class Workspace:
             return None
         return {"response": json.loads(row[0]), "input_tokens": row[1], "output_tokens": row[2]}
 
-    def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
-                  response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
-        row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
-        self.db.execute("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-
-    async def cache_put_async(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
-                              response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
-        """`cache_put` from an event loop, in the next group of `write_row`."""
+    async def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
+                        response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
+        """Store an answer from an event loop, in the next group of `write_row`."""
         row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
         await self.write_row("llm_cache", row)
 
@@ -386,9 +367,7 @@ class Workspace:
 
     def batches(self) -> list[dict[str, Any]]:
         """Every batch row, newest first, JSON columns decoded."""
-        cursor = self.db.execute("SELECT * FROM batches ORDER BY created_at DESC")
-        names = [column[0] for column in cursor.description]
-        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        rows = _dicts(self.db.execute("SELECT * FROM batches ORDER BY created_at DESC"))
         for row in rows:
             row.update({k: json.loads(row[k]) for k in _BATCH_JSON if row[k] is not None})
         return rows
@@ -417,6 +396,11 @@ def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[A
 
 def _error_row(run_id: str, trial: Trial, reason: str) -> list[Any]:
     return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None, _now()]
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def _now() -> datetime:
