@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ def make_criterion(text: str, kind: str = "inclusion", number: int = 1) -> Crite
     """A criterion standing alone, as segmentation would cut it from a record."""
     prefix = "inc" if kind == "inclusion" else "exc"
     return Criterion(id=f"{prefix}-{number}", kind=kind, text=text, start=0, end=len(text))
+
+
+def use_llm_server(monkeypatch, tmp_path: Path, base_url: str, api_key: str, **settings: str) -> None:
+    """Point the openai backend at a local server, with a price table for the model `test-model`."""
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"usd_per_million_tokens": {"test-model": {"input": 1.0, "output": 2.0}}}))
+    environment = {"OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": base_url, "ELIGEX_PRICES": str(prices)}
+    for name, value in (environment | settings).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

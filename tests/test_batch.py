@@ -20,16 +20,14 @@ from extract.sources import flat_export_row
 from extract.store import Workspace
 from extract.text import segment
 
+from conftest import use_llm_server
+
 USAGE = (1000, 200)
 
 
 @pytest.fixture
 def environment(monkeypatch, tmp_path, batch_server):
-    prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"usd_per_million_tokens": {"test-model": {"input": 1.0, "output": 2.0}}}))
-    for name, value in {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": batch_server.base_url,
-                        "ELIGEX_PRICES": str(prices), "ELIGEX_MODEL": "test-model"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
+    use_llm_server(monkeypatch, tmp_path, batch_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
 
 
 def llm(workspace: Workspace) -> OpenAIBackend:

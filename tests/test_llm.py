@@ -18,6 +18,8 @@ from extract.sources import flat_export_row
 from extract.store import Workspace
 from extract.text import segment
 
+from conftest import use_llm_server
+
 API_KEY = "sk-test-0123456789abcdef"
 TRIAL = "NCT05253651"  # HER2+ RAS wild-type colorectal cancer
 OTHER = "NCT02476786"  # ER+ HER2- breast cancer, 70 years or older
@@ -83,11 +85,7 @@ def workspace(tmp_path, rows) -> Workspace:
 
 @pytest.fixture
 def environment(monkeypatch, tmp_path, openai_server):
-    prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"usd_per_million_tokens": {"test-model": {"input": 1.0, "output": 2.0}}}))
-    for name, value in {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": openai_server.base_url,
-                        "ELIGEX_PRICES": str(prices), "ELIGEX_LLM_TIMEOUT": "0.5"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_LLM_TIMEOUT="0.5")
 
 
 def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:

@@ -29,7 +29,7 @@ from extract.pipeline import run_extraction, up_to_date
 from extract.rules import RulesBackend
 from extract.sources import flat_export_row, plain_row
 from extract.store import Workspace
-from schemas import EligibilityRecord
+from schemas import EligibilityRecord, iter_evidence
 
 ELIGEX = str(Path(sys.executable).with_name("eligex"))
 MODEL = "test-model"
@@ -80,23 +80,13 @@ def eligex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([ELIGEX, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def evidence_of(value) -> list[dict]:
-    """Every evidence object in a dumped record."""
-    if isinstance(value, dict):
-        found = [value] if {"quote", "start", "end"} <= value.keys() else []
-        return found + [e for v in value.values() for e in evidence_of(v)]
-    if isinstance(value, list):
-        return [e for v in value for e in evidence_of(v)]
-    return []
-
-
 def assert_grounded(record: EligibilityRecord) -> None:
     """Every quote is the text at its offsets, inside the criterion it names."""
     criteria = {c.id: c for c in record.criteria}
-    for evidence in evidence_of(record.eligibility.model_dump()):
-        assert record.eligibility_text[evidence["start"] : evidence["end"]] == evidence["quote"]
-        criterion = criteria[evidence["criterion_id"]]
-        assert criterion.start <= evidence["start"] < criterion.end
+    for evidence in iter_evidence(record.eligibility):
+        assert record.eligibility_text[evidence.start : evidence.end] == evidence.quote
+        criterion = criteria[evidence.criterion_id]
+        assert criterion.start <= evidence.start < criterion.end
 
 
 def ok_counts(root: Path) -> dict[str, int]:
