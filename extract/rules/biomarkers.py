@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, stated_requirement
+from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds, stated_requirement
 from extract.rules.vocab import load_tsv, phrase_regex
 from schemas import Criterion
 
@@ -124,7 +124,6 @@ _THERAPY_AFTER = re.compile(
     r"degraders?|antibod(?:y|ies)|blockers?|blockade|therap(?:y|ies)|agents?|drugs?|ADCs?|CAR|bispecifics?|"
     r"vaccines?|pathway|signal+ing)\b"
 )
-_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
 # A sentence that opens with a condition uses its biomarker to condition something else.
 _CONDITION_OPENER = re.compile(
     r"(?i)\W*(?:note\W+)?(?:if|when|(?:for|in|among)\s+(?:the\s+|all\s+)?(?:patients?|participants?|subjects?|those|"
@@ -440,10 +439,7 @@ def _take_status(mention: _Mention, donor: _Mention, fact_end: int) -> None:
 def _not_a_requirement(criterion: Criterion, start: int, end: int) -> bool:
     """Does the sentence use the biomarker only to condition something else, or to name one tumour of a basket?"""
     text = criterion.text
-    breaks_before = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, start)]
-    sentence_start = breaks_before[-1] if breaks_before else 0
-    following = _SENTENCE_BREAK.search(text, end)
-    sentence_end = following.start() if following else len(text)
+    sentence_start, sentence_end = sentence_bounds(text, start, end)
     if _CONDITION_OPENER.match(text, sentence_start):
         return True  # "For patients with EGFR mutation, ..."
     if criterion.kind == "exclusion" and (_EXCEPTION_IF.search(text, sentence_start, start) or _ELIGIBLE_AFTER.search(text, end, sentence_end)):

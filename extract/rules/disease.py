@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, stated_requirement
+from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds, stated_requirement
 from schemas import Criterion
 
 _BRAIN_METASTASES = re.compile(
@@ -69,7 +69,6 @@ _STANDARDS = (
     ("RECIST", r"\bRECIST\b|Response\s+Evaluation\s+Criteria\s+in\s+Solid\s+Tumou?rs"),
 )
 _STANDARD = re.compile("|".join(f"(?P<s{index}>{pattern})" for index, (_, pattern) in enumerate(_STANDARDS)), re.IGNORECASE)
-_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
 
 
 # Cheap substring tests first: most criteria speak of neither, and the regexes are slow to rule that out.
@@ -110,8 +109,7 @@ def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
     if stated_requirement(criterion, match.start(), match.end()) == "excluded":
         if criterion.kind == "exclusion" and len(matches) > 1:
             # Only the first sentence's mentions: a later sentence may let treated ones in.
-            following = _SENTENCE_BREAK.search(text, match.end())
-            sentence_end = following.start() if following else len(text)
+            _, sentence_end = sentence_bounds(text, match.start(), match.end())
             unqualified = [m for m, q in zip(matches, qualified) if q is None and m.start() < sentence_end]
             if unqualified and not stable_allowed:
                 match, only_active = unqualified[0], None
@@ -154,9 +152,7 @@ def _measurable_disease(criterion: Criterion) -> dict[str, Any] | None:
     match = next((m for m in _MEASURABLE.finditer(text) if _states_measurability(text, m)), None)
     if not match or criterion.kind != "inclusion" or stated_requirement(criterion, match.start(), match.end()) != "required":
         return None
-    breaks = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, match.start())]
-    following = _SENTENCE_BREAK.search(text, match.end())
-    sentence_start, sentence_end = (breaks[-1] if breaks else 0), (following.start() if following else len(text))
+    sentence_start, sentence_end = sentence_bounds(text, match.start(), match.end())
     if _SUBGROUP_IF.search(text, sentence_start, match.start()):
         return None  # "Patients with treated brain metastases are eligible if there is evidence of measurable extracranial disease"
     alternatives = _NOT_REQUIRED.search(text, sentence_start, sentence_end)

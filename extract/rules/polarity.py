@@ -20,13 +20,24 @@ _NEGATION = re.compile(
 _EXCLUDED_AFTER = re.compile(r"(?i)\b(?:are|is|will\s+be)\s+(?:not\s+eligible|ineligible|excluded)\b|\bnot\s+(?:allowed|permitted)\b")
 _NAIVE_AFTER = re.compile(r"(?i)[\s-]*(?:na[iï]ve|free)\b")
 _CLAUSE_BREAK = re.compile(r"[.;:]\s|\n|\bexcept\b|\bunless\b|\bbut\b", re.IGNORECASE)
+_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
+
+
+def _bounds(pattern: re.Pattern, text: str, start: int, end: int) -> tuple[int, int]:
+    """From the last `pattern` break before `start` to the first after `end`."""
+    before = [m.end() for m in pattern.finditer(text, 0, start)]
+    after = pattern.search(text, end)
+    return (before[-1] if before else 0), (after.start() if after else len(text))
 
 
 def clause_bounds(text: str, start: int, end: int) -> tuple[int, int]:
-    """The clause of `text` around [start, end): from the last break before to the first after."""
-    before = [m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)]
-    after = _CLAUSE_BREAK.search(text, end)
-    return (before[-1] if before else 0), (after.start() if after else len(text))
+    """The clause of `text` around [start, end)."""
+    return _bounds(_CLAUSE_BREAK, text, start, end)
+
+
+def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """The sentence of `text` around [start, end): broken by ". ", "; " or a new line, not by ":" or "but"."""
+    return _bounds(_SENTENCE_BREAK, text, start, end)
 
 
 def negated(text: str, start: int, end: int) -> bool:

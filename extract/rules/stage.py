@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import _EXCLUDED_AFTER, _NEGATION, clause_bounds, cohort_specific, scoped_to_cohort
+from extract.rules.polarity import _EXCLUDED_AFTER, _NEGATION, clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds
 from schemas import Criterion
 
 _ROMAN = ("0", "I", "II", "III", "IV")
@@ -55,7 +55,6 @@ _OTHER_CANCER = re.compile(
     r"(?i)\b(?:history\s+of|other|another|prior|previous|second|secondary|concurrent|additional)\s+(?:[\w-]+\s+){0,3}?"
     r"(?:malignan\w*|cancers?|tumou?rs?|neoplasms?)"
 )
-_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
 
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -74,8 +73,8 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _about_other_cancers(text: str) -> bool:
     """ "History of other malignancies ... eligible if ...: DCIS, stage I prostate cancer": the criterion's opening speaks of other cancers."""
-    following = _SENTENCE_BREAK.search(text)
-    return bool(_OTHER_CANCER.search(text, 0, following.start() if following else len(text)))
+    _, first_sentence_end = sentence_bounds(text, 0, 0)
+    return bool(_OTHER_CANCER.search(text, 0, first_sentence_end))
 
 
 def _speaks_for_the_trial(criterion: Criterion, match: re.Match) -> bool:
@@ -83,10 +82,8 @@ def _speaks_for_the_trial(criterion: Criterion, match: re.Match) -> bool:
     text = criterion.text
     if _negated(text, match) or scoped_to_cohort(text, match.start()):
         return False
-    breaks = [m.end() for m in _SENTENCE_BREAK.finditer(text, 0, match.start())]
-    following = _SENTENCE_BREAK.search(text, match.end())
-    sentence = text[breaks[-1] if breaks else 0 : following.start() if following else len(text)]
-    return not _OTHER_CANCER.search(sentence)
+    sentence_start, sentence_end = sentence_bounds(text, match.start(), match.end())
+    return not _OTHER_CANCER.search(text[sentence_start:sentence_end])
 
 
 def _negated(text: str, match: re.Match) -> bool:
