@@ -45,17 +45,23 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
 def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Path], None] = lambda path: None) -> Summary:
     summary = Summary()
     for path in files:
-        with workspace.transaction():
-            for parsed in parse_document(path.read_bytes(), path.name):
-                store(workspace, parsed, str(path), summary)
+        parsed = list(parse_document(path.read_bytes(), path.name))
+        store_all(workspace, parsed, str(path), summary)
         on_file(path)
     return summary
 
 
 def store(workspace: Workspace, parsed: RawRecord | RecordError, where: str, summary: Summary) -> None:
     """Store one parsed record, or note (in one line naming `where`) why it could not be read."""
-    if isinstance(parsed, RecordError):
-        who = f" ({parsed.nct_id})" if parsed.nct_id else ""
-        summary.failures.append(f"{where}{who}: {parsed.reason}")
-    else:
-        summary.count(workspace.store_trial(parsed).outcome)
+    store_all(workspace, [parsed], where, summary)
+
+
+def store_all(workspace: Workspace, parsed: list[RawRecord | RecordError], where: str, summary: Summary) -> None:
+    """Store the records read from one place in one statement; note each one that could not be read."""
+    for error in parsed:
+        if isinstance(error, RecordError):
+            who = f" ({error.nct_id})" if error.nct_id else ""
+            summary.failures.append(f"{where}{who}: {error.reason}")
+    with workspace.transaction():
+        for stored in workspace.store_trials([record for record in parsed if isinstance(record, RawRecord)]):
+            summary.count(stored.outcome)

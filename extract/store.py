@@ -224,9 +224,7 @@ class Workspace:
                     latest.setdefault(write.table, {})[tuple(write.row[: _KEY_COLUMNS[write.table]])] = write.row
                 with self.transaction():
                     for table, rows in latest.items():
-                        values = list(rows.values())
-                        marks = ", ".join(["(" + ", ".join("?" * len(values[0])) + ")"] * len(values))
-                        self.db.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}", [v for row in values for v in row])
+                        self._insert(table, list(rows.values()))
             except BaseException as error:
                 for write in writes:
                     write.error = error
@@ -258,30 +256,38 @@ class Workspace:
         return self.raw_dir / folder / f"{nct_id}.{raw_format}"
 
     def store_trial(self, record: RawRecord) -> Stored:
-        """Upsert one record: raw file and row; a record whose content hash is unchanged is not rewritten."""
-        trial = record.trial
-        existing = self.db.execute(
-            "SELECT content_sha256 FROM trials WHERE nct_id = ?", [trial.nct_id]
-        ).fetchone()
-        if existing and existing[0] == trial.source.content_sha256:
-            return Stored(trial.nct_id, "unchanged")
-        atomic_write(self.raw_path(record.registry, trial.nct_id, record.format), record.raw)
-        self.db.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                trial.nct_id,
-                record.registry,
-                trial.source.url,
-                trial.source.retrieved_at,
-                trial.source.content_sha256,
-                trial.last_update,
-                record.format,
-                record.raw.decode("utf-8", errors="replace"),
-                trial.model_dump_json(),
-                _now(),
-            ],
-        )
-        return Stored(trial.nct_id, "changed" if existing else "new")
+        return self.store_trials([record])[0]
+
+    def store_trials(self, records: list[RawRecord]) -> list[Stored]:
+        """Upsert records in order: raw files, then one statement; a record whose content hash is unchanged
+        is not rewritten. A later record with the same id wins, as it would one at a time."""
+        ids = [record.trial.nct_id for record in records]
+        hashes = dict(self.db.execute(
+            "SELECT nct_id, content_sha256 FROM trials WHERE nct_id IN (SELECT unnest(?))", [ids]
+        ).fetchall())  # fmt: skip
+        outcomes, rows = [], {}
+        for record in records:
+            trial = record.trial
+            known = hashes.get(trial.nct_id)
+            if known == trial.source.content_sha256:
+                outcomes.append(Stored(trial.nct_id, "unchanged"))
+                continue
+            atomic_write(self.raw_path(record.registry, trial.nct_id, record.format), record.raw)
+            rows[trial.nct_id] = [
+                trial.nct_id, record.registry, trial.source.url, trial.source.retrieved_at,
+                trial.source.content_sha256, trial.last_update, record.format,
+                record.raw.decode("utf-8", errors="replace"), trial.model_dump_json(), _now(),
+            ]  # fmt: skip
+            hashes[trial.nct_id] = trial.source.content_sha256
+            outcomes.append(Stored(trial.nct_id, "changed" if known else "new"))
+        self._insert("trials", list(rows.values()))
+        return outcomes
+
+    def _insert(self, table: str, rows: list[list[Any]]) -> None:
+        """Insert or replace many rows in one statement (a statement per row costs milliseconds each)."""
+        if rows:
+            marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))
+            self.db.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}", [value for row in rows for value in row])
 
     def trial_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT nct_id FROM trials ORDER BY nct_id").fetchall()]
@@ -325,13 +331,18 @@ class Workspace:
             return None
         return EligibilityRecord.model_validate_json(path.read_bytes())
 
-    def run_records(self, run_id: str) -> dict[str, EligibilityRecord]:
-        rows = self.db.execute(
-            "SELECT nct_id, record FROM extractions WHERE run_id = ? AND status = 'ok'", [run_id]
-        ).fetchall()
-        if not rows and not self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+    def run_records(self, run_id: str, nct_ids: list[str]) -> dict[str, EligibilityRecord]:
+        """The run's successful records of the trials named."""
+        if self.run(run_id) is None:
             raise InputError(f"no run {run_id!r} in {self.db_path}; `eligex runs` lists them")
+        rows = self.db.execute(
+            "SELECT nct_id, record FROM extractions WHERE run_id = ? AND status = 'ok' AND nct_id IN (SELECT unnest(?))",
+            [run_id, nct_ids],
+        ).fetchall()
         return {nct_id: EligibilityRecord.model_validate_json(record) for nct_id, record in rows}
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        return next(iter(_dicts(self.db.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))), None)
 
     def runs(self) -> list[dict[str, Any]]:
         return _dicts(self.db.execute("SELECT * FROM runs ORDER BY started_at DESC"))

@@ -70,14 +70,11 @@ def evaluate_run(workspace: Workspace, run_id: str, nct_ids: list[str], split: s
 
     A trial the run has no record for (its extraction failed) is scored as an empty extraction.
     """
-    records = {nct_id: r.model_dump(mode="json") for nct_id, r in workspace.run_records(run_id).items()}
-    # Not Workspace.runs(): its timestamps need pytz, which duckdb does not install.
-    backend, model, version = workspace.db.execute(
-        "SELECT backend, model, prompt_version FROM runs WHERE run_id = ?", [run_id]
-    ).fetchone()
+    records = {nct_id: r.model_dump(mode="json") for nct_id, r in workspace.run_records(run_id, nct_ids).items()}
+    run = workspace.run(run_id)
     trials = [score_trial(nct_id, gold[nct_id]["eligibility"], records.get(nct_id)) for nct_id in nct_ids]
     metrics = {
-        "run": {"run_id": run_id, "backend": backend, "model": model, "prompt_version": version},
+        "run": {key: run[key] for key in ("run_id", "backend", "model", "prompt_version")},
         "split": split, "resamples": RESAMPLES, "seed": SEED,
         **summarise(trials, RESAMPLES, SEED),
         "trials": trials,
