@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from extract.errors import EligexError, InputError, redact
+from extract.export import FORMATS
 from extract.store import Workspace
 from schemas import EligibilityRecord, is_nct_id
 
@@ -342,7 +343,7 @@ def show(workspace: Workspace, nct_id: str, part: str | None) -> None:
 
 
 @main.command(name="export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "parquet"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
 @click.pass_obj

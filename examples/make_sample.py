@@ -18,9 +18,9 @@ def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "ctgov-v2").mkdir(parents=True)
     (OUT / "ctgov-classic-xml").mkdir()
-    gold = {json.loads(p.read_text())["nct_id"] for p in GOLD.glob("NCT*.json")}
+    gold = {p.stem for p in GOLD.glob("NCT*.json")}  # gold files are named by their trial
     rows = [json.loads(line) for line in (SHARED / "ctgov-2026" / "trials.jsonl").open()]
-    extra = [r["nct_id"] for r in rows if r["_oncology"] and r["nct_id"] not in gold][:EXTRA_2026]
+    extra = set([r["nct_id"] for r in rows if r["_oncology"] and r["nct_id"] not in gold][:EXTRA_2026])
     chosen = [r for r in rows if r["nct_id"] in gold or r["nct_id"] in extra]
     with (OUT / "ctgov-2026-sample.jsonl").open("w") as out:
         for row in chosen:

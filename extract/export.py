@@ -21,8 +21,8 @@ def current_records(workspace: Workspace, since: date | None = None) -> list[Eli
     """Every current record, in id order; with `since`, only those extracted on or after that day."""
     records = []
     for path in sorted(workspace.structured_dir.glob("NCT*.json")):
-        record = EligibilityRecord.model_validate_json(path.read_bytes())
-        if since is None or record.extraction.extracted_at.date() >= since:
+        record = workspace.current_record(path.stem)
+        if record is not None and (since is None or record.extraction.extracted_at.date() >= since):
             records.append(record)
     return records
 

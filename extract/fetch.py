@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from extract.errors import InputError, UpstreamError
 from extract.importer import Summary, store
-from extract.sources import InvalidRecord, Parsed, RecordError, v2_study
+from extract.sources import Parsed, RecordError, checked, v2_study
 from extract.store import Workspace
 
 DEFAULT_URL = "https://clinicaltrials.gov/api/v2"
@@ -240,7 +240,4 @@ async def _search_page(registry: Registry, params: dict[str, Any], number: int, 
 def _parsed(study: Any) -> Parsed:
     if not isinstance(study, dict) or "protocolSection" not in study:
         return RecordError("not an API v2 study (no protocolSection)")
-    try:
-        return v2_study(study, datetime.now(timezone.utc))
-    except InvalidRecord as error:
-        return RecordError(str(error), error.nct_id)
+    return checked(lambda: v2_study(study, datetime.now(timezone.utc)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from extract.text import unescape_markdown
 from schemas import Criterion
@@ -96,16 +96,18 @@ def ground(eligibility: dict[str, Any], text: str, criteria: list[Criterion]) ->
     return result
 
 
-def evidence_spans(eligibility: dict[str, Any]) -> list[tuple[int, int]]:
-    """The (start, end) of every grounded evidence in a plain-data eligibility object."""
-    spans = []
+def evidences(eligibility: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every evidence in a plain-data eligibility object (schemas.iter_evidence for plain data)."""
     for name, value in eligibility.items():
         items = list(value.values()) if name == "origins" else value if isinstance(value, list) else [value]
         for item in items:
-            evidence = item.get("evidence") if isinstance(item, dict) else None
-            if evidence and "start" in evidence:
-                spans.append((evidence["start"], evidence["end"]))
-    return spans
+            if isinstance(item, dict) and isinstance(item.get("evidence"), dict):
+                yield item["evidence"]
+
+
+def evidence_spans(eligibility: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (start, end) of every grounded evidence in a plain-data eligibility object."""
+    return [(evidence["start"], evidence["end"]) for evidence in evidences(eligibility) if "start" in evidence]
 
 
 def unaccounted(eligibility: dict[str, Any], criteria: list[Criterion]) -> list[Criterion]:

@@ -95,16 +95,17 @@ def _json_document(document: Any, retrieved_at: datetime) -> Iterator[Parsed]:
         for study in document["studies"]:
             yield from _json_document(study, retrieved_at)
     elif isinstance(document, dict) and "protocolSection" in document:
-        yield _checked(lambda: v2_study(document, retrieved_at))
+        yield checked(lambda: v2_study(document, retrieved_at))
     elif isinstance(document, dict) and isinstance(document.get("eligibility"), dict) and "nct_id" in document:
-        yield _checked(lambda: flat_export_row(document, retrieved_at))
+        yield checked(lambda: flat_export_row(document, retrieved_at))
     elif isinstance(document, dict) and "eligibility_text" in document:
-        yield _checked(lambda: plain_row(document, retrieved_at))
+        yield checked(lambda: plain_row(document, retrieved_at))
     else:
         raise NotAStudy("not a study: expected an API v2 study, a page of studies or a trial row")
 
 
-def _checked(build) -> Parsed:
+def checked(build) -> Parsed:
+    """`build()`, or the reason it refused the record."""
     try:
         return build()
     except InvalidRecord as error:
@@ -146,7 +147,6 @@ def v2_study(study: dict[str, Any], retrieved_at: datetime) -> RawRecord:
     last_update = (status.get("lastUpdatePostDateStruct") or {}).get("date")
     return _record(
         registry=CTGOV,
-        raw_format="json",
         document=study,
         retrieved_at=retrieved_at,
         nct_id=nct_id,
@@ -175,7 +175,6 @@ def flat_export_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
     )
     return _record(
         registry=CTGOV,
-        raw_format="json",
         document=row,
         retrieved_at=retrieved_at,
         nct_id=nct_id,
@@ -197,7 +196,6 @@ def plain_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
         conditions = [c.strip() for c in re.split(r"[;|]", conditions) if c.strip()]
     return _record(
         registry=row.get("registry") or "local",
-        raw_format="json",
         document=row,
         retrieved_at=retrieved_at,
         nct_id=nct_id,
@@ -218,7 +216,7 @@ def _csv(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
         raise NotAStudy(f"CSV lacks the column(s) {', '.join(missing)} (expected {', '.join(PLAIN_COLUMNS)})")
     try:
         for number, row in enumerate(reader, 2):
-            parsed = _checked(lambda: plain_row(row, retrieved_at))
+            parsed = checked(lambda: plain_row(row, retrieved_at))
             yield RecordError(f"row {number}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
     except csv.Error as error:
         raise NotAStudy(f"malformed CSV at line {reader.line_num}: {error}") from None
@@ -235,7 +233,7 @@ def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
         root = next(tag.name for tag in soup.find_all(True, recursive=False))
         what = "a search results page" if root == "rss" else f"a <{root}> document"
         raise NotAStudy(f"{what}, not a study (expected <clinical_study>)")
-    yield _checked(lambda: _classic_study(study, data, retrieved_at))
+    yield checked(lambda: _classic_study(study, data, retrieved_at))
 
 
 def _classic_study(study, data: bytes, retrieved_at: datetime) -> RawRecord:
@@ -287,10 +285,10 @@ def text_of_tag(tag, name: str) -> str | None:
     return child.get_text().strip() if child else None
 
 
-def _record(*, registry: str, raw_format: str, document: dict, retrieved_at: datetime, **fields) -> RawRecord:
+def _record(*, registry: str, document: dict, retrieved_at: datetime, **fields) -> RawRecord:
     raw = json.dumps(document, ensure_ascii=False, indent=2).encode()
     trial = _trial(registry=registry, sha=canonical_sha256(document), retrieved_at=retrieved_at, **fields)
-    return RawRecord(registry=registry, format=raw_format, raw=raw, trial=trial)
+    return RawRecord(registry=registry, format="json", raw=raw, trial=trial)
 
 
 def _trial(*, nct_id, registry, sha, retrieved_at, facts, text, sex, minimum_age, maximum_age,

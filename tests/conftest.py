@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cli import main
 from schemas import Criterion
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -16,6 +18,11 @@ def make_criterion(text: str, kind: str = "inclusion", number: int = 1) -> Crite
     """A criterion standing alone, as segmentation would cut it from a record."""
     prefix = "inc" if kind == "inclusion" else "exc"
     return Criterion(id=f"{prefix}-{number}", kind=kind, text=text, start=0, end=len(text))
+
+
+def run(*args: str):
+    """The eligex command line, in process; stdout and stderr apart."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def use_llm_server(monkeypatch, tmp_path: Path, base_url: str, api_key: str, **settings: str) -> None:

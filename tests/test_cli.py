@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from extract.rules import extract_eligibility
 
-from conftest import SHARED_DATA, make_criterion
+from conftest import SHARED_DATA, make_criterion, run
 
 
 @pytest.fixture
@@ -18,12 +16,9 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("ELIGEX_WORKSPACE", str(tmp_path))
-    CliRunner().invoke(main, ["import", str(SHARED_DATA / "ctgov-v2" / "NCT05594173.json")], catch_exceptions=False)
+    run("import", str(SHARED_DATA / "ctgov-v2" / "NCT05594173.json"))
     return tmp_path
 
-
-def run(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_without_a_key_extract_runs_the_rules_backend_and_says_so(workspace):

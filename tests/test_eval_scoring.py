@@ -187,7 +187,6 @@ def test_lab_facts_match_across_units_within_a_tenth_of_a_percent():
 
 
 def test_ungrounded_items_and_unaccounted_criteria():
-    text = "Inclusion Criteria:\n\n* HER2-positive\n* ECOG 0-1"
     extracted = record({"biomarkers": [dict(rule("required", ("ERBB2", "positive", None)),
                                             evidence=dict(ev(), quote="HER2-negative"))]},
                        ungrounded_items=2)  # fmt: skip
@@ -195,7 +194,7 @@ def test_ungrounded_items_and_unaccounted_criteria():
         {"id": "inc-1", "kind": "inclusion", "text": "HER2-positive", "start": 23, "end": 36},
         {"id": "inc-2", "kind": "inclusion", "text": "ECOG 0-1", "start": 39, "end": 47},
     ]
-    assert text[23:36] == "HER2-positive" and text[39:47] == "ECOG 0-1"
+    assert TEXT[23:36] == "HER2-positive" and TEXT[39:47] == "ECOG 0-1"
     trial = score_trial("NCT00000001", {}, extracted)
     assert trial["ungrounded"] == 3  # two dropped, one whose quote is not what its offsets say
     assert trial["unaccounted"] == [{"criterion_id": "inc-2", "text": "ECOG 0-1"}]

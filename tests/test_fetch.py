@@ -50,8 +50,8 @@ def raw_files(workspace: Workspace) -> dict[str, int]:
 
 
 def stored(workspace: Workspace) -> list[str]:
-    """Ids in the database, each as often as it has a row."""
-    return [row[0] for row in workspace.db.execute("SELECT nct_id FROM trials ORDER BY nct_id").fetchall()]
+    """Ids in the database (one row each: nct_id is the key)."""
+    return workspace.trial_ids()
 
 
 def search_params_without_token(server) -> list[dict]:

@@ -6,18 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from extract.errors import InputError
 from extract.sources import RecordError, age_in_years, parse_document
 from extract.store import MIGRATIONS, Workspace, atomic_write
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, run
 
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

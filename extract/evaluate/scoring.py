@@ -14,7 +14,7 @@ import re
 import statistics
 from typing import Any, Iterator
 
-from extract.grounding import unaccounted
+from extract.grounding import evidences, unaccounted
 from schemas import Criterion
 
 HEADLINE_FIELDS = (
@@ -182,19 +182,11 @@ def polarity_errors(field: str, missed: list[dict], spurious: list[dict]) -> lis
 # -- one trial -------------------------------------------------------------------------------------
 
 
-def _evidences(eligibility: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for name, value in eligibility.items():
-        items = list(value.values()) if name == "origins" else value if isinstance(value, list) else [value]
-        for item in items:
-            if isinstance(item, dict) and isinstance(item.get("evidence"), dict):
-                yield item["evidence"]
-
-
 def ungrounded(record: dict[str, Any]) -> int:
     """Items dropped for want of evidence, plus evidence that does not say what it quotes."""
     text = record["eligibility_text"]
     wrong = sum(
-        1 for e in _evidences(record["eligibility"]) if text[e.get("start", 0) : e.get("end", 0)] != e.get("quote")
+        1 for e in evidences(record["eligibility"]) if text[e.get("start", 0) : e.get("end", 0)] != e.get("quote")
     )
     return record["extraction"].get("ungrounded_items", 0) + wrong
 
@@ -239,12 +231,21 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _totals(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-field metrics and the micro average over the headline fields."""
-    sums = {field: [sum(t["fields"][field][k] for t in trials) for k in ("tp", "fp", "fn")] for field in FIELDS}
-    result = {field: prf(*sums[field]) for field in FIELDS}
-    result["micro"] = prf(*(sum(sums[field][i] for field in HEADLINE_FIELDS) for i in range(3)))
+def _counts(trial: dict[str, Any]) -> list[int]:
+    """A trial's tp, fp, fn for every field, flat, in FIELDS order."""
+    return [trial["fields"][field][k] for field in FIELDS for k in ("tp", "fp", "fn")]
+
+
+def _metrics(sums: list[int]) -> dict[str, dict[str, Any]]:
+    """Per-field metrics and the micro average over the headline fields, from summed counts."""
+    by_field = {field: sums[3 * i : 3 * i + 3] for i, field in enumerate(FIELDS)}
+    result = {field: prf(*counts) for field, counts in by_field.items()}
+    result["micro"] = prf(*(sum(by_field[field][i] for field in HEADLINE_FIELDS) for i in range(3)))
     return result
+
+
+def _totals(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return _metrics([sum(column) for column in zip(*map(_counts, trials))] if trials else [0] * 3 * len(FIELDS))
 
 
 def _interval(values: list[float | None]) -> list[float] | None:
@@ -261,7 +262,8 @@ def bootstrap(trials: list[dict[str, Any]], resamples: int = 1000, seed: int = 0
     if not trials:
         return {}
     rng = random.Random(seed)
-    samples = [_totals([rng.choice(trials) for _ in trials]) for _ in range(resamples)]
+    counts = [_counts(trial) for trial in trials]  # read once, not once per resample
+    samples = [_metrics([sum(column) for column in zip(*(rng.choice(counts) for _ in counts))]) for _ in range(resamples)]
     intervals = {field: {"f1": _interval([s[field]["f1"] for s in samples])} for field in FIELDS}
     intervals["micro"] = {m: _interval([s["micro"][m] for s in samples]) for m in ("precision", "recall", "f1")}
     return intervals
