@@ -9,15 +9,14 @@ are data files in `vocab/`, for curators to extend without touching code.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any, Iterator
 
 from extract.backend import Draft
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
+from extract.rules.vocab import VOCAB_DIR
 from schemas import Criterion, Trial
 
 RULES_VERSION = "1"
-VOCAB_DIR = Path(__file__).parent / "vocab"
 
 FINDERS = (
     ages.find,

@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from extract.rules.patterns import trie_alternation
 from extract.rules.polarity import cohort_specific
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
-from extract.rules.vocab import load_tsv
+from extract.rules.vocab import load_tsv, trie_alternation
 from schemas import Criterion
 
 

@@ -14,10 +14,9 @@ import re
 from bisect import bisect_left
 from typing import Iterator
 
-from extract.rules.patterns import trie_alternation
 from extract.rules.polarity import clause_bounds, cohort_specific, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
-from extract.rules.vocab import load_tsv
+from extract.rules.vocab import load_tsv, trie_alternation
 from schemas import Criterion
 
 

@@ -1,4 +1,5 @@
-"""Load the rules backend's vocabularies: plain TSV files in `vocab/`, for curators to extend.
+"""Load the rules backend's vocabularies (plain TSV files in `vocab/`, for curators to extend) and
+match their phrases with one regex each.
 
 Each file has a header row naming the columns; lines starting with `#` are comments. Empty cells
 are empty strings.
@@ -27,26 +28,47 @@ def phrase_regex(phrases: list[str]) -> str:
     Where a phrase has a space or a hyphen, any run of spaces and hyphens, or none, matches
     ("PD-L1" also matches "PD L1" and "PDL1"). Longer phrases win over their prefixes.
     """
+    return _trie_regex(_trie(phrases, separators=" -"), re.escape)
+
+
+def trie_alternation(phrases: list[str]) -> str:
+    """Like `phrase_regex`, but stricter about separators: a space matches a run of at least one
+    white space or hyphen ("anti PD-1", "anti-PD-1"), and a hyphen only a hyphen."""
+    return _trie_regex(_trie(phrases, separators=""), _space_or_char)
+
+
+# Python's `re` tries the branches of `a|b|c` one by one at every position; a few hundred phrases
+# make that slow. Sharing prefixes ("platelet", "platelet count", "platelets") lets a failing
+# position fail after one character instead of after every phrase.
+_SEPARATOR, _END = 0, 1  # trie flags; every other key is a character
+
+
+def _trie(phrases: list[str], separators: str) -> dict:
+    """The phrases as a trie; a character in `separators` flags its node instead of opening a branch."""
     trie: dict = {}
     for phrase in phrases:
         node = trie
         for char in phrase:
-            if char in " -":
+            if char in separators:
                 node[_SEPARATOR] = True
             else:
                 node = node.setdefault(char, {})
         node[_END] = True
-    return _trie_regex(trie)
+    return trie
 
 
-_SEPARATOR, _END = 0, 1  # trie flags; every other key is a character
-
-
-def _trie_regex(node: dict) -> str:
-    branches = [re.escape(char) + _trie_regex(child) for char, child in sorted(node.items(), key=str) if isinstance(char, str)]
+def _trie_regex(node: dict, atom) -> str:
+    """The regex for a trie node; `atom` writes one character."""
+    # Sorted, so a vocabulary's regex does not depend on the order of its rows.
+    children = sorted((char, child) for char, child in node.items() if isinstance(char, str))
+    branches = [atom(char) + _trie_regex(child, atom) for char, child in children]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
     if node.get(_SEPARATOR):
         body = r"[\s-]*" + body
     return f"(?:{body})?" if node.get(_END) else body
+
+
+def _space_or_char(char: str) -> str:
+    return r"[\s-]+" if char == " " else re.escape(char)
