@@ -228,7 +228,7 @@ def _thresholds(text: str, start: int, stop: int, exclusion: bool) -> Iterator[t
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     lower = text.lower()
-    if not (_QUICK.search(text) or "normal" in lower or "adequate" in lower) or (":" in text and cohort_specific(text)):
+    if not (_QUICK.search(text) or "normal" in lower or "adequate" in lower) or cohort_specific(text):
         return
     exclusion = criterion.kind == "exclusion"
     # an analyte named inside another's condition ("... for patients with total bilirubin > 1.5 x ULN")

@@ -86,7 +86,7 @@ def _fits(scale: str, bounds: tuple[int | None, int | None]) -> bool:
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     lower = text.lower()
-    if not any(word in lower for word in _QUICK_WORDS) or (":" in text and cohort_specific(text)):
+    if not any(word in lower for word in _QUICK_WORDS) or cohort_specific(text):
         return
     found: dict[tuple, str] = {}
     for match in _STATEMENT.finditer(text):

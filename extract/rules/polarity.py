@@ -64,7 +64,7 @@ _COHORT_LABEL = re.compile(r"(?i)^[^:\n]{0,40}\b(?:cohorts?|arms?|parts?|groups?
 
 def cohort_specific(text: str) -> bool:
     """Does the criterion state itself for one cohort only ("Cohort A: HER2-positive ...")?"""
-    return bool(_COHORT_LABEL.match(text))
+    return ":" in text and bool(_COHORT_LABEL.match(text))  # the label ends in a colon: a cheap test first
 
 
 # A cohort, arm, part or phase label inside a line ("i. EXP-1: ROS1+ NSCLC ii. EXP-2: ...", "Cohort 2: Relapsed ...").

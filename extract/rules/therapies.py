@@ -309,7 +309,7 @@ _NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     text = criterion.text
     lower = text.lower()
-    if len(lower) != len(text) or (":" in text and (cohort_specific(text) or _HEADING.fullmatch(text))):
+    if len(lower) != len(text) or cohort_specific(text) or _HEADING.fullmatch(text):
         return  # a rare character whose lower case is longer would shift every offset
     untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
     if not untreated and not _EXPOSURE.search(lower):
