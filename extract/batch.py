@@ -22,7 +22,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from extract.backend import Draft
-from extract.errors import InputError, UpstreamError, redact
+from extract.errors import InputError, UpstreamError, one_line, redact
 from extract.llm import ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge
 from extract.pipeline import RunSummary, extract_one, new_run_id, up_to_date
 from extract.store import Workspace, atomic_write
@@ -301,11 +301,11 @@ def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[s
     if error:
         if error.get("code") == "batch_expired":
             raise UpstreamError("batch expired")
-        raise UpstreamError(_line(f"batch request failed: {error.get('code')}: {error.get('message')}"))
+        raise UpstreamError(one_line(f"batch request failed: {error.get('code')}: {error.get('message')}", 300))
     body = response.get("body")
     if response.get("status_code") != 200:
         message = ((body or {}).get("error") or {}).get("message") if isinstance(body, dict) else None
-        raise UpstreamError(_line(f"HTTP {response.get('status_code')} {message or 'error'}"))
+        raise UpstreamError(one_line(f"HTTP {response.get('status_code')} {message or 'error'}", 300))
     try:
         completion = ChatCompletion.model_validate(body)
     except ValidationError as invalid:
@@ -315,7 +315,7 @@ def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[s
     if message is None or completion.choices[0].finish_reason == "length":
         raise UpstreamError("the model's answer was cut off at its output token limit")
     if message.refusal:
-        raise UpstreamError(_line(f"the model refused: {message.refusal}"))
+        raise UpstreamError(one_line(f"the model refused: {message.refusal}", 300))
     try:
         return ExtractedEligibility.model_validate_json(message.content or "").model_dump(mode="json")
     except ValidationError as invalid:
@@ -335,10 +335,6 @@ async def _call(what: str, client: openai.AsyncOpenAI, request: Awaitable[Any]) 
         return await request
     except openai.OpenAIError as error:
         raise UpstreamError(redact(f"Batch API {what} at {client.base_url} failed: {describe(error)}")) from error
-
-
-def _line(text: str) -> str:
-    return (text.splitlines() or [""])[0][:300]
 
 
 def _row(workspace: Workspace, run_id: str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ The CLI turns each into a one-line message and its own exit code; nothing else i
 so a bug still shows its traceback.
 """
 
+import email.utils
 import os
+from datetime import datetime, timezone
 
 
 class EligexError(Exception):
@@ -21,6 +23,28 @@ class UpstreamError(EligexError):
     """A service we depend on failed: the registry API or the LLM endpoint, after retries."""
 
     exit_code = 3
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of a message, at most `limit` characters: errors are reported on one line."""
+    return (text.strip().splitlines() or [""])[0][:limit]
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds an upstream asks us to wait (a Retry-After header): a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def redact(message: str) -> str:

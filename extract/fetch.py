@@ -8,7 +8,6 @@ search with an UpstreamError, keeping what was stored before it.
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from importlib.metadata import version
@@ -18,7 +17,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from extract.errors import InputError, UpstreamError
+from extract.errors import InputError, UpstreamError, one_line, retry_after
 from extract.importer import Summary, store
 from extract.sources import Parsed, RecordError, checked, v2_study
 from extract.store import Workspace
@@ -89,25 +88,8 @@ class Rejected(Exception):
     """A 4xx answer (not 429) or another unexpected status: asking again would get the same."""
 
     def __init__(self, status: int, text: str):
-        first_line = (text.strip().splitlines() or [""])[0][:200]
-        super().__init__(f"rejected ({status}): {first_line}" if status != 404 else "not found (404)")
+        super().__init__(f"rejected ({status}): {one_line(text)}" if status != 404 else "not found (404)")
         self.status = status
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 class Registry:

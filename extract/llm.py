@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import InputError, UpstreamError, redact
+from extract.errors import InputError, UpstreamError, one_line, redact, retry_after
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
 from schemas import SCHEMA_VERSION, Criterion, Trial
@@ -249,17 +249,13 @@ def transient(error: BaseException) -> bool:
     return isinstance(error, openai.APIConnectionError)
 
 
-def retry_after(error: BaseException | None) -> float | None:
+def server_wait(error: BaseException | None) -> float | None:
     """The server's own wait, in seconds, when it sent one."""
     if not isinstance(error, openai.APIStatusError):
         return None
     headers = error.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return max(0.0, float(headers[name]) * scale)
-        except (KeyError, ValueError):
-            continue
-    return None
+    milliseconds = retry_after(headers.get("retry-after-ms"))
+    return milliseconds / 1000 if milliseconds is not None else retry_after(headers.get("retry-after"))
 
 
 def describe(error: BaseException) -> str:
@@ -270,8 +266,8 @@ def describe(error: BaseException) -> str:
     if isinstance(error, openai.APIStatusError):
         body = error.body if isinstance(error.body, dict) else {}
         message = body.get("message") or error.response.reason_phrase
-        return f"HTTP {error.status_code} {message}".splitlines()[0][:200]
-    return str(error).splitlines()[0][:200]
+        return one_line(f"HTTP {error.status_code} {message}")
+    return one_line(str(error))
 
 
 # -- the backend --------------------------------------------------------------------------------------
@@ -414,7 +410,7 @@ class OpenAIBackend:
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server sent one, else exponential backoff with jitter; capped either way."""
-        delay = retry_after(state.outcome.exception() if state.outcome else None)
+        delay = server_wait(state.outcome.exception() if state.outcome else None)
         if delay is None:
             delay = self.settings.backoff_seconds * 2 ** (state.attempt_number - 1) * random.uniform(1, 1.5)
         return min(delay, self.settings.max_wait_seconds)
@@ -425,7 +421,7 @@ def _problem(error: BaseException) -> str:
     if isinstance(error, ValidationError) and error.errors():
         first = error.errors()[0]
         return f"{'.'.join(map(str, first['loc'])) or 'answer'}: {first['msg']}"
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+    return one_line(str(error)) or type(error).__name__
 
 
 def _positive_env(name: str, default: float) -> Any:

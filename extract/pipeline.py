@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from extract.backend import Backend, assemble
-from extract.errors import redact
+from extract.errors import one_line, redact
 from extract.store import Workspace
 from extract.text import segment
 from schemas import Trial
@@ -92,7 +92,7 @@ async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summ
         draft = await backend.extract(trial, criteria)
         record = assemble(trial, criteria, draft, backend)
     except Exception as error:  # one trial's failure never stops the batch: it is stored with its reason
-        reason = redact(f"{type(error).__name__}: {error}".splitlines()[0])
+        reason = redact(one_line(f"{type(error).__name__}: {error}", limit=1000))
         summary.failures[trial.nct_id] = reason
         await workspace.save_error(summary.run_id, trial, reason)
         return

@@ -14,7 +14,8 @@ from ctgov_server import STUDIES_DIR, ctgov  # noqa: F401 (ctgov is a fixture)
 
 from cli import main
 from extract.errors import InputError, UpstreamError
-from extract.fetch import Search, Settings, fetch_ids, fetch_search, retry_after
+from extract.errors import retry_after
+from extract.fetch import Search, Settings, fetch_ids, fetch_search
 from extract.store import Workspace
 
 ALL_IDS = sorted(path.stem for path in STUDIES_DIR.glob("NCT*.json"))
