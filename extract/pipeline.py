@@ -1,7 +1,8 @@
 """`eligex extract`: run a backend over stored trials, one record per trial, nothing lost on a crash.
 
-Each trial's result is written as soon as it is ready (the record file atomically, the row at
-once), so a killed run loses at most the trials in flight; running again skips every trial whose
+Each trial's result is written as soon as it is ready (the record file atomically, then its row,
+committed with the rows of the other trials finishing meanwhile), so a killed run loses at most the
+trials in flight; running again skips every trial whose
 current record came from the same content and the same backend version, and does the rest.
 """
 
