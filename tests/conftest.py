@@ -20,6 +20,19 @@ def make_criterion(text: str, kind: str = "inclusion", number: int = 1) -> Crite
     return Criterion(id=f"{prefix}-{number}", kind=kind, text=text, start=0, end=len(text))
 
 
+def found(finder, text: str, kind: str = "inclusion", field: str | None = None) -> list[dict]:
+    """The items a rules finder yields for `text` as one criterion, each checked to quote that criterion
+    (and, given `field`, to be yielded under that field name)."""
+    criterion = make_criterion(text, kind)
+    items = []
+    for name, item in finder(criterion):
+        if field is not None:
+            assert name == field
+        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
+        items.append(item)
+    return items
+
+
 def run(*args: str):
     """The eligex command line, in process; stdout and stderr apart."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

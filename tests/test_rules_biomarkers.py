@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from extract.rules import biomarkers
-from conftest import make_criterion
+from conftest import found, make_criterion
 
 CASES = [
     # NCT06119581 exc-1
@@ -93,10 +93,7 @@ CASES = [
 
 
 def _rules(text: str, kind: str) -> list[tuple[str, list[tuple]]]:
-    return [
-        (item["requirement"], [tuple(test.values()) for test in item["any_of"]])
-        for _, item in biomarkers.find(make_criterion(text, kind))
-    ]
+    return [(i["requirement"], [tuple(t.values()) for t in i["any_of"]]) for i in found(biomarkers.find, text, kind)]
 
 
 @pytest.mark.parametrize(("text", "kind", "expected"), CASES)
@@ -106,11 +103,7 @@ def test_real_criteria(text: str, kind: str, expected: list) -> None:
 
 def test_every_quote_lies_in_its_criterion() -> None:
     for text, kind, _ in CASES:
-        criterion = make_criterion(text, kind)
-        for field, item in biomarkers.find(criterion):
-            assert field == "biomarkers"
-            assert item["evidence"]["criterion_id"] == criterion.id
-            assert item["evidence"]["quote"] in text
+        found(biomarkers.find, text, kind, "biomarkers")
 
 
 def test_her2_definition_is_one_rule_with_two_tests() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extract.rules import labs
-from conftest import make_criterion
+from conftest import found
 
 # (text, kind, [(analyte, comparator, value, unit, uln_multiple, condition), ...])
 CASES = [
@@ -133,13 +133,8 @@ CASES = [
 
 
 def _facts(text: str, kind: str) -> list[tuple]:
-    criterion = make_criterion(text, kind)
-    facts = []
-    for field, item in labs.find(criterion):
-        assert field == "labs"
-        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
-        facts.append((item["analyte"], item["comparator"], item["value"], item["unit"], item["uln_multiple"], item["condition"]))
-    return facts
+    items = found(labs.find, text, kind, "labs")
+    return [(i["analyte"], i["comparator"], i["value"], i["unit"], i["uln_multiple"], i["condition"]) for i in items]
 
 
 @pytest.mark.parametrize("text, kind, expected", CASES)

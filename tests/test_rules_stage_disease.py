@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_criterion
+from conftest import found
 from extract.rules import cancer_types, disease, stage
 
 CASES = [
@@ -108,24 +108,20 @@ CASES = [
 
 
 def _found(text: str, kind: str) -> dict:
-    criterion = make_criterion(text, kind)
-    found: dict = {}
-    for field, item in [*stage.find(criterion), *disease.find(criterion), *cancer_types.find(criterion)]:
-        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
-        if field == "stage":
-            groups, settings = found.get("stage", ((), ()))
-            found["stage"] = (
-                tuple(sorted(set(groups) | set(item["groups"]))),
-                tuple(sorted(set(settings) | set(item["settings"]))),
-            )
-        elif field == "brain_metastases":
-            found[field] = item["status"]
-        elif field == "measurable_disease":
-            found[field] = (item["required"], item["standard"])
+    summary: dict = {}
+    if stages := found(stage.find, text, kind, "stage"):
+        summary["stage"] = (
+            tuple(sorted({group for item in stages for group in item["groups"]})),
+            tuple(sorted({setting for item in stages for setting in item["settings"]})),
+        )
+    for item in found(disease.find, text, kind):  # brain metastases have a status; measurable disease does not
+        if "status" in item:
+            summary["brain_metastases"] = item["status"]
         else:
-            code = item["code"]["code"] if item["code"] else None
-            found.setdefault(field, []).append((item["name"], item["requirement"], code))
-    return found
+            summary["measurable_disease"] = (item["required"], item["standard"])
+    if types := found(cancer_types.find, text, kind, "cancer_types"):
+        summary["cancer_types"] = [(i["name"], i["requirement"], i["code"] and i["code"]["code"]) for i in types]
+    return summary
 
 
 @pytest.mark.parametrize(("text", "kind", "expected"), CASES)

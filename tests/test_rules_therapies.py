@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extract.rules import therapies
-from conftest import make_criterion
+from conftest import found, make_criterion
 
 # (text, kind, [(requirement, therapy, drugs, min_lines, max_lines), ...])
 CASES = [
@@ -89,13 +89,8 @@ CASES = [
 
 
 def _facts(text: str, kind: str) -> list[tuple]:
-    criterion = make_criterion(text, kind)
-    facts = []
-    for field, item in therapies.find(criterion):
-        assert field == "prior_therapies"
-        assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
-        facts.append((item["requirement"], item["therapy"], item["drugs"], item["min_lines"], item["max_lines"]))
-    return facts
+    items = found(therapies.find, text, kind, "prior_therapies")
+    return [(i["requirement"], i["therapy"], i["drugs"], i["min_lines"], i["max_lines"]) for i in items]
 
 
 @pytest.mark.parametrize("text, kind, expected", CASES)
