@@ -16,19 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds, stated_requirement
-from extract.rules.vocab import load_tsv, phrase_regex
+from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
 from schemas import Criterion
 
 
-def _alias_key(text: str) -> str:
-    return re.sub(r"[\s-]+", "", text)
-
-
 _ROWS = load_tsv("markers.tsv")
-_EXACT_ALIASES = {_alias_key(row["alias"]): row for row in _ROWS if row["case"] == "exact"}
-_FOLDED_ALIASES = {_alias_key(row["alias"]).lower(): row for row in _ROWS if row["case"] != "exact"}
-
-
+_EXACT_ALIASES, _FOLDED_ALIASES = by_case(_ROWS, "alias")
 _FOLDED_REGEX = phrase_regex([row["alias"].lower() for row in _ROWS if row["case"] != "exact"])
 _EXACT_REGEX = phrase_regex([row["alias"] for row in _ROWS if row["case"] == "exact"])
 _ANY_ALIAS = rf"(?:(?i:{_FOLDED_REGEX})|{_EXACT_REGEX})"
@@ -267,7 +260,7 @@ def _mentions(text: str) -> list[_Mention]:
 def _mention(text: str, match: re.Match, following: int) -> _Mention | None:
     """One marker mention with whatever its own wording says; None for a therapy ("anti-HER2")."""
     alias = match.group("alias")
-    row = _EXACT_ALIASES.get(_alias_key(alias)) or _FOLDED_ALIASES[_alias_key(alias).lower()]
+    row = lookup(_EXACT_ALIASES, _FOLDED_ALIASES, alias)
     start, end = match.span()
     if _TARGET_BEFORE.search(text, max(0, start - 12), start) or _CELLS_AFTER.match(text, end):
         return None

@@ -13,18 +13,16 @@ import re
 from typing import Any, Iterator
 
 from extract.rules.polarity import cohort_specific, requirement
-from extract.rules.vocab import load_tsv, phrase_regex
+from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
 from schemas import Criterion
 
-_ROWS = load_tsv("cancer_types.tsv")
-_EXACT = {row["pattern"]: row for row in _ROWS if row["case"] == "exact"}
-_FOLDED = {re.sub(r"[\s-]+", "", row["pattern"].lower()): row for row in _ROWS if row["case"] != "exact"}
+_EXACT, _FOLDED = by_case(load_tsv("cancer_types.tsv"), "pattern")
 # Folded patterns are matched on the lower-cased text: much faster than a case-insensitive regex.
 _FOLDED_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex([row['pattern'].lower() for row in _FOLDED.values()])})(?![\w-])")
 # Every folded pattern holds one of these: a cheap test that skips most criteria.
 _FOLDED_WORDS = ("cancer", "oma", "leuk", "syndrome", "tumor")
 assert all(any(word in key for word in _FOLDED_WORDS) for key in _FOLDED), "extend _FOLDED_WORDS for the new pattern"
-_EXACT_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex(list(_EXACT))})(?![\w-])")
+_EXACT_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex([row['pattern'] for row in _EXACT.values()])})(?![\w-])")
 # The inclusion states the diagnosis: "histologically confirmed", "diagnosis of", "patients with".
 _DIAGNOSIS = re.compile(
     r"(?i)\b(?:histolog\w*|cytolog\w*|patholog\w*|confirmed|diagnos\w*|documented|proven|"
@@ -52,7 +50,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     matches = sorted([*folded, *_EXACT_TYPE.finditer(text)], key=lambda match: match.start())
     seen = set()
     for match in matches:
-        row = _EXACT.get(match.group(0)) or _FOLDED[re.sub(r"[\s-]+", "", match.group(0))]
+        row = lookup(_EXACT, _FOLDED, match.group(0))
         if row["name"] in seen or not _states_the_type(criterion, match.start(), match.end()):
             continue
         seen.add(row["name"])

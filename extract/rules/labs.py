@@ -14,15 +14,11 @@ from typing import Iterator
 
 from extract.rules.polarity import cohort_specific
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
-from extract.rules.vocab import load_tsv, trie_alternation
+from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
 from schemas import Criterion
 
 
-def _is_abbreviation(phrase: str) -> bool:
-    return len(phrase) <= 5 and any(c.isupper() for c in phrase)
-
-
-_ANALYTES = {row["phrase"] if _is_abbreviation(row["phrase"]) else row["phrase"].lower(): row["analyte"] for row in load_tsv("analytes.tsv")}
+_ANALYTES = {row["phrase"] if is_abbreviation(row["phrase"]) else row["phrase"].lower(): row["analyte"] for row in load_tsv("analytes.tsv")}
 # Analytes whose normal range only matters from below: "LVEF within normal limits" states no upper side.
 _FLOOR_ONLY = {"lvef", "creatinine_clearance", "gfr"}
 _UNITS = {row["written"]: row["unit"] for row in load_tsv("units.tsv")}
@@ -30,8 +26,8 @@ _UNITS = {row["written"]: row["unit"] for row in load_tsv("units.tsv")}
 
 # Abbreviations keep their case ("PT", "Hb"); names ignore it ("Platelet count").
 _ANALYTE = re.compile(
-    rf"(?<![\w-])(?:(?i:{trie_alternation([p for p in _ANALYTES if not _is_abbreviation(p)])})"
-    rf"|{trie_alternation([p for p in _ANALYTES if _is_abbreviation(p)])})(?![\w-])"
+    rf"(?<![\w-])(?:(?i:{trie_alternation([p for p in _ANALYTES if not is_abbreviation(p)])})"
+    rf"|{trie_alternation([p for p in _ANALYTES if is_abbreviation(p)])})(?![\w-])"
 )
 # Between two analytes of one group: "AST/ALT", "AST (SGOT) and ALT (SGPT)", "PT or INR".
 _GROUP_GAP = re.compile(r"(?i)(?:[^\S\n]|[/,&+()\[\]]|\b(?:and/or|and|or|serum|levels?|counts?)\b)*")

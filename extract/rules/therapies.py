@@ -16,12 +16,8 @@ from typing import Iterator
 
 from extract.rules.polarity import clause_bounds, cohort_specific, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
-from extract.rules.vocab import load_tsv, trie_alternation
+from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
 from schemas import Criterion
-
-
-def _is_abbreviation(phrase: str) -> bool:
-    return len(phrase) <= 5 and phrase != phrase.lower()
 
 
 def _key(written: str) -> str:
@@ -36,9 +32,9 @@ class _Vocabulary:
     def __init__(self, name: str, column: str, value: str) -> None:
         rows = load_tsv(name)
         phrases = [row[column] for row in rows]
-        self.values = {_key(p if _is_abbreviation(p) else p.lower()): row[value] for p, row in zip(phrases, rows)}
-        self.names = self._compile([p.lower() for p in phrases if not _is_abbreviation(p)])
-        self.abbreviations = self._compile([p for p in phrases if _is_abbreviation(p)])
+        self.values = {_key(p if is_abbreviation(p) else p.lower()): row[value] for p, row in zip(phrases, rows)}
+        self.names = self._compile([p.lower() for p in phrases if not is_abbreviation(p)])
+        self.abbreviations = self._compile([p for p in phrases if is_abbreviation(p)])
 
     @staticmethod
     def _compile(phrases: list[str]) -> re.Pattern:
