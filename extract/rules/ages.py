@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from extract.rules.polarity import evidence
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
 from schemas import Criterion
 
@@ -79,9 +80,9 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if len(bounds) > 1:
                 return  # an excluded age range says nothing simple about the limits
             bounds = [(restated(written), years) for written, years in bounds]
-        evidence = {"criterion_id": criterion.id, "quote": match.group().strip(" ,;")}
+        quoted = evidence(criterion, match.group().strip(" ,;"))
         for canonical, years in bounds:
             field = "min_age_years" if canonical in (">=", ">") else "max_age_years"
-            yield field, {"value": years, "evidence": evidence}
+            yield field, {"value": years, "evidence": quoted}
         connector = _CONNECTOR.match(line, match.end())
         match = _STATEMENT.match(line, connector.end())

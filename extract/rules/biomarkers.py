@@ -15,7 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds, stated_requirement
+from extract.rules.polarity import (
+    clause_bounds,
+    cohort_specific,
+    evidence,
+    scoped_to_cohort,
+    sentence_bounds,
+    stated_requirement,
+)
 from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
 from schemas import Criterion
 
@@ -225,7 +232,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield "biomarkers", {
                     "requirement": stated_requirement(criterion, group[0].start, group[0].end),
                     "any_of": tests,
-                    "evidence": {"criterion_id": criterion.id, "quote": quote},
+                    "evidence": evidence(criterion, quote),
                 }
 
 

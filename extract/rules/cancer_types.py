@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import cohort_specific, requirement
+from extract.rules.polarity import cohort_specific, evidence, requirement
 from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
 from schemas import Criterion
 
@@ -58,7 +58,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
             "name": row["name"],
             "requirement": requirement(criterion, match.start(), match.end()),
             "code": {"system": "oncotree", "code": row["oncotree"]} if row["oncotree"] else None,
-            "evidence": {"criterion_id": criterion.id, "quote": text[match.start() : match.end()]},
+            "evidence": evidence(criterion, text[match.start() : match.end()]),
         }
 
 

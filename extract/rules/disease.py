@@ -15,7 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds, stated_requirement
+from extract.rules.polarity import (
+    clause_bounds,
+    cohort_specific,
+    evidence,
+    scoped_to_cohort,
+    sentence_bounds,
+    stated_requirement,
+)
 from schemas import Criterion
 
 _BRAIN_METASTASES = re.compile(
@@ -127,7 +134,7 @@ def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
         return None  # an exclusion that negates brain metastases ("without brain metastases") says nothing clear
     end = stable_allowed.end() if stable_allowed and stable_allowed.start() < match.end() + 200 else match.end()
     start = only_active.start() if only_active and only_active.start() < match.start() else match.start()
-    return {"status": status, "evidence": {"criterion_id": criterion.id, "quote": text[start : max(end, match.end())]}}
+    return {"status": status, "evidence": evidence(criterion, text[start : max(end, match.end())])}
 
 
 def _only_active(text: str, match: re.Match, next_mention: int | None) -> re.Match | None:
@@ -162,5 +169,5 @@ def _measurable_disease(criterion: Criterion) -> dict[str, Any] | None:
     return {
         "required": required,
         "standard": _STANDARDS[int(standard.lastgroup[1:])][0] if standard else None,
-        "evidence": {"criterion_id": criterion.id, "quote": text[match.start() : end]},
+        "evidence": evidence(criterion, text[match.start() : end]),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from extract.rules.polarity import cohort_specific
+from extract.rules.polarity import cohort_specific, evidence
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
 from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
 from schemas import Criterion
@@ -264,7 +264,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
                 item.setdefault("condition", None)
                 if item.pop("normal", False) and analyte in _FLOOR_ONLY:
                     item.update(comparator=None, uln_multiple=None)  # "LVEF within normal limits": no upper side
-                item["evidence"] = {"criterion_id": criterion.id, "quote": quote}
+                item["evidence"] = evidence(criterion, quote)
                 item["evidence_start"] = start
                 group_items.append(item)
             last_end = quote_end
@@ -284,4 +284,4 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
         for pattern, kind in _KINDS:
             if adequate["lab"] and kind == "organ_function" or adequate["kinds"] and pattern.search(adequate["kinds"]):
                 yield "labs", {"analyte": kind, "comparator": None, "value": None, "unit": None, "uln_multiple": None,
-                               "condition": None, "evidence": {"criterion_id": criterion.id, "quote": adequate.group()}}
+                               "condition": None, "evidence": evidence(criterion, adequate.group())}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from extract.rules.polarity import cohort_specific
+from extract.rules.polarity import cohort_specific, evidence
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, comparator, restated
 from schemas import Criterion
 
@@ -106,4 +106,4 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if key not in found or len(quote) < len(found[key]):
                 found[key] = quote
     for (scale, low, high), quote in found.items():
-        yield "performance_status", {"scale": scale, "min": low, "max": high, "evidence": {"criterion_id": criterion.id, "quote": quote}}
+        yield "performance_status", {"scale": scale, "min": low, "max": high, "evidence": evidence(criterion, quote)}

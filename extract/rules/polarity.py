@@ -40,6 +40,11 @@ def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return _bounds(_SENTENCE_BREAK, text, start, end)
 
 
+def evidence(criterion: Criterion, quote: str) -> dict[str, str]:
+    """Where a finder's item came from: the criterion, and the words of it that state the item."""
+    return {"criterion_id": criterion.id, "quote": quote}
+
+
 def negated(text: str, start: int, end: int) -> bool:
     """Is the term at text[start:end] negated within its clause?"""
     clause_start, clause_end = clause_bounds(text, start, end)

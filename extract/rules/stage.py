@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import _EXCLUDED_AFTER, _NEGATION, clause_bounds, cohort_specific, scoped_to_cohort, sentence_bounds
+from extract.rules.polarity import (
+    _EXCLUDED_AFTER,
+    _NEGATION,
+    clause_bounds,
+    cohort_specific,
+    evidence,
+    scoped_to_cohort,
+    sentence_bounds,
+)
 from schemas import Criterion
 
 _ROMAN = ("0", "I", "II", "III", "IV")
@@ -125,5 +133,5 @@ def _stage(criterion: Criterion, match: re.Match, groups: list[str], settings: l
     return {
         "groups": groups,
         "settings": settings,
-        "evidence": {"criterion_id": criterion.id, "quote": match.group(0)},
+        "evidence": evidence(criterion, match.group(0)),
     }

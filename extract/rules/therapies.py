@@ -14,7 +14,7 @@ import re
 from bisect import bisect_left
 from typing import Iterator
 
-from extract.rules.polarity import clause_bounds, cohort_specific, requirement
+from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
 from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
 from schemas import Criterion
@@ -188,7 +188,7 @@ def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, dru
         "min_lines": None,
         "max_lines": None,
         "min_duration_months": _duration(clause),
-        "evidence": {"criterion_id": criterion.id, "quote": criterion.text[start:end]},
+        "evidence": evidence(criterion, criterion.text[start:end]),
     }
 
 
