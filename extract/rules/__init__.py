@@ -73,7 +73,8 @@ def _merge(eligibility: dict[str, Any], name: str, item: dict[str, Any]) -> None
     if name in _LIST_FIELDS:
         # The same fact stated again (a definition restating "HER2-positive", an exclusion restating
         # an inclusion's threshold) is kept once, grounded on its first statement.
-        if all(_without_evidence(item) != _without_evidence(kept) for kept in eligibility[name]):
+        fact = _without_evidence(item)
+        if all(fact != _without_evidence(kept) for kept in eligibility[name]):
             eligibility[name].append(item)
     elif name in _SCALAR_FIELDS:
         # `item` is {"value": years, "evidence": ...}; the stricter of several statements wins.

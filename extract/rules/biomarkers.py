@@ -165,15 +165,8 @@ _HER2_ISH_POSITIVE = re.compile(
 _HER2_LOW_VALUE = "1+ or 2+/ISH-"
 
 
-_ALTERATION_OF_STATUS = {
-    "amplification": "amplification",
-    "overexpression": "overexpression",
-    "fusion": "fusion",
-    "mutation": "mutation",
-    "deletion": "deletion",
-    "loss": "loss",
-    "expression": "expression",
-}
+# Status groups of _STATUS_AFTER that name the alteration itself (the group is named after it).
+_ALTERATION_KINDS = frozenset("amplification overexpression fusion mutation deletion loss expression".split())
 _ALTERATION_STEMS = (
     ("mut", "mutation"),
     ("type", "mutation"),
@@ -227,13 +220,10 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
             continue
         one_rule = connector == "or" or (connector is None and all(m.status == "positive" for m in chain))
         for group in [chain] if one_rule else [[m] for m in chain]:
+            stated = stated_requirement(criterion, group[0].start, group[0].end)
+            quote = _quote(text, min(m.fact_start for m in group), max(m.fact_end for m in group))
             for tests in _rule_tests(group):
-                quote = _quote(text, min(m.fact_start for m in group), max(m.fact_end for m in group))
-                yield "biomarkers", {
-                    "requirement": stated_requirement(criterion, group[0].start, group[0].end),
-                    "any_of": tests,
-                    "evidence": evidence(criterion, quote),
-                }
+                yield "biomarkers", {"requirement": stated, "any_of": tests, "evidence": evidence(criterion, quote)}
 
 
 def _drop_either_status(chain: list[_Mention]) -> list[_Mention]:
@@ -329,7 +319,7 @@ def _read_status_after(text: str, mention: _Mention) -> None:
     elif kind in ("negative", "low"):
         mention.status, mention.alteration = "negative", _alteration_named(words)
     else:
-        mention.status, mention.alteration = "positive", _ALTERATION_OF_STATUS.get(kind)
+        mention.status, mention.alteration = "positive", kind if kind in _ALTERATION_KINDS else None
         then = _THEN_STATUS.match(text, mention.fact_end)
         if then:
             mention.status = "negative" if then.group("negative") else "positive"

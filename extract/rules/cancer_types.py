@@ -48,10 +48,12 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     worth_scanning = len(lowered) == len(text) and any(word in lowered for word in _FOLDED_WORDS)
     folded = _FOLDED_TYPE.finditer(lowered) if worth_scanning else ()
     matches = sorted([*folded, *_EXACT_TYPE.finditer(text)], key=lambda match: match.start())
+    # An exclusion that speaks of another cancer anywhere excludes no type of its own: searched once, not per match.
+    other_cancer = bool(matches) and criterion.kind == "exclusion" and bool(_OTHER_CANCER.search(text))
     seen = set()
     for match in matches:
         row = lookup(_EXACT, _FOLDED, match.group(0))
-        if row["name"] in seen or not _states_the_type(criterion, match.start(), match.end()):
+        if row["name"] in seen or not _states_the_type(criterion, match.start(), match.end(), other_cancer):
             continue
         seen.add(row["name"])
         yield "cancer_types", {
@@ -62,7 +64,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
         }
 
 
-def _states_the_type(criterion: Criterion, start: int, end: int) -> bool:
+def _states_the_type(criterion: Criterion, start: int, end: int, other_cancer: bool) -> bool:
     text = criterion.text
     if _LABEL_AFTER.match(text, end):
         return False  # "Cervical Cancer:", "For pancreatic cancer; ...": a label for what follows
@@ -72,4 +74,4 @@ def _states_the_type(criterion: Criterion, start: int, end: int) -> bool:
         return False
     if criterion.kind == "inclusion":
         return bool(_DIAGNOSIS.search(before)) or start - sentence_start < 5
-    return bool(_EXCLUSION_OPENER.match(text[:start])) and not _OTHER_CANCER.search(text)
+    return bool(_EXCLUSION_OPENER.match(text[:start])) and not other_cancer

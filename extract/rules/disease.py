@@ -123,9 +123,11 @@ def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
         status = "allowed_if_stable" if only_active or stable_allowed else "excluded"
     elif stable_allowed:
         status = "allowed_if_stable"
-    elif criterion.kind == "inclusion" and _STABLE_BEFORE.search(text, max(0, match.start() - 60), match.start()):
+    elif criterion.kind == "inclusion" and (
+        stable_before := _STABLE_BEFORE.search(text, max(0, match.start() - 60), match.start())
+    ):
         status = "allowed_if_stable"  # "Asymptomatic brain metastases must meet ALL criteria of the following"
-        only_active = _STABLE_BEFORE.search(text, max(0, match.start() - 60), match.start())
+        only_active = stable_before
     elif _ALLOWED.search(text, match.end()):
         status = "allowed"
     elif criterion.kind == "inclusion" and "metasta" in match.group(0).lower() and not _in_parentheses(text, match.start()):

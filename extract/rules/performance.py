@@ -42,6 +42,7 @@ _SCALE_NAME = re.compile(rf"(?i){_SCALE}")
 _QUICK_WORDS = ("ecog", "karnofsky", "kps", "lansky", "zubrod", "performance")
 _DIGITS = re.compile(r"\d+")
 _TOP = {"ECOG": 5, "KARNOFSKY": 100, "LANSKY": 100}
+_STEP = {"ECOG": 1, "KARNOFSKY": 10, "LANSKY": 10}  # Karnofsky and Lansky move in tens
 # "ECOG 0 or 1 for Cohorts A1, A2": a value for some cohorts only, which v1 cannot state.
 _FOR_COHORT = re.compile(r"(?i)\s*(?:\(\s*)?(?:for|in)\s+(?:the\s+)?(?:cohorts?|arms?|parts?|phase\s+\w+|dose[\s-]+(?:escalation|expansion))\b")
 
@@ -66,14 +67,12 @@ def _bounds(scale: str, match: re.Match, exclusion: bool) -> tuple[int | None, i
         canonical = restated(canonical)
     if canonical in ("<=", "<"):
         return _at_most(scale, int(score), canonical)
-    step = 1 if scale == "ECOG" else 10  # Karnofsky and Lansky move in tens
-    low = int(score) + (step if canonical == ">" else 0)
+    low = int(score) + (_STEP[scale] if canonical == ">" else 0)
     return low, (_TOP[scale] if scale == "ECOG" else None)
 
 
 def _at_most(scale: str, score: int, canonical: str) -> tuple[int | None, int]:
-    step = 1 if scale == "ECOG" else 10
-    return (0 if scale == "ECOG" else None), score - (step if canonical == "<" else 0)
+    return (0 if scale == "ECOG" else None), score - (_STEP[scale] if canonical == "<" else 0)
 
 
 def _fits(scale: str, bounds: tuple[int | None, int | None]) -> bool:
