@@ -132,6 +132,7 @@ class OpenAIServer:
             # Headers and body go out in two writes: with Nagle's algorithm on, the body waits for the
             # client's delayed ACK of the headers, some 40 ms per call.
             disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"  # keep-alive, as providers do: no new connection per call
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
