@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from extract.backend import Draft
 from extract.errors import InputError, UpstreamError, one_line, redact
 from extract.llm import ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge
-from extract.pipeline import RunSummary, extract_one, new_run_id, up_to_date
+from extract.pipeline import RunSummary, extract_one, new_run_id, store_one, up_to_date
 from extract.store import Workspace, atomic_write
 from extract.text import segment
 from schemas import Criterion, Trial
@@ -129,7 +129,7 @@ async def submit(
         workspace.start_run(run_id, llm.name, llm.model, llm.prompt_version)
         summary = RunSummary(run_id=run_id, backend=llm.name)
         for trial in cached:
-            await extract_one(workspace, llm, trial, summary)
+            await store_one(workspace, trial, await extract_one(llm, trial), summary)
         if not lines:
             workspace.finish_run(run_id, summary.as_dict() | {"failures": summary.failures})
             return {"run_id": run_id, "batch_id": None, "state": "nothing to submit", "requests": 0,
@@ -256,7 +256,8 @@ async def collect(workspace: Workspace, llm: OpenAIBackend, row: dict[str, Any])
     trials = {trial.nct_id: trial for trial in workspace.trials(list(row["cache_keys"]))}
     for nct_id in row["cache_keys"]:
         if nct_id in trials:
-            await extract_one(workspace, answers, trials[nct_id], summary)
+            trial = trials[nct_id]
+            await store_one(workspace, trial, await extract_one(answers, trial), summary)
         else:
             summary.failures[nct_id] = "InputError: the trial is no longer in the workspace"
     workspace.finish_run(row["run_id"], summary.as_dict() | {"failures": summary.failures, "batch_id": batch.id})
@@ -289,7 +290,7 @@ class Answers:
         prefix = f"{trial.nct_id}:"
         parts = [cid for cid in self.row["custom_ids"] if cid.startswith(prefix)]
         answer = merge([answer_of(self.lines.get(cid), usage, self.missing) for cid in parts])
-        await self.llm.remember(trial, answer, usage)
+        self.llm.remember(trial, answer, usage)
         return self.llm.draft(answer, usage, price_factor=BATCH_PRICE_FACTOR)
 
 

@@ -323,8 +323,7 @@ class OpenAIBackend:
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         key = self.cache_key(trial)
-        # The workspace is the pipeline's too: from the event loop, its calls go through a worker thread.
-        cached = await self.workspace.offload(self.workspace.cache_get, key) if self.workspace else None
+        cached = await self.workspace.cache_lookup(key) if self.workspace else None
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
@@ -332,13 +331,13 @@ class OpenAIBackend:
             *(self._ask(trial, part, usage) for part in self.parts(criteria))
         )
         answer = merge(answers)
-        await self.remember(trial, answer, usage)
+        self.remember(trial, answer, usage)
         return self.draft(answer, usage)
 
-    async def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
-        """Cache a trial's merged answer (the Batch API path fills the same cache)."""
+    def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
+        """Cache a trial's merged answer (the Batch API path fills the same cache); written with its record."""
         if self.workspace:
-            await self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
+            self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
 
     def _cache_entry(self, answer: dict[str, Any], usage: Usage) -> dict[str, Any]:
         return {"model": self.model, "prompt_version": self.prompt_version, "schema_version": SCHEMA_VERSION,

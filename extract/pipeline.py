@@ -17,7 +17,7 @@ from extract.backend import Backend, assemble
 from extract.errors import one_line, redact
 from extract.store import Workspace
 from extract.text import segment
-from schemas import Trial
+from schemas import EligibilityRecord, Trial
 
 
 @dataclass
@@ -69,14 +69,20 @@ async def run_extraction(
     summary = RunSummary(run_id=new_run_id(backend), backend=backend.name)
     workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
     done = set() if force else up_to_date(workspace, backend)
-    limit = asyncio.Semaphore(concurrency)
+    extracting = asyncio.Semaphore(concurrency)  # the requests in flight, for an LLM backend
+    # A result waiting for its write holds no extraction slot, so storage latency does not idle the
+    # model; but the trials between start and stored are bounded too, so that slow storage slows
+    # extraction down rather than piling results up in memory.
+    started = asyncio.Semaphore(2 * concurrency)
 
     async def one(trial: Trial) -> None:
         if trial.nct_id in done:
             summary.skipped += 1
         else:
-            async with limit:
-                await extract_one(workspace, backend, trial, summary)
+            async with started:
+                async with extracting:
+                    outcome = await extract_one(backend, trial)
+                await store_one(workspace, trial, outcome, summary)
         on_done(trial.nct_id)
 
     await asyncio.gather(*(one(trial) for trial in trials))
@@ -84,21 +90,26 @@ async def run_extraction(
     return summary
 
 
-async def extract_one(workspace: Workspace, backend: Backend, trial: Trial, summary: RunSummary) -> None:
-    # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
-    # trials' (Workspace.write_row): the event loop goes on with the trials in flight meanwhile, and
-    # this trial counts as done only once its file and row are on disk.
+async def extract_one(backend: Backend, trial: Trial) -> EligibilityRecord | str:
+    """The trial's record, or why it has none: one trial's failure never stops the batch."""
     try:
         criteria = segment(trial.eligibility_text)
         draft = await backend.extract(trial, criteria)
-        record = assemble(trial, criteria, draft, backend)
-    except Exception as error:  # one trial's failure never stops the batch: it is stored with its reason
-        reason = redact(one_line(f"{type(error).__name__}: {error}", limit=1000))
-        summary.failures[trial.nct_id] = reason
-        await workspace.save_error(summary.run_id, trial, reason)
+        return assemble(trial, criteria, draft, backend)
+    except Exception as error:
+        return redact(one_line(f"{type(error).__name__}: {error}", limit=1000))
+
+
+async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | str, summary: RunSummary) -> None:
+    # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
+    # trials' (Workspace.write_row): the event loop goes on with the trials in flight meanwhile, and
+    # this trial counts as done only once its file and row are on disk.
+    if isinstance(outcome, str):
+        summary.failures[trial.nct_id] = outcome
+        await workspace.save_error(summary.run_id, trial, outcome)
         return
-    await workspace.save_record(summary.run_id, record)
+    await workspace.save_record(summary.run_id, outcome)
     summary.extracted += 1
-    summary.input_tokens += record.extraction.input_tokens
-    summary.output_tokens += record.extraction.output_tokens
-    summary.cost_usd += record.extraction.cost_usd or 0.0
+    summary.input_tokens += outcome.extraction.input_tokens
+    summary.output_tokens += outcome.extraction.output_tokens
+    summary.cost_usd += outcome.extraction.cost_usd or 0.0

@@ -12,11 +12,12 @@ import json
 import os
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -24,8 +25,6 @@ from filelock import FileLock, Timeout
 from extract.errors import InputError
 from extract.sources import RawRecord
 from schemas import EligibilityRecord, Trial, is_nct_id
-
-T = TypeVar("T")
 
 # Each entry runs once, in order; the index + 1 is the schema version recorded in `migrations`.
 MIGRATIONS = [
@@ -130,8 +129,12 @@ class Workspace:
         self.db_path = self.root / "eligex.duckdb"
         self._lock = FileLock(self.root / ".eligex.lock")
         self._db: duckdb.DuckDBPyConnection | None = None
-        self._io = threading.Lock()  # one offloaded call at a time: they share one DuckDB connection
-        self._writes: list[_Write] = []  # rows waiting for `write_row`'s next group
+        self._io = threading.Lock()  # one group write at a time: they share one DuckDB connection
+        self._writes: list[_Write] = []  # rows waiting for the next group write
+        self._writer: ThreadPoolExecutor | None = None  # `write_row`'s one thread
+        self._reader: duckdb.DuckDBPyConnection | None = None  # `cache_lookup`'s own connection
+        self._reads = threading.Lock()
+        self._cache_keys: set[str] | None = None  # every key of the LLM cache, read once for `cache_lookup`
         self._writes_lock = threading.Lock()  # the event loop appends while a worker takes the list
 
     # -- opening ---------------------------------------------------------------------------------
@@ -179,32 +182,27 @@ class Workspace:
             raise
         self.db.execute("COMMIT")
 
-    async def offload(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """`call(*args, **kwargs)` in a worker thread, one such call at a time, for an event loop.
-
-        DuckDB statements and fsync take milliseconds but release the interpreter lock: in a worker
-        they leave the loop free to serve the requests in flight. While a loop offloads workspace
-        calls (this, `write_row`, `save_record`, `cache_put`) it makes no others: one connection, one thread at a time.
-        """
-
-        def locked() -> T:
-            with self._io:
-                return call(*args, **kwargs)
-
-        return await asyncio.to_thread(locked)
-
-    async def write_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> None:
-        """Insert or replace `row` in `table` from an event loop, `before()` first (the record's file);
-        returns once the row is committed.
-
-        Each row costs a DuckDB statement of a few milliseconds, the limit of a run with many requests
-        in flight; so rows that arrive while a write is under way go together in the next one: one
-        statement per table, one commit. The rows of a group are written or failed together.
-        """
+    def queue_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> _Write:
+        """Insert or replace `row` in `table` with the next group write; `before()` first (the record's file)."""
         write = _Write(table, row, before)
         with self._writes_lock:
             self._writes.append(write)
-        await asyncio.to_thread(self._write_waiting)  # writes ours, or waits for the write that took it
+        return write
+
+    async def write_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> None:
+        """`queue_row` from an event loop, returning once the row is committed.
+
+        Each row costs a DuckDB statement of a few milliseconds, and a record file an fsync: the limit
+        of a run with many requests in flight. So the write runs in a worker thread, and rows that
+        arrive while a write is under way go together in the next one: one statement per table, one
+        commit. The rows of a group are written or failed together.
+        """
+        write = self.queue_row(table, row, before)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eligex-write")
+        # Writes ours, or finds it taken by an earlier group; one thread, so that rows waiting for
+        # their group hold no thread the reads (`cache_lookup`) need.
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._write_waiting)
         if write.error is not None:
             raise write.error
         assert write.done
@@ -233,9 +231,19 @@ class Workspace:
                 write.done = True
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Write the rows still queued (cache rows nobody waited for), then close the connections."""
+        if self._writer is not None:
+            self._writer.shutdown()  # after the group writes under way
+            self._writer = None
+        if self._db is None:
+            return
+        self._write_waiting()
+        with self._reads:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        self._db.close()
+        self._db = None
 
     def _migrate(self) -> None:
         db = self._db
@@ -350,18 +358,34 @@ class Workspace:
     # -- LLM response cache ----------------------------------------------------------------------
 
     def cache_get(self, cache_key: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT response, input_tokens, output_tokens FROM llm_cache WHERE cache_key = ?", [cache_key]
-        ).fetchone()
-        if row is None:
-            return None
-        return {"response": json.loads(row[0]), "input_tokens": row[1], "output_tokens": row[2]}
+        return _cache_entry(self.db.execute(_CACHE_ENTRY, [cache_key]).fetchone())
 
-    async def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
-                        response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
-        """Store an answer from an event loop, in the next group of `write_row`."""
+    async def cache_lookup(self, cache_key: str) -> dict[str, Any] | None:
+        """`cache_get` from an event loop. A key the cache lacks costs a set lookup (the keys are read
+        once); a present one, a worker thread on a connection of its own, so that it never waits
+        behind a group write."""
+        if self._cache_keys is None:
+            self._cache_keys = {key for (key,) in self._read("SELECT cache_key FROM llm_cache", [])}
+        if cache_key not in self._cache_keys:
+            return None
+        rows = await asyncio.to_thread(self._read, _CACHE_ENTRY, [cache_key])
+        return _cache_entry(rows[0] if rows else None)
+
+    def _read(self, sql: str, parameters: list[Any]) -> list[tuple]:
+        """A query's rows from the reader connection: committed rows only, never behind a group write."""
+        with self._reads:
+            if self._reader is None:
+                with self._io:  # not while the connection it comes from is in use
+                    self._reader = self.db.cursor()
+            return self._reader.execute(sql, parameters).fetchall()
+
+    def cache_put(self, cache_key: str, *, model: str, prompt_version: str, schema_version: str,
+                  response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
+        """Queue an answer for the next group write: the trial's own record (or `close`) brings it to disk."""
         row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
-        await self.write_row("llm_cache", row)
+        self.queue_row("llm_cache", row)
+        if self._cache_keys is not None:
+            self._cache_keys.add(cache_key)
 
     # -- Batch API jobs --------------------------------------------------------------------------
 
@@ -390,7 +414,7 @@ _KEY_COLUMNS = {"extractions": 2, "llm_cache": 1}  # the primary key: the row's 
 
 @dataclass
 class _Write:
-    """A row waiting for `Workspace.write_row`'s next group, and how that went."""
+    """A row waiting for the next group write (`Workspace.queue_row`), and how that went."""
 
     table: str
     row: list[Any]
@@ -407,6 +431,15 @@ def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[A
 
 def _error_row(run_id: str, trial: Trial, reason: str) -> list[Any]:
     return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None, _now()]
+
+
+_CACHE_ENTRY = "SELECT response, input_tokens, output_tokens FROM llm_cache WHERE cache_key = ?"
+
+
+def _cache_entry(row: tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"response": json.loads(row[0]), "input_tokens": row[1], "output_tokens": row[2]}
 
 
 def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
