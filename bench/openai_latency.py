@@ -17,7 +17,6 @@ back over GET /v1/_stats.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.run import ROOT, repeated
+from cli import run_async
 from extract.llm import OpenAIBackend
 from extract.pipeline import run_extraction
 from extract.sources import RawRecord
@@ -101,7 +101,7 @@ def extract(workspace: Workspace, trials, concurrency: int, force: bool = False)
     """One run of the real backend, as the CLI builds it; its summary and seconds."""
     backend = OpenAIBackend.from_environment(workspace=workspace)
     started = time.perf_counter()
-    summary = asyncio.run(run_extraction(workspace, backend, trials, force=force, concurrency=concurrency))
+    summary = run_async(run_extraction(workspace, backend, trials, force=force, concurrency=concurrency), backend)
     seconds = time.perf_counter() - started
     if summary.failures:
         raise RuntimeError(f"{len(summary.failures)} trials failed, e.g. {next(iter(summary.failures.items()))}")

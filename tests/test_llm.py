@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
@@ -18,6 +17,7 @@ from extract.sources import flat_export_row
 from extract.store import Workspace
 from extract.text import segment
 
+from cli import run_async
 from conftest import use_llm_server
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -97,7 +97,7 @@ def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
 
 def extract(workspace: Workspace, chosen: OpenAIBackend, *nct_ids: str, force: bool = False):
     trials = list(workspace.trials(list(nct_ids or (TRIAL,))))
-    return asyncio.run(run_extraction(workspace, chosen, trials, force=force))
+    return run_async(run_extraction(workspace, chosen, trials, force=force), chosen)  # closes its client, as the CLI
 
 
 def user_message(request: dict) -> str:
@@ -169,6 +169,18 @@ def test_answers_that_never_validate_fail_the_trial_with_a_clear_reason(openai_s
 
     assert openai_server.count == 3
     assert summary.failures[TRIAL].startswith("UpstreamError: no valid answer after 3 attempt(s): answer: Invalid JSON")
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_answer_cut_off_at_the_token_limit_fails_the_trial_without_a_re_ask(openai_server, workspace):
+    cut_off = tool_call('{"cancer_types": [{"name": "colorectal')
+    cut_off.body["choices"][0]["finish_reason"] = "length"
+    openai_server.script(cut_off, tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace, reasks=2))
+
+    assert openai_server.count == 1  # asking again would be cut off again
+    assert summary.failures[TRIAL] == "UpstreamError: the model's answer was cut off at its output token limit"
 
 
 @pytest.mark.usefixtures("environment")
