@@ -192,7 +192,8 @@ def schema(check: bool) -> None:
     help="Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.",
 )
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="Trials extracted at once: requests in flight, for the openai backend.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Trials extracted at once: requests in flight, for the openai backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
 @click.pass_obj
 def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, force) -> None:

@@ -3,9 +3,9 @@
 The model sees the criteria with their ids and answers with items whose evidence is only a criterion
 id and a verbatim quote; `extract.backend.assemble` grounds them with the one aligner. Each failure
 has one retry policy: an answer that fails validation is re-asked (in instructor's words), tenacity
-retries transport failures (429, 5xx, timeouts, lost connections) honouring Retry-After, and the openai
-client's own retries are off. Answers are cached per eligibility text in the workspace, so an unchanged trial is
-never sent twice.
+retries transport failures (429, 5xx, timeouts, lost connections) honouring Retry-After, and the
+openai client's own retries are off. Answers are cached per eligibility text in the workspace, so an
+unchanged trial is never sent twice.
 """
 
 from __future__ import annotations
@@ -281,8 +281,8 @@ class OpenAIBackend:
         if self.settings.mode not in MODES:
             raise InputError(f"unknown LLM mode {self.settings.mode!r}: use one of {', '.join(MODES)}")
         # instructor's handlers for the mode shape the request, parse answers and word the re-asks; the
-        # loop over them is ours (`_ask`): `instructor.patch`'s re-checks the response model six times
-        # per request, some 3 ms of CPU, the ceiling on throughput at high concurrency.
+        # loop over them is ours (`_ask`): the one in `instructor.patch` re-checks the response model six
+        # times per request, some 3 ms of CPU, the ceiling on throughput at high concurrency.
         self._handlers = mode_registry.get_handlers(Provider.OPENAI, MODES[self.settings.mode])
         # The stable prefix (system prompt; the tool, or the schema in the system prompt) built once.
         self._answer_model, self._prefix = self._handlers.request_handler(
@@ -367,7 +367,8 @@ class OpenAIBackend:
         """One validated answer for some of a trial's criteria, re-asked while it fails validation.
 
         `usage` counts every attempt."""
-        request = self._prefix | {"model": self.model, "messages": [*self._prefix["messages"], self.messages(trial, criteria)[1]]}
+        user = self.messages(trial, criteria)[-1]
+        request = self._prefix | {"model": self.model, "messages": [*self._prefix["messages"], user]}
         for attempt in range(1, self.settings.reasks + 2):
             response = await self._send(request)
             usage.add(response)

@@ -131,11 +131,11 @@ class Workspace:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._io = threading.Lock()  # one group write at a time: they share one DuckDB connection
         self._writes: list[_Write] = []  # rows waiting for the next group write
+        self._writes_lock = threading.Lock()  # the event loop appends while a worker takes the list
         self._writer: ThreadPoolExecutor | None = None  # `write_row`'s one thread
         self._reader: duckdb.DuckDBPyConnection | None = None  # `cache_lookup`'s own connection
         self._reads = threading.Lock()
         self._cache_keys: set[str] | None = None  # every key of the LLM cache, read once for `cache_lookup`
-        self._writes_lock = threading.Lock()  # the event loop appends while a worker takes the list
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -244,6 +244,7 @@ class Workspace:
                 self._reader = None
         self._db.close()
         self._db = None
+        self._cache_keys = None  # another process may add some before the next open
 
     def _migrate(self) -> None:
         db = self._db
