@@ -114,11 +114,12 @@ async def submit(
     todo = [trial for trial in trials if trial.nct_id not in done]
     cached, lines, cache_keys = [], [], {}
     for trial in todo:
-        if workspace.cache_get(llm.cache_key(trial)) is not None:
+        key = llm.cache_key(trial)
+        if workspace.cache_get(key) is not None:
             cached.append(trial)  # its answer is known: extracted at once, no request
         else:
             lines += requests(llm, trial, segment(trial.eligibility_text))
-            cache_keys[trial.nct_id] = llm.cache_key(trial)
+            cache_keys[trial.nct_id] = key
     if len(lines) > MAX_REQUESTS:
         raise InputError(f"{len(lines)} requests are more than a batch holds ({MAX_REQUESTS}): submit fewer trials")
     custom_ids = [line["custom_id"] for line in lines]
@@ -284,13 +285,14 @@ class Answers:
         return self.llm.prompt_version
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
-        if self.llm.cache_key(trial) != self.row["cache_keys"][trial.nct_id]:
+        key = self.row["cache_keys"][trial.nct_id]
+        if self.llm.cache_key(trial) != key:
             raise InputError("the trial's text changed after the batch was submitted: submit it again")
         usage = Usage()
         prefix = f"{trial.nct_id}:"
         parts = [cid for cid in self.row["custom_ids"] if cid.startswith(prefix)]
         answer = merge([answer_of(self.lines.get(cid), usage, self.missing) for cid in parts])
-        self.llm.remember(trial, answer, usage)
+        self.llm.remember(key, answer, usage)
         return self.llm.draft(answer, usage, price_factor=BATCH_PRICE_FACTOR)
 
 

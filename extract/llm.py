@@ -286,7 +286,7 @@ class OpenAIBackend:
         self._handlers = mode_registry.get_handlers(Provider.OPENAI, MODES[self.settings.mode])
         # The stable prefix (system prompt; the tool, or the schema in the system prompt) built once.
         self._answer_model, self._prefix = self._handlers.request_handler(
-            response_model=ExtractedEligibility, kwargs={"messages": self.messages()[:1]}
+            response_model=ExtractedEligibility, kwargs={"messages": self.messages()}
         )
         self._prefix_chars = len(json.dumps(self._prefix))
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
@@ -332,13 +332,13 @@ class OpenAIBackend:
             *(self._ask(trial, part, usage) for part in self.parts(criteria))
         )
         answer = merge(answers)
-        self.remember(trial, answer, usage)
+        self.remember(key, answer, usage)
         return self.draft(answer, usage)
 
-    def remember(self, trial: Trial, answer: dict[str, Any], usage: Usage) -> None:
+    def remember(self, cache_key: str, answer: dict[str, Any], usage: Usage) -> None:
         """Cache a trial's merged answer (the Batch API path fills the same cache); written with its record."""
         if self.workspace:
-            self.workspace.cache_put(self.cache_key(trial), **self._cache_entry(answer, usage))
+            self.workspace.cache_put(cache_key, **self._cache_entry(answer, usage))
 
     def _cache_entry(self, answer: dict[str, Any], usage: Usage) -> dict[str, Any]:
         return {"model": self.model, "prompt_version": self.prompt_version, "schema_version": SCHEMA_VERSION,
