@@ -13,9 +13,7 @@ from typing import Any, Iterator
 
 from extract.text import unescape_markdown
 from schemas import Criterion
-
-# Fields whose value is one object, not a list.
-_SINGLE_FIELDS = ("stage", "brain_metastases", "measurable_disease")
+from schemas.fields import SINGLE_FIELDS
 
 
 def locate(text: str, quote: str, criteria: list[Criterion], criterion_id: str | None = None) -> tuple[int, int] | None:
@@ -89,7 +87,7 @@ def ground(eligibility: dict[str, Any], text: str, criteria: list[Criterion]) ->
             }
         elif isinstance(value, list) and name != "other":
             result.eligibility[name] = [placed for item in value if (placed := place(item, name)) is not None]
-        elif name in _SINGLE_FIELDS and value is not None:
+        elif name in SINGLE_FIELDS and value is not None:
             result.eligibility[name] = place(value, name)
         else:
             result.eligibility[name] = value

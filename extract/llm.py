@@ -25,7 +25,7 @@ from aiolimiter import AsyncLimiter
 from instructor.core.exceptions import IncompleteOutputException
 from instructor.v2 import Mode, Provider, mode_registry
 from instructor.v2.core.errors import ResponseParsingError
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
@@ -33,18 +33,8 @@ from extract.errors import InputError, UpstreamError, one_line, redact, retry_af
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
 from schemas import SCHEMA_VERSION, Criterion, Trial
-from schemas.record import (
-    BiomarkerRule,
-    BrainMetastases,
-    CancerType,
-    Contract,
-    Lab,
-    MeasurableDisease,
-    NonNegative,
-    PerformanceStatus,
-    PriorTherapy,
-    Stage,
-)
+from schemas.fields import ITEM_FIELDS, ItemField, with_evidence
+from schemas.record import Contract, NonNegative
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 PROMPT_FILE = PROMPTS / "extract-v1.md"  # bump its version whenever it or ExtractedEligibility changes
@@ -65,56 +55,25 @@ class Quote(Contract):
     quote: str = Field(min_length=1, description="verbatim text of that criterion: the shortest span carrying the fact")
 
 
-class QuotedCancerType(CancerType):
-    evidence: Quote
-
-
-class QuotedBiomarkerRule(BiomarkerRule):
-    evidence: Quote
-
-
-class QuotedStage(Stage):
-    evidence: Quote
-
-
-class QuotedPerformanceStatus(PerformanceStatus):
-    evidence: Quote
-
-
-class QuotedPriorTherapy(PriorTherapy):
-    evidence: Quote
-
-
-class QuotedLab(Lab):
-    evidence: Quote
-
-
-class QuotedBrainMetastases(BrainMetastases):
-    evidence: Quote
-
-
-class QuotedMeasurableDisease(MeasurableDisease):
-    evidence: Quote
-
-
 class AgeLimits(Contract):
     min_years: NonNegative | None = None
     max_years: NonNegative | None = None
     evidence: Quote
 
 
-class ExtractedEligibility(Contract):
-    """What the eligibility criteria require; every item quotes the criterion it comes from."""
+def _answer_field(field: ItemField) -> tuple[Any, Any]:
+    """An item field of the contract as the model answers it: its evidence reduced to a quote."""
+    quoted = with_evidence(field.model, Quote, "Quoted", required=True)
+    return (list[quoted], Field(default_factory=list)) if field.many else (quoted | None, None)
 
-    age_limits: AgeLimits | None = Field(default=None, description="only when the criteria state an age")
-    cancer_types: list[QuotedCancerType] = Field(default_factory=list)
-    biomarkers: list[QuotedBiomarkerRule] = Field(default_factory=list)
-    stage: QuotedStage | None = None
-    performance_status: list[QuotedPerformanceStatus] = Field(default_factory=list)
-    prior_therapies: list[QuotedPriorTherapy] = Field(default_factory=list)
-    labs: list[QuotedLab] = Field(default_factory=list)
-    brain_metastases: QuotedBrainMetastases | None = None
-    measurable_disease: QuotedMeasurableDisease | None = None
+
+ExtractedEligibility = create_model(
+    "ExtractedEligibility",
+    __base__=Contract,
+    __doc__="What the eligibility criteria require; every item quotes the criterion it comes from.",
+    age_limits=(AgeLimits | None, Field(default=None, description="only when the criteria state an age")),
+    **{field.name: _answer_field(field) for field in ITEM_FIELDS},
+)
 
 
 def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
