@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
+from extract.errors import one_line
 from extract.grounding import ground, unaccounted
 from schemas import SCHEMA_VERSION, Criterion, EligibilityRecord, Extraction, Trial
+from schemas.fields import ITEM_FIELDS, SCALAR_FIELDS, STRICTER
+
+# A draft item may name what made it (the rules finder) under this key; it is reported, not stored.
+RULE_KEY = "_rule"
 
 
 @dataclass
@@ -33,20 +40,16 @@ class Backend(Protocol):
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft: ...
 
 
-# Registry facts, and which way "the text wins where it is stricter" points for each.
-_STRICTER = {"min_age_years": max, "max_age_years": min}
-_REGISTRY_FIELDS = ("sex", "min_age_years", "max_age_years", "healthy_volunteers")
-
-
 def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Backend) -> EligibilityRecord:
     grounded = ground(draft.eligibility, trial.eligibility_text, criteria)
     eligibility = grounded.eligibility
+    invalid = drop_invalid_items(eligibility, made_by=backend.name)
     origins = eligibility.setdefault("origins", {})
-    for name in _REGISTRY_FIELDS:
+    for name in SCALAR_FIELDS:
         registry, text = getattr(trial, name), eligibility.get(name)
         if text is None or (origins.get(name) or {}).get("origin") != "text":
             text = None
-        if registry is not None and (text is None or (name in _STRICTER and _STRICTER[name](registry, text) == registry)):
+        if registry is not None and (text is None or (name in STRICTER and STRICTER[name](registry, text) == registry)):
             eligibility[name] = registry
             origins[name] = {"origin": "registry"}
         elif text is None:
@@ -64,7 +67,7 @@ def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Bac
         input_tokens=draft.input_tokens,
         output_tokens=draft.output_tokens,
         cost_usd=draft.cost_usd,
-        warnings=draft.warnings + grounded.warnings,
+        warnings=draft.warnings + grounded.warnings + invalid,
         ungrounded_items=grounded.ungrounded,
     )
     return EligibilityRecord(
@@ -76,3 +79,30 @@ def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Bac
         eligibility=eligibility,
         extraction=extraction,
     )
+
+
+def drop_invalid_items(eligibility: dict[str, Any], made_by: str) -> list[str]:
+    """Drop, in place, every item its contract model refuses (one slip never costs the trial its record);
+    a warning for each names the item and what made it (the item's rule, else `made_by`). Strips the
+    items' provenance."""
+    warnings = []
+    for field in ITEM_FIELDS:
+        value = eligibility.get(field.name)
+        items = [] if value is None else value if field.many else [value]
+        kept = []
+        for item in items:
+            maker = item.pop(RULE_KEY, None) or made_by
+            try:
+                field.model.model_validate(item)
+            except ValidationError as error:
+                problem = error.errors()[0]
+                where = ".".join(map(str, problem["loc"])) or field.name
+                quote = (item.get("evidence") or {}).get("quote", "")
+                warnings.append(one_line(
+                    f"{field.name}: dropped an item that does not validate ({where}: {problem['msg']}), "
+                    f"quote {quote[:80]!r}, made by {maker}", limit=400
+                ))
+                continue
+            kept.append(item)
+        eligibility[field.name] = kept if field.many else (kept[0] if kept else None)
+    return warnings

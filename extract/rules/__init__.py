@@ -9,12 +9,13 @@ are data files in `vocab/`, for curators to extend without touching code.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterator
+from typing import Any
 
-from extract.backend import Draft
+from extract.backend import RULE_KEY, Draft
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
 from extract.rules.vocab import VOCAB_DIR
 from schemas import Criterion, Trial
+from schemas.fields import LIST_FIELDS, SINGLE_FIELDS, STRICTER
 
 RULES_VERSION = "1"
 
@@ -28,8 +29,6 @@ FINDERS = (
     labs.find,
     disease.find,
 )
-_LIST_FIELDS = ("cancer_types", "biomarkers", "performance_status", "prior_therapies", "labs")
-_SCALAR_FIELDS = ("min_age_years", "max_age_years")
 
 
 def _vocab_digest() -> str:
@@ -52,41 +51,38 @@ class RulesBackend:
 
 
 def extract_eligibility(criteria: list[Criterion]) -> dict[str, Any]:
-    eligibility: dict[str, Any] = {name: [] for name in _LIST_FIELDS}
-    eligibility.update(stage=None, brain_metastases=None, measurable_disease=None, origins={})
+    eligibility: dict[str, Any] = {name: [] for name in LIST_FIELDS}
+    eligibility.update({name: None for name in SINGLE_FIELDS}, origins={})
     for criterion in criteria:
-        for name, item in _found(criterion):
-            _merge(eligibility, name, item)
+        for finder in FINDERS:
+            for name, item in finder(criterion):
+                _merge(eligibility, name, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
     return eligibility
 
 
-def _found(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
-    for finder in FINDERS:
-        yield from finder(criterion)
-
-
-def _without_evidence(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in item.items() if key != "evidence"}
+def _without_provenance(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if key not in ("evidence", RULE_KEY)}
 
 
 def _merge(eligibility: dict[str, Any], name: str, item: dict[str, Any]) -> None:
-    if name in _LIST_FIELDS:
+    if name in LIST_FIELDS:
         # The same fact stated again (a definition restating "HER2-positive", an exclusion restating
         # an inclusion's threshold) is kept once, grounded on its first statement.
-        fact = _without_evidence(item)
-        if all(fact != _without_evidence(kept) for kept in eligibility[name]):
+        fact = _without_provenance(item)
+        if all(fact != _without_provenance(kept) for kept in eligibility[name]):
             eligibility[name].append(item)
-    elif name in _SCALAR_FIELDS:
+    elif name in STRICTER:
         # `item` is {"value": years, "evidence": ...}; the stricter of several statements wins.
-        current = eligibility.get(name)
-        stricter = max if name == "min_age_years" else min
+        current, stricter = eligibility.get(name), STRICTER[name]
         if current is None or stricter(current, item["value"]) == item["value"]:
             eligibility[name] = item["value"]
             eligibility["origins"][name] = {"origin": "text", "evidence": item["evidence"]}
-    elif name == "stage" and eligibility["stage"] is not None:
-        # Several criteria may each name part of the stage: the union, grounded on the first.
-        merged = eligibility["stage"]
-        for key in ("groups", "settings"):
-            merged[key] = merged[key] + [v for v in item[key] if v not in merged[key]]
     elif eligibility.get(name) is None:
-        eligibility[name] = item  # brain_metastases, measurable_disease: the first statement
+        eligibility[name] = item  # the first statement, grounded on it
+    else:
+        # Several criteria each state part of one fact (stage groups in one, settings in another):
+        # its lists are the union, the rest stays as first stated.
+        kept = eligibility[name]
+        for key, values in item.items():
+            if isinstance(values, list):
+                kept[key] = kept.get(key, []) + [value for value in values if value not in kept.get(key, [])]
