@@ -12,18 +12,12 @@ import math
 import random
 import re
 import statistics
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from extract.grounding import evidences, unaccounted
+from extract.rules.vocab import drug_classes
 from schemas import Criterion
-
-HEADLINE_FIELDS = (
-    "sex", "min_age_years", "max_age_years", "biomarkers", "stage", "performance_status",
-    "prior_therapies", "labs", "brain_metastases", "measurable_disease",
-)  # fmt: skip
-# Reported beside the headline, never in it: names vary too much, and variant is a stricter view.
-EXTRA_FIELDS = ("biomarkers_strict", "cancer_types")
-FIELDS = HEADLINE_FIELDS + EXTRA_FIELDS
 
 _AGE_FIELDS = ("min_age_years", "max_age_years")
 _OPPOSITE = {"positive": "negative", "negative": "positive", "required": "excluded", "excluded": "required"}
@@ -62,54 +56,106 @@ def lab_threshold(analyte: str, value: float | None, unit: str | None, uln_multi
     return value, written  # compared as written (spacing and case aside)
 
 
-def _item_keys(field: str, eligibility: dict[str, Any]) -> Iterator[tuple[tuple, dict | None]]:
-    """(fact key, evidence) for every fact of one field."""
-    if field in ("sex", *_AGE_FIELDS):
-        value = eligibility.get(field)
+Facts = Iterator[tuple[tuple, dict | None]]  # (fact key, evidence) for every fact of one view of a field
+
+
+def _scalar(name: str):
+    def facts(eligibility: dict[str, Any]) -> Facts:
+        value = eligibility.get(name)
         if value is not None:
-            yield (value,), ((eligibility.get("origins") or {}).get(field) or {}).get("evidence")
-    elif field in ("biomarkers", "biomarkers_strict"):
-        for rule in eligibility.get("biomarkers") or []:
-            for test in rule["any_of"]:
-                must_be = test["status"] if rule["requirement"] == "required" else _OPPOSITE[test["status"]]
-                key = (test["marker"], must_be)
-                if field == "biomarkers_strict":
-                    key += ((test.get("variant") or "").lower() or None,)
-                yield key, rule.get("evidence")
-    elif field == "stage":
-        stage = eligibility.get("stage")
-        if stage:
-            for group in stage.get("groups") or []:
-                yield ("stage", group), stage.get("evidence")
-            for setting in stage.get("settings") or []:
-                yield ("setting", setting), stage.get("evidence")
-    elif field == "performance_status":
-        for item in eligibility.get("performance_status") or []:
-            yield (item["scale"], item.get("min"), item.get("max")), item.get("evidence")
-    elif field == "prior_therapies":
-        for item in eligibility.get("prior_therapies") or []:
-            yield (item["requirement"], item["therapy"].lower()), item.get("evidence")
-    elif field == "labs":
-        for item in eligibility.get("labs") or []:
-            number, unit = lab_threshold(item["analyte"], item.get("value"), item.get("unit"), item.get("uln_multiple"))
-            conditional = "conditional" if item.get("condition") else None
-            yield (item["analyte"], item.get("comparator"), number, unit, conditional), item.get("evidence")
-    elif field == "brain_metastases":
-        if eligibility.get("brain_metastases"):
-            yield (eligibility["brain_metastases"]["status"],), eligibility["brain_metastases"].get("evidence")
-    elif field == "measurable_disease":
-        if eligibility.get("measurable_disease"):
-            required = eligibility["measurable_disease"]["required"]
-            yield ("required" if required else "not required",), eligibility["measurable_disease"].get("evidence")
-    elif field == "cancer_types":
-        for item in eligibility.get("cancer_types") or []:
-            yield (item["requirement"], item["name"].lower()), item.get("evidence")
+            yield (value,), ((eligibility.get("origins") or {}).get(name) or {}).get("evidence")
+
+    return facts
+
+
+def _biomarker_facts(eligibility: dict[str, Any], strict: bool = False) -> Facts:
+    for rule in eligibility.get("biomarkers") or []:
+        for test in rule["any_of"]:
+            must_be = test["status"] if rule["requirement"] == "required" else _OPPOSITE[test["status"]]
+            key = (test["marker"], must_be)
+            if strict:
+                key += ((test.get("variant") or "").lower() or None,)
+            yield key, rule.get("evidence")
+
+
+def _stage_facts(eligibility: dict[str, Any]) -> Facts:
+    stage = eligibility.get("stage")
+    if stage:
+        for group in stage.get("groups") or []:
+            yield ("stage", group), stage.get("evidence")
+        for setting in stage.get("settings") or []:
+            yield ("setting", setting), stage.get("evidence")
+
+
+def _performance_facts(eligibility: dict[str, Any]) -> Facts:
+    for item in eligibility.get("performance_status") or []:
+        yield (item["scale"], item.get("min"), item.get("max")), item.get("evidence")
+
+
+def _therapy_facts(eligibility: dict[str, Any]) -> Facts:
+    for item in eligibility.get("prior_therapies") or []:
+        yield (item["requirement"], item["therapy"].lower()), item.get("evidence")
+
+
+def _lab_facts(eligibility: dict[str, Any]) -> Facts:
+    for item in eligibility.get("labs") or []:
+        number, unit = lab_threshold(item["analyte"], item.get("value"), item.get("unit"), item.get("uln_multiple"))
+        conditional = "conditional" if item.get("condition") else None
+        yield (item["analyte"], item.get("comparator"), number, unit, conditional), item.get("evidence")
+
+
+def _brain_facts(eligibility: dict[str, Any]) -> Facts:
+    if eligibility.get("brain_metastases"):
+        yield (eligibility["brain_metastases"]["status"],), eligibility["brain_metastases"].get("evidence")
+
+
+def _measurable_facts(eligibility: dict[str, Any]) -> Facts:
+    if eligibility.get("measurable_disease"):
+        required = eligibility["measurable_disease"]["required"]
+        yield ("required" if required else "not required",), eligibility["measurable_disease"].get("evidence")
+
+
+def _cancer_facts(eligibility: dict[str, Any]) -> Facts:
+    for item in eligibility.get("cancer_types") or []:
+        yield (item["requirement"], item["name"].lower()), item.get("evidence")
+
+
+@dataclass(frozen=True)
+class View:
+    """How one field is scored: its facts, and whether they count in the headline micro average."""
+
+    field: str  # the contract field it reads
+    facts: Callable[[dict[str, Any]], Facts]
+    headline: bool = True
+
+
+# The scoring rule of each field (SCHEMA.md, "How extractions are scored"); extra views beside them.
+VIEWS: dict[str, View] = {
+    **{name: View(name, _scalar(name)) for name in ("sex", *_AGE_FIELDS)},
+    "biomarkers": View("biomarkers", _biomarker_facts),
+    "stage": View("stage", _stage_facts),
+    "performance_status": View("performance_status", _performance_facts),
+    "prior_therapies": View("prior_therapies", _therapy_facts),
+    "labs": View("labs", _lab_facts),
+    "brain_metastases": View("brain_metastases", _brain_facts),
+    "measurable_disease": View("measurable_disease", _measurable_facts),
+    # Reported beside the headline, never in it: variants are a stricter view of biomarkers, a drug
+    # matching its class a relaxed one of prior therapies, and cancer-type names vary too much.
+    "biomarkers_strict": View("biomarkers", lambda e: _biomarker_facts(e, strict=True), headline=False),
+    "prior_therapies_relaxed": View("prior_therapies", _therapy_facts, headline=False),
+    "cancer_types": View("cancer_types", _cancer_facts, headline=False),
+}
+# Fields the contract has but no view scores, and why (a test holds every other field to a view).
+NOT_SCORED = {"healthy_volunteers": "a registry flag, never read from the text"}
+HEADLINE_FIELDS = tuple(name for name, view in VIEWS.items() if view.headline)
+EXTRA_FIELDS = tuple(name for name, view in VIEWS.items() if not view.headline)
+FIELDS = HEADLINE_FIELDS + EXTRA_FIELDS
 
 
 def facts(field: str, eligibility: dict[str, Any]) -> list[dict[str, Any]]:
     """The field's facts, each once (two tests saying the same thing score as one fact)."""
     found: dict[tuple, dict[str, Any]] = {}
-    for key, evidence in _item_keys(field, eligibility):
+    for key, evidence in VIEWS[field].facts(eligibility):
         evidence = evidence or {}
         found.setdefault(key, {
             "field": field, "key": key, "label": describe(field, key), "quote": evidence.get("quote"),
@@ -132,7 +178,12 @@ def describe(field: str, key: tuple) -> str:
 
 
 def same(field: str, a: tuple, b: tuple) -> bool:
-    """Keys equal, numbers within tolerance: ages to 0.01 years, other numbers to 0.1%."""
+    """Keys equal, numbers within tolerance: ages to 0.01 years, other numbers to 0.1%. In the relaxed
+    view of prior therapies a drug and its class are one fact (trastuzumab is an anti-HER2 therapy)."""
+    if field == "prior_therapies_relaxed":
+        (requirement, therapy), (other_requirement, other) = a, b
+        related = therapy == other or therapy in drug_classes(other) or other in drug_classes(therapy)
+        return requirement == other_requirement and related
     if len(a) != len(b):
         return False
     for x, y in zip(a, b):

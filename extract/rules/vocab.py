@@ -8,6 +8,7 @@ are empty strings.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from pathlib import Path
 
@@ -96,3 +97,17 @@ def _trie_regex(node: dict, atom) -> str:
 
 def _space_or_char(char: str) -> str:
     return r"[\s-]+" if char == " " else re.escape(char)
+
+
+@functools.cache
+def _classes_by_drug() -> dict[str, tuple[str, ...]]:
+    classes: dict[str, list[str]] = {}
+    for row in load_tsv("drugs.tsv"):
+        if row["class"] and row["class"] not in classes.setdefault(row["inn"], []):
+            classes[row["inn"]].append(row["class"])
+    return {inn: tuple(found) for inn, found in classes.items()}
+
+
+def drug_classes(inn: str) -> tuple[str, ...]:
+    """The project's classes of a drug by its lower-case INN ("trastuzumab" -> ("anti-her2 therapy",))."""
+    return _classes_by_drug().get(inn, ())
