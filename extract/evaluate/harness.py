@@ -8,10 +8,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from extract.errors import InputError
+from pydantic import ValidationError
+
+from extract.errors import InputError, one_line
 from extract.evaluate.report import render_html, render_markdown
 from extract.evaluate.scoring import score_trial, summarise
 from extract.store import Workspace, atomic_write
+from schemas.gold import GoldFile
 
 EVALS_DIR = Path(__file__).resolve().parents[2] / "evals"
 GOLD_DIR = EVALS_DIR / "gold"
@@ -21,14 +24,31 @@ RESAMPLES, SEED = 1000, 0
 
 
 def load_gold(gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(gold_dir.glob("NCT*.json"))}
+    """Every gold file, validated against the contract: a broken one is one line naming it and the field."""
+    return {path.stem: read_gold(path) for path in sorted(gold_dir.glob("NCT*.json"))}
+
+
+def read_gold(path: Path) -> dict[str, Any]:
+    try:
+        gold = GoldFile.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(map(str, problem["loc"])) or "the file"
+        raise InputError(one_line(f"gold file {path}: {where}: {problem['msg']}", limit=400)) from None
+    if gold.nct_id != path.stem:
+        raise InputError(f"gold file {path}: nct_id is {gold.nct_id}, not the file's name")
+    return gold.model_dump(mode="json")
+
+
+# The share of each category's new gold that goes to `test`; the rest, most of it, goes to `dev` for tuning.
+TEST_SHARE = 0.3
 
 
 def make_splits(gold: dict[str, dict[str, Any]], existing: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Stratified by category, and stable: a trial once assigned keeps its split.
 
-    New trials, in (category, id) order, go to the split with fewer of their category, then to the
-    smaller split, then to test. Removed gold files drop out.
+    New trials, in (category, id) order, go to `test` while their category's test share would stay at
+    or under TEST_SHARE (rounded to whole trials), else to `dev`. Removed gold files drop out.
     """
     splits: dict[str, list[str]] = {name: [i for i in (existing or {}).get(name, []) if i in gold] for name in ("dev", "test")}
     assigned = set(splits["dev"]) | set(splits["test"])
@@ -38,7 +58,8 @@ def make_splits(gold: dict[str, dict[str, Any]], existing: dict[str, list[str]] 
             per_category[(name, gold[nct_id]["category"])] += 1
     for nct_id in sorted((i for i in gold if i not in assigned), key=lambda i: (gold[i]["category"], i)):
         category = gold[nct_id]["category"]
-        name = min(("test", "dev"), key=lambda n: (per_category[(n, category)], len(splits[n])))
+        total = per_category[("dev", category)] + per_category[("test", category)] + 1
+        name = "test" if per_category[("test", category)] < round(TEST_SHARE * total) else "dev"
         splits[name].append(nct_id)
         per_category[(name, category)] += 1
     return {name: sorted(ids) for name, ids in splits.items()}
