@@ -34,10 +34,10 @@ class Contract(BaseModel):
 class Evidence(Contract):
     """Where a value came from: `eligibility_text[start:end] == quote`."""
 
-    criterion_id: str | None = Field(description="id of the criterion the quote lies in")
-    quote: str = Field(min_length=1)
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    criterion_id: str | None = Field(description="id of the criterion the quote lies in (`inc-3`), null if it spans several")
+    quote: str = Field(min_length=1, description="the words of the text that state the value, verbatim")
+    start: int = Field(ge=0, description="offset of the quote's first character in `eligibility_text`")
+    end: int = Field(ge=0, description="offset just past the quote's last character: `end - start == len(quote)`")
 
     @model_validator(mode="after")
     def _ordered(self) -> Evidence:
@@ -47,80 +47,112 @@ class Evidence(Contract):
 
 
 class Source(Contract):
-    registry: str = Field(examples=["clinicaltrials.gov"])
-    url: str | None = None
-    retrieved_at: datetime
-    content_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Where the registry record came from, and which version of it was read."""
+
+    registry: str = Field(description="the registry the record is from", examples=["clinicaltrials.gov"])
+    url: str | None = Field(default=None, description="the study's page at the registry")
+    retrieved_at: datetime = Field(description="when eligex received the record (ISO 8601)")
+    content_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the raw record's canonical JSON: changes when the record does"
+    )
 
 
 class Intervention(Contract):
-    type: str | None = None
-    name: str
+    type: str | None = Field(default=None, description="the registry's intervention type", examples=["DRUG"])
+    name: str = Field(description="the intervention as the registry names it", examples=["Trastuzumab deruxtecan"])
 
 
 class TrialFacts(Contract):
-    title: str | None = None
-    phases: list[str] = Field(default_factory=list, examples=[["PHASE1", "PHASE2"]])
-    overall_status: str | None = Field(default=None, examples=["RECRUITING"])
-    study_type: str | None = Field(default=None, examples=["INTERVENTIONAL"])
-    conditions: list[str] = Field(default_factory=list)
-    interventions: list[Intervention] = Field(default_factory=list)
-    sponsor: str | None = None
+    """Facts the registry states about the study, as it states them."""
+
+    title: str | None = Field(default=None, description="the study's brief title")
+    phases: list[str] = Field(default_factory=list, description="the registry's phases", examples=[["PHASE1", "PHASE2"]])
+    overall_status: str | None = Field(default=None, description="recruitment status", examples=["RECRUITING"])
+    study_type: str | None = Field(default=None, description="interventional or observational", examples=["INTERVENTIONAL"])
+    conditions: list[str] = Field(default_factory=list, description="the conditions the registry lists")
+    interventions: list[Intervention] = Field(default_factory=list, description="the interventions the registry lists")
+    sponsor: str | None = Field(default=None, description="the lead sponsor")
 
 
 class Criterion(Contract):
-    id: str = Field(pattern=r"^(inc|exc)-[1-9][0-9]*$")
-    kind: CriterionKind
-    text: str
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    """One criterion of the eligibility text: `eligibility_text[start:end] == text`."""
+
+    id: str = Field(pattern=r"^(inc|exc)-[1-9][0-9]*$", description="stable id, numbered in text order per kind")
+    kind: CriterionKind = Field(description="the section it is in: inclusion or exclusion")
+    text: str = Field(description="the criterion's words as they stand in `eligibility_text`")
+    start: int = Field(ge=0, description="offset of its first character in `eligibility_text`")
+    end: int = Field(ge=0, description="offset just past its last character")
 
 
 class OncologyCode(Contract):
-    system: Literal["oncotree", "ncit"]
-    code: str
+    system: Literal["oncotree", "ncit"] = Field(description="the code system: OncoTree or the NCI Thesaurus")
+    code: str = Field(description="the code in that system", examples=["BRCA", "NSCLC"])
 
 
 class CancerType(Contract):
-    name: str
-    requirement: Requirement
-    code: OncologyCode | None = None
-    evidence: Evidence
+    """A tumour type the trial requires, or excludes."""
+
+    name: str = Field(description="the tumour type in plain words", examples=["non-small cell lung cancer"])
+    requirement: Requirement = Field(description="required: the patient must have it; excluded: having it excludes")
+    code: OncologyCode | None = Field(default=None, description="its OncoTree (or NCIt) code where one fits")
+    evidence: Evidence = Field(description="the words that state it")
 
 
 class BiomarkerTest(Contract):
-    marker: str = Field(pattern=r"^[A-Z][A-Z0-9-]*$", description="HGNC symbol, or MSI, TMB, HRD")
-    status: Literal["positive", "negative"]
+    """One finding a test can show: "HER2 IHC 3+", "EGFR exon 19 deletion", "KRAS wild-type"."""
+
+    marker: str = Field(
+        pattern=r"^[A-Z][A-Z0-9-]*$",
+        description="HGNC symbol of the gene (ERBB2 for HER2, CD274 for PD-L1), or a non-gene marker: MSI, TMB, "
+        "HRD, MRD, or a cytogenetic one of evals/GUIDE.md (CODEL-1P19Q, DEL-5Q, ...)",
+        examples=["ERBB2", "EGFR", "MSI"],
+    )
+    status: Literal["positive", "negative"] = Field(
+        description="positive: the finding is present (HER2 3+, EGFR mutation, MSI-H); negative: it is absent "
+        "(HER2-negative, KRAS wild-type, MSS)"
+    )
     alteration: (
         Literal["mutation", "amplification", "overexpression", "fusion", "deletion", "expression", "loss", "other"]
         | None
-    ) = None
-    variant: str | None = Field(default=None, examples=["V600E", "exon 19 deletion"])
-    method: Literal["IHC", "ISH", "NGS", "PCR", "ctDNA", "other"] | None = None
-    value: str | None = Field(default=None, examples=["3+", "TPS >= 50%"])
+    ) = Field(default=None, description="the kind of finding, when the text says")
+    variant: str | None = Field(
+        default=None, description="the variant or fusion named", examples=["V600E", "exon 19 deletion", "BCR::ABL1"]
+    )
+    method: Literal["IHC", "ISH", "NGS", "PCR", "ctDNA", "other"] | None = Field(
+        default=None, description="how the finding is tested, when the text says (ISH covers FISH, SISH, CISH)"
+    )
+    value: str | None = Field(default=None, description="a threshold or score as written", examples=["3+", "TPS >= 50%"])
 
 
 class BiomarkerRule(Contract):
     """The tests in `any_of` are alternatives (OR); separate rules must all hold (AND)."""
 
-    requirement: Requirement
-    any_of: list[BiomarkerTest] = Field(min_length=1)
-    evidence: Evidence
+    requirement: Requirement = Field(
+        description="required: the patient must show one of the tests; excluded: showing any of them excludes"
+    )
+    any_of: list[BiomarkerTest] = Field(min_length=1, description="the alternatives: one of them suffices")
+    evidence: Evidence = Field(description="the words that state it")
 
 
 class Stage(Contract):
-    groups: list[Literal["0", "I", "II", "III", "IV"]] = Field(default_factory=list)
-    settings: list[Literal["early", "locally_advanced", "unresectable", "metastatic", "recurrent"]] = Field(
-        default_factory=list
+    """The disease stage or setting the trial requires; any of the groups or settings listed will do."""
+
+    groups: list[Literal["0", "I", "II", "III", "IV"]] = Field(
+        default_factory=list, description="stage groups written as numbers (stage IIIB-IV is III, IV)"
     )
-    evidence: Evidence
+    settings: list[Literal["early", "locally_advanced", "unresectable", "metastatic", "recurrent"]] = Field(
+        default_factory=list, description="settings written as words (advanced is locally_advanced and metastatic)"
+    )
+    evidence: Evidence = Field(description="the words that state it")
 
 
 class PerformanceStatus(Contract):
-    scale: Literal["ECOG", "KARNOFSKY", "LANSKY"]
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
-    evidence: Evidence
+    """The performance status the patient must have, on one scale: ECOG 0-1 is {ECOG, 0, 1}."""
+
+    scale: Literal["ECOG", "KARNOFSKY", "LANSKY"] = Field(description="the scale (ECOG, Karnofsky or Lansky)")
+    min: int | None = Field(default=None, ge=0, description="the lowest score allowed (ECOG always has one: 0)")
+    max: int | None = Field(default=None, ge=0, description="the highest score allowed, or null for none")
+    evidence: Evidence = Field(description="the words that state it")
 
     @model_validator(mode="after")
     def _in_range(self) -> PerformanceStatus:
@@ -134,14 +166,23 @@ class PerformanceStatus(Contract):
 
 
 class PriorTherapy(Contract):
-    requirement: Requirement
-    therapy: str = Field(description="lower-case INN or a class from the project's vocabulary")
-    drugs: list[str] = Field(default_factory=list)
-    setting: Literal["metastatic", "adjuvant", "neoadjuvant", "any"] | None = None
-    min_lines: int | None = Field(default=None, ge=0)
-    max_lines: int | None = Field(default=None, ge=0)
-    min_duration_months: NonNegative | None = None
-    evidence: Evidence
+    """A therapy the patient must have had (required) or must not have had (excluded)."""
+
+    requirement: Requirement = Field(description="required: the patient must have had it; excluded: prior exposure excludes")
+    therapy: str = Field(
+        description="lower-case INN or a class from the project's vocabulary",
+        examples=["trastuzumab", "anti-her2 therapy", "systemic therapy"],
+    )
+    drugs: list[str] = Field(default_factory=list, description="the drugs the criterion names, lower-case INN")
+    setting: Literal["metastatic", "adjuvant", "neoadjuvant", "any"] | None = Field(
+        default=None, description="the setting it was given in, when the text says"
+    )
+    min_lines: int | None = Field(default=None, ge=0, description="at least this many prior lines")
+    max_lines: int | None = Field(default=None, ge=0, description="at most this many prior lines")
+    min_duration_months: NonNegative | None = Field(
+        default=None, description="given for at least this long (at least 2 years is 24)"
+    )
+    evidence: Evidence = Field(description="the words that state it")
 
     @field_validator("therapy")
     @classmethod
@@ -161,13 +202,21 @@ LabAnalyte = Literal[
 
 
 class Lab(Contract):
-    analyte: LabAnalyte
-    comparator: Literal[">=", ">", "<=", "<"] | None = None
-    value: NonNegative | None = None
-    unit: str | None = None
-    uln_multiple: NonNegative | None = None
-    condition: str | None = None
-    evidence: Evidence
+    """A laboratory or organ-function value the patient must meet (exclusion thresholds restated)."""
+
+    analyte: LabAnalyte = Field(description="the canonical analyte key, or an organ's function for 'adequate X function'")
+    comparator: Literal[">=", ">", "<=", "<"] | None = Field(
+        default=None, description="how the patient's value must compare; null for 'adequate' with no number"
+    )
+    value: NonNegative | None = Field(default=None, description="the threshold in `unit`", examples=[1.5])
+    unit: str | None = Field(default=None, description="the unit as written", examples=["x10^9/L", "mg/dL"])
+    uln_multiple: NonNegative | None = Field(
+        default=None, description="the threshold as a multiple of the upper limit of normal (<= 2.5 x ULN is 2.5)"
+    )
+    condition: str | None = Field(
+        default=None, description="the patients it applies to, as written", examples=["liver metastases"]
+    )
+    evidence: Evidence = Field(description="the words that state it")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> Lab:
@@ -177,70 +226,89 @@ class Lab(Contract):
 
 
 class BrainMetastases(Contract):
-    status: Literal["excluded", "allowed_if_stable", "allowed", "required"]
-    evidence: Evidence
+    status: Literal["excluded", "allowed_if_stable", "allowed", "required"] = Field(
+        description="excluded: any exclude; allowed_if_stable: treated, stable or asymptomatic ones are allowed; "
+        "allowed: allowed without condition; required: the trial is for patients with them"
+    )
+    evidence: Evidence = Field(description="the words that state it")
 
 
 class MeasurableDisease(Contract):
-    required: bool
-    standard: str | None = Field(default=None, examples=["RECIST 1.1", "RANO", "iwCLL"])
-    evidence: Evidence
+    required: bool = Field(description="true: measurable disease is required; false: evaluable disease will do")
+    standard: str | None = Field(
+        default=None, description="the response criteria named", examples=["RECIST 1.1", "RANO", "iwCLL"]
+    )
+    evidence: Evidence = Field(description="the words that state it")
 
 
 class OtherCriterion(Contract):
-    criterion_id: str
-    kind: CriterionKind
-    text: str
+    """A criterion no structured field captures: kept, so that nothing is dropped silently."""
+
+    criterion_id: str = Field(description="the criterion's id")
+    kind: CriterionKind = Field(description="inclusion or exclusion")
+    text: str = Field(description="the criterion's text")
 
 
 class FieldOrigin(Contract):
     """Where a scalar fact (sex, ages, healthy volunteers) came from; text origins carry evidence."""
 
-    origin: Literal["registry", "text"]
-    evidence: Evidence | None = None
+    origin: Literal["registry", "text"] = Field(description="registry: the registry's field; text: the criteria")
+    evidence: Evidence | None = Field(default=None, description="the words that state it, for a text origin")
 
 
 class Eligibility(Contract):
-    sex: Sex | None = None
-    min_age_years: NonNegative | None = None
-    max_age_years: NonNegative | None = None
-    healthy_volunteers: bool | None = None
-    cancer_types: list[CancerType] = Field(default_factory=list)
-    biomarkers: list[BiomarkerRule] = Field(default_factory=list)
-    stage: Stage | None = None
-    performance_status: list[PerformanceStatus] = Field(default_factory=list)
-    prior_therapies: list[PriorTherapy] = Field(default_factory=list)
-    labs: list[Lab] = Field(default_factory=list)
-    brain_metastases: BrainMetastases | None = None
-    measurable_disease: MeasurableDisease | None = None
-    other: list[OtherCriterion] = Field(default_factory=list)
+    """The structured eligibility: the one list of fields (schemas/fields.py reads it for every module)."""
+
+    sex: Sex | None = Field(default=None, description="the sexes the trial takes")
+    min_age_years: NonNegative | None = Field(default=None, description="youngest age in years; the text wins where stricter")
+    max_age_years: NonNegative | None = Field(default=None, description="oldest age in years; the text wins where stricter")
+    healthy_volunteers: bool | None = Field(default=None, description="the registry's flag: does it take healthy volunteers")
+    cancer_types: list[CancerType] = Field(default_factory=list, description="tumour types required or excluded")
+    biomarkers: list[BiomarkerRule] = Field(
+        default_factory=list, description="biomarker rules: every rule must hold (AND), any test within one will do (OR)"
+    )
+    stage: Stage | None = Field(default=None, description="the stage or setting required, null if the text names none")
+    performance_status: list[PerformanceStatus] = Field(default_factory=list, description="performance status ranges")
+    prior_therapies: list[PriorTherapy] = Field(default_factory=list, description="prior therapies required or excluded")
+    labs: list[Lab] = Field(default_factory=list, description="laboratory and organ-function thresholds")
+    brain_metastases: BrainMetastases | None = Field(default=None, description="what the trial says of brain metastases")
+    measurable_disease: MeasurableDisease | None = Field(default=None, description="whether measurable disease is required")
+    other: list[OtherCriterion] = Field(
+        default_factory=list, description="every criterion no field above captures, so that none is dropped silently"
+    )
     origins: dict[Literal["sex", "min_age_years", "max_age_years", "healthy_volunteers"], FieldOrigin] = Field(
         default_factory=dict, description="extension: where each scalar fact came from"
     )
 
 
 class Extraction(Contract):
-    backend: str
-    model: str | None = None
-    prompt_version: str | None = None
-    schema_version: str = SCHEMA_VERSION
-    extracted_at: datetime
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cost_usd: NonNegative | None = None
-    warnings: list[str] = Field(default_factory=list)
+    """How the record was made."""
+
+    backend: str = Field(description="the extraction backend", examples=["rules", "openai"])
+    model: str | None = Field(default=None, description="the LLM that answered, for an LLM backend")
+    prompt_version: str | None = Field(
+        default=None, description="the version of the prompt (LLM) or of the rules and vocabularies (rules)"
+    )
+    schema_version: str = Field(default=SCHEMA_VERSION, description="the contract version the record follows")
+    extracted_at: datetime = Field(description="when the record was made (ISO 8601)")
+    input_tokens: int = Field(default=0, ge=0, description="LLM input tokens spent on this trial")
+    output_tokens: int = Field(default=0, ge=0, description="LLM output tokens spent on this trial")
+    cost_usd: NonNegative | None = Field(default=None, description="what those tokens cost, where the model is priced")
+    warnings: list[str] = Field(default_factory=list, description="what was dropped or doubtful, one line each")
     ungrounded_items: int = Field(default=0, ge=0, description="extension: items dropped for want of evidence")
 
 
 class EligibilityRecord(Contract):
-    schema_version: Literal["1"] = SCHEMA_VERSION
-    nct_id: NctId
-    source: Source
-    trial: TrialFacts
-    eligibility_text: str
-    criteria: list[Criterion]
-    eligibility: Eligibility
-    extraction: Extraction
+    """One trial's structured, evidence-grounded eligibility: the contract of ../shared/SCHEMA.md, version 1."""
+
+    schema_version: Literal["1"] = Field(default=SCHEMA_VERSION, description="the contract version")
+    nct_id: NctId = Field(description="the ClinicalTrials.gov id: NCT and 8 digits")
+    source: Source = Field(description="where the registry record came from")
+    trial: TrialFacts = Field(description="registry facts about the study")
+    eligibility_text: str = Field(description="the normalised eligibility text every offset points into")
+    criteria: list[Criterion] = Field(description="the text split into single criteria")
+    eligibility: Eligibility = Field(description="the structured fields")
+    extraction: Extraction = Field(description="provenance: backend, model, versions, tokens, warnings")
 
     @model_validator(mode="after")
     def _grounded(self) -> EligibilityRecord:
