@@ -173,8 +173,14 @@ def criteria(workspace: Workspace, nct_id: str) -> None:
 
 @main.command()
 @click.option("--check", is_flag=True, help=f"Exit 1 if {SCHEMA_FILE.name} differs from the models.")
-def schema(check: bool) -> None:
-    """Print the JSON Schema of the structured record (the contract, version 1)."""
+@click.option("--patient", is_flag=True, help="The JSON Schema of the patient profile `eligex match` reads instead.")
+def schema(check: bool, patient: bool) -> None:
+    """Print the JSON Schema of the structured record (the contract, version 1), or of the patient profile."""
+    if patient:
+        from schemas.patient import Patient
+
+        click.echo(json.dumps(Patient.model_json_schema(), indent=2))
+        return
     text = json.dumps(record_json_schema(), indent=2) + "\n"
     if check:
         if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
@@ -358,6 +364,51 @@ def export_command(workspace: Workspace, fmt: str, out: Path, since) -> None:
     records = current_records(workspace, since.date() if since else None)
     schema_path = export(records, out, fmt, record_json_schema())
     click.echo(f"exported {len(records)} records to {out} (schema: {schema_path})", err=True)
+
+
+@main.command(name="match")
+@click.argument("nct_ids", nargs=-1)
+@click.option("--patient", "patient_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The patient profile, JSON (`eligex schema --patient` describes it).")
+@click.option("--all", "all_trials", is_flag=True, help="Match against every current record of the workspace.")
+@click.option("--records", "records_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read contract records from this folder (NCT*.json, e.g. structured/) instead of a workspace.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials: bool, records_dir: Path | None,
+                  fmt: str) -> None:  # fmt: skip
+    """Check if a patient qualifies: each trial's verdict (eligible, ineligible, uncertain) and every
+    requirement met, failed, unknown (the profile lacks the fact) or not assessed (not structured).
+
+    \b
+    Examples:
+      eligex match --patient patient.json NCT06450314
+      eligex match --patient patient.json --all --format json
+      eligex match --patient patient.json --records structured/
+    """
+    from extract.match import match, rank
+    from extract.match_io import load_patient, read_records, render_table
+
+    patient = load_patient(patient_file)
+    if records_dir is not None:
+        if nct_ids or all_trials:
+            raise InputError("give --records DIR, or trial ids / --all from the workspace, not both")
+        records, failures = read_records(records_dir)
+    else:
+        from extract.export import current_records
+
+        _check_choice(nct_ids, all_trials)
+        _check_ids(list(nct_ids))
+        records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
+        found = {record.nct_id for record in records}
+        failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
+    results = rank(match(patient, record) for record in records)
+    if fmt == "json":
+        for result in results:
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        click.echo(render_table(results, {r.nct_id: r for r in records}), nl=False)
+    fail_if(failures)
 
 
 @main.command()
