@@ -25,7 +25,7 @@ Outcome = Literal["meets", "fails", "unknown", "not_assessed"]
 Verdict = Literal["eligible", "ineligible", "uncertain"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Requirement:
     field: str
     outcome: Outcome
@@ -288,7 +288,8 @@ def _parents() -> dict[str, str]:
     return {row["class"]: row["parent"] for row in load_tsv("class_parents.tsv")}
 
 
-def therapy_kinds(therapy: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def therapy_kinds(therapy: str) -> frozenset[str]:
     """What a therapy counts as: itself, its classes and their parents (trastuzumab: anti-her2 therapy,
     targeted therapy, systemic therapy)."""
     kinds, todo = set(), [therapy, *drug_classes(therapy)]
@@ -300,7 +301,7 @@ def therapy_kinds(therapy: str) -> set[str]:
                 todo.append(_parents()[kind])
     if drug_classes(therapy) and "systemic therapy" not in kinds:
         kinds.add("systemic therapy")  # a drug is systemic therapy, whatever its class
-    return kinds
+    return frozenset(kinds)
 
 
 def _prior_therapy(patient: Patient, item) -> Requirement:
