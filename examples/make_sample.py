@@ -28,9 +28,10 @@ def main() -> None:
     for path in sorted((SHARED / "ctgov-v2").glob("NCT*.json")):
         if path.stem in gold:
             shutil.copy(path, OUT / "ctgov-v2" / path.name)
-    for name in CLASSIC:
+    classic = set(CLASSIC) | {path.name for path in (SHARED / "ctgov-classic-xml").glob("NCT*.xml") if path.stem in gold}
+    for name in sorted(classic):
         shutil.copy(SHARED / "ctgov-classic-xml" / name, OUT / "ctgov-classic-xml" / name)
-    print(f"{len(chosen)} rows of the 2026 export, {len(list((OUT / 'ctgov-v2').iterdir()))} v2 studies, {len(CLASSIC)} classic XML")
+    print(f"{len(chosen)} rows of the 2026 export, {len(list((OUT / 'ctgov-v2').iterdir()))} v2 studies, {len(classic)} classic XML")
 
 
 if __name__ == "__main__":

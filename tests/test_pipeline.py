@@ -55,8 +55,8 @@ def test_storage_holds_no_extraction_slot_but_unstored_trials_are_bounded(tmp_pa
     # Trials waiting for their write leave their slot to others, up to twice the concurrency in all.
     assert calls_while_storage_stalled == [6]
     assert backend.most_running == 3
-    assert summary.extracted == len(trials) == 96 and summary.failures == {}
-    assert len(list((workspace.root / "structured").glob("NCT*.json"))) == 96
+    assert summary.extracted == len(trials) == 188 and summary.failures == {}
+    assert len(list((workspace.root / "structured").glob("NCT*.json"))) == 188
     workspace.close()
 
 
