@@ -427,6 +427,48 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
         sys.exit(1)
 
 
+@main.command()
+@click.option("--run", "run_id", help="Review this stored run's records (default: each trial's latest record).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on. Anything but loopback lets others on the network change your gold files.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--reviewer", envvar="ELIGEX_REVIEWER",
+              help="Your name in the audit of changes (env ELIGEX_REVIEWER; default: the login name).")
+@click.option("--evals", "evals_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder holding gold/ and splits.json (default: the project's evals/).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.pass_obj
+def review(workspace: Workspace, run_id, host, port, reviewer, evals_dir, no_browser) -> None:
+    """Review extractions in a local web application, correct them, and mark trials reviewed.
+
+    A trial list (filters, search, sorting), a review queue, and a page per trial: its criteria with
+    every item's evidence marked, the structured fields (with gold where it exists) and forms to
+    accept, edit, delete or add an item. "Mark trial reviewed" writes evals/gold/<NCT>.json
+    (validated) and gives new gold a dev/test split. Every change is an audit row in the workspace's
+    database, and can be undone. Stop it with Ctrl+C.
+    """
+    import getpass
+
+    from extract.evaluate import harness
+    from extract.review.server import bind, is_loopback, serve, url_of
+    from extract.review.workbench import Workbench
+
+    with workspace.writing():
+        if run_id and workspace.run(run_id) is None:
+            raise InputError(f"no run {run_id!r} in {workspace.db_path}; `eligex runs` lists them")
+        if not workspace.trial_ids():
+            raise InputError(f"no trials in {workspace.root}: run `eligex import` or `eligex fetch` first")
+    evals_dir = evals_dir or harness.EVALS_DIR
+    if not (evals_dir / "gold").is_dir():
+        raise InputError(f"{evals_dir} has no gold/ folder")
+    if not is_loopback(host):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can change the gold files", err=True)
+    sock = bind(host, port)
+    name = reviewer or os.environ.get("USER") or getpass.getuser() or "unknown"
+    click.echo(f"eligex review: {url_of(sock)}/ (workspace {workspace.root}, reviewer {name}); Ctrl+C stops it", err=True)
+    serve(Workbench(workspace, evals_dir, run_id=run_id, reviewer=name), sock, open_browser=not no_browser)
+
+
 def _check_choice(nct_ids, all_trials: bool) -> None:
     if bool(nct_ids) == all_trials:
         raise InputError("name trials (NCT ids) or pass --all, not both")
