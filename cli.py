@@ -16,6 +16,7 @@ import click
 
 from extract.errors import EligexError, InputError, redact
 from extract.export import FORMATS
+from extract.review import DEFAULT_PORT
 from extract.store import Workspace
 from schemas import EligibilityRecord, is_nct_id
 
@@ -379,7 +380,9 @@ def runs(workspace: Workspace) -> None:
 @click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: evals/reports/<run_id>.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
-@click.option("--compare", nargs=2, metavar="RUN_A RUN_B", help="Print per-field deltas of two stored runs on the split.")
+@click.option("--compare", nargs=2, metavar="RUN_A RUN_B",
+              help="Print per-field deltas of two stored runs on the split; compare.html (in --out) adds, per trial, "
+              "what B fixed and broke.")
 @click.pass_obj
 def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
     """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
@@ -387,10 +390,12 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     Without --run, extracts the split's gold trials now (a new stored run) and scores them; with
     --run, scores a stored run. Writes metrics.json, report.md and report.html to
     evals/reports/<run_id>/ (or --out) and prints report.md. A trial whose extraction failed is
-    scored as empty and named on stderr.
+    scored as empty and named on stderr. With --compare, prints the per-field deltas and writes
+    compare.html to evals/reports/compare-<A>-vs-<B>/ (or --out).
     """
     from extract.evaluate import harness
-    from extract.evaluate.report import render_comparison
+    from extract.evaluate.report import render_comparison, render_comparison_html
+    from extract.store import atomic_write
     from extract.pipeline import run_extraction
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
@@ -400,6 +405,9 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     if compare:
         run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
         click.echo(render_comparison(run_a, run_b, *compare), nl=False)
+        page = (out or harness.report_dir(f"compare-{compare[0]}-vs-{compare[1]}")) / "compare.html"
+        atomic_write(page, render_comparison_html(run_a, run_b, *compare).encode())
+        click.echo(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}", err=True)
         return
     failures: dict[str, str] = {}
     if run_id is None:
@@ -431,7 +439,7 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
 @click.option("--run", "run_id", help="Review this stored run's records (default: each trial's latest record).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to serve on. Anything but loopback lets others on the network change your gold files.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: any free one).")
 @click.option("--reviewer", envvar="ELIGEX_REVIEWER",
               help="Your name in the audit of changes (env ELIGEX_REVIEWER; default: the login name).")
 @click.option("--evals", "evals_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),

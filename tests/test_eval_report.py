@@ -125,9 +125,12 @@ def test_eval_command_scores_a_stored_run(workspace, run_id, tmp_path):
     failing = runner.invoke(main, [*args, "--fail-under", "1"])
     assert failing.exit_code == 1 and "below --fail-under" in failing.stderr
 
-    compared = runner.invoke(main, ["--workspace", str(workspace.root), "eval", "--compare", run_id, run_id])
+    compared = runner.invoke(main, ["--workspace", str(workspace.root), "eval", "--compare", run_id, run_id,
+                                    "--split", "all", "--out", str(tmp_path / "compare")])  # fmt: skip
     assert compared.exit_code == 0, compared.output
     assert "| **micro** |" in compared.stdout and "+0.000" in compared.stdout
+    page = (tmp_path / "compare" / "compare.html").read_text()
+    assert f"{run_id} → {run_id}" in page and "No trial changed." in page  # a run against itself
 
 
 def test_eval_command_names_what_to_import(workspace):
