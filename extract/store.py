@@ -428,25 +428,27 @@ class Workspace:
 
     # -- review: record documents and the audit of corrections ----------------------------------
 
-    def record_documents(self, run_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Each trial's latest successful record (of one run, or of any), as plain data, unvalidated
-        (the review list reads them all on every request)."""
+    def record_documents(self, run_id: str | None = None, nct_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each trial's latest successful record (of one run, or of any; of one trial, or of all), as plain
+        data, unvalidated (the review list reads them all on every request)."""
         rows = self.db.execute(
             "SELECT nct_id, record FROM extractions WHERE status = 'ok' AND (? IS NULL OR run_id = ?) "
-            "QUALIFY row_number() OVER (PARTITION BY nct_id ORDER BY extracted_at DESC) = 1",
-            [run_id, run_id],
+            "AND (? IS NULL OR nct_id = ?) QUALIFY row_number() OVER (PARTITION BY nct_id ORDER BY extracted_at DESC) = 1",
+            [run_id, run_id, nct_id, nct_id],
         ).fetchall()
         return {nct_id: json.loads(record) for nct_id, record in rows}
 
-    def backend_documents(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def backend_documents(self, nct_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
         """Per trial and backend, the latest successful record: where two backends disagree."""
         rows = self.db.execute(
-            "SELECT e.nct_id, r.backend, e.record FROM extractions e JOIN runs r USING (run_id) WHERE e.status = 'ok' "
-            "QUALIFY row_number() OVER (PARTITION BY e.nct_id, r.backend ORDER BY e.extracted_at DESC) = 1"
+            "SELECT e.nct_id, r.backend, e.record FROM extractions e JOIN runs r USING (run_id) "
+            "WHERE e.status = 'ok' AND (? IS NULL OR e.nct_id = ?) "
+            "QUALIFY row_number() OVER (PARTITION BY e.nct_id, r.backend ORDER BY e.extracted_at DESC) = 1",
+            [nct_id, nct_id],
         ).fetchall()
         found: dict[str, dict[str, dict[str, Any]]] = {}
-        for nct_id, backend, record in rows:
-            found.setdefault(nct_id, {})[backend] = json.loads(record)
+        for trial_id, backend, record in rows:
+            found.setdefault(trial_id, {})[backend] = json.loads(record)
         return found
 
     def add_audit(self, nct_id: str, field: str, action: str, before: Any, after: Any, *, run_id: str | None,

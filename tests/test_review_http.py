@@ -68,7 +68,7 @@ def test_the_edit_form_comes_from_the_contract(setup):
     assert '<select name="analyte">' in html and "<option>creatinine_clearance</option>" in html  # enum: choices
     assert 'type="number" name="value" step="any" min="0"' in html  # numbers: numbers, with their bound
     html = page(client, query="?add=biomarkers")
-    assert 'name="any_of.0.marker"' in html and 'name="any_of.rows" value="1"' in html  # alternatives: rows
+    assert 'name="any_of.0.marker"' in html and 'name="any_of.rows" value="2"' in html  # alternatives: rows
     assert 'name="evidence.quote"' in html and 'name="evidence.criterion_id"' in html
     assert 'type="checkbox" name="settings" value="metastatic"' in page(client, query="?add=stage")  # lists of choices
 

@@ -227,6 +227,6 @@ class FormState:
     problems: dict[str, str] = field(default_factory=dict)
 
     def rows(self, name: str) -> int:
-        """Rows of a repeated fieldset: one per entry and one blank for another."""
+        """Rows of a repeated fieldset: one per entry (at least one) and a blank one for another."""
         entries = value_at(self.values, name)
-        return (len(entries) if isinstance(entries, list) else 0) + 1
+        return max(len(entries) if isinstance(entries, list) else 0, 1) + 1

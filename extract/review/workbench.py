@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from extract.evaluate import harness
 from extract.evaluate.scoring import HEADLINE_FIELDS, VIEWS, facts, match, score_trial
+from extract.grounding import unaccounted
 from extract.review import draft as drafts
 from extract.review.draft import CorrectionError, Draft
 from extract.review.forms import EDITABLE_FIELDS, FORMS, FormState
@@ -83,13 +84,15 @@ class Workbench:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _records(self, workspace: Workspace, run: str | None, backend: str | None) -> dict[str, dict[str, Any]]:
+    def _records(self, workspace: Workspace, run: str | None, backend: str | None,
+                 nct_id: str | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+        """The records under review: a run's, a backend's latest, or (default) each trial's latest."""
         run = run or (None if backend else self.run_id)
         if backend:
-            return {n: by[backend] for n, by in workspace.backend_documents().items() if backend in by}
+            return {n: by[backend] for n, by in workspace.backend_documents(nct_id).items() if backend in by}
         if run and workspace.run(run) is None:
             raise NotFound(f"no run {run!r} in this workspace")
-        return workspace.record_documents(run)
+        return workspace.record_documents(run, nct_id)
 
     def _gold(self) -> dict[str, dict[str, Any]]:
         return harness.load_gold(self.gold_dir)
@@ -120,7 +123,7 @@ class Workbench:
         """Everything the trial page shows."""
         with self._holding() as workspace:
             trial = self._trial(workspace, nct_id)
-            record = self._records(workspace, run, backend).get(nct_id)
+            record = self._records(workspace, run, backend, nct_id).get(nct_id)
             history = workspace.audit(nct_id, undone=True)
         base, text, criteria = self._base(trial, record)
         changes = [row for row in history if row["undone_at"] is None]
@@ -156,7 +159,8 @@ class Workbench:
             "draft": draft, "gold": gold, "scored": scored, "missed": missed, "polarity": polarity,
             "history": list(reversed(history)), "last_change": changes[-1] if changes else None,
             "version": self._version(history), "reviewed": bool(changes) and changes[-1]["field"] == "gold",
-            "other": (record or {}).get("eligibility", {}).get("other", []),
+            # what the draft leaves in `other`: criteria none of its evidence quotes
+            "other": [{"criterion_id": c.id, "text": c.text} for c in unaccounted(located, criteria)],
             "source": (gold or {}).get("source", ""), "category": (gold or {}).get("category", ""),
             "sources": known["sources"], "categories": known["categories"],
         }  # fmt: skip
@@ -249,7 +253,7 @@ class Workbench:
             history = workspace.audit(nct_id, undone=True)
             if self._version(history) != version:
                 raise Conflict(f"{nct_id} changed since this page was shown: reload it")
-            record = self._records(workspace, run, None).get(nct_id)
+            record = self._records(workspace, run, None, nct_id).get(nct_id)
             base, text, criteria = self._base(trial, record)
             entries = drafts.current(base, [r for r in history if r["undone_at"] is None])[field]
             if action in ("edit", "add"):
@@ -270,7 +274,7 @@ class Workbench:
             history = workspace.audit(nct_id, undone=True)
             if self._version(history) != version:
                 raise Conflict(f"{nct_id} changed since this page was shown: reload it")
-            record = self._records(workspace, run, None).get(nct_id)
+            record = self._records(workspace, run, None, nct_id).get(nct_id)
             base = self._base(trial, record)[0]
             draft = drafts.current(base, [r for r in history if r["undone_at"] is None])
             try:
