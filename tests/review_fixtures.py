@@ -13,7 +13,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from extract.backend import Draft
 from extract.evaluate import harness
 from extract.importer import import_files
 from extract.pipeline import run_extraction
@@ -21,6 +20,7 @@ from extract.review.server import bind, server, url_of
 from extract.review.workbench import Workbench
 from extract.rules import RulesBackend
 from extract.store import Workspace
+from tests.conftest import EcogBackend
 
 NEW = "NCT09000001"  # no gold file: reviewing it makes one
 GOLD = "NCT06450314"  # has a gold file, its record is in evals/records
@@ -38,18 +38,6 @@ ROW = {"nct_id": NEW, "title": "A study for the review tests", "conditions": "Br
        "minimum_age": "18 Years", "maximum_age": "N/A", "eligibility_text": TEXT}  # fmt: skip
 
 
-class EcogOnly:
-    """A second backend, so that the queue sees two backends disagree: it finds only ECOG criteria."""
-
-    name, model, prompt_version = "ecog-only", None, "test-1"
-
-    async def extract(self, trial, criteria):
-        found = [c for c in criteria if "ECOG" in c.text]
-        return Draft(eligibility={"performance_status": [
-            {"scale": "ECOG", "min": 0, "max": 1, "evidence": {"criterion_id": c.id, "quote": "ECOG"}} for c in found
-        ]})  # fmt: skip
-
-
 def make_workspace(root: Path) -> tuple[Workspace, str]:
     """The workspace, and the id of its rules run."""
     root.mkdir(parents=True, exist_ok=True)
@@ -58,7 +46,8 @@ def make_workspace(root: Path) -> tuple[Workspace, str]:
     with workspace.writing():
         import_files(workspace, [root / "new.jsonl", harness.EVALS_DIR / "records" / f"{GOLD}.jsonl"])
         trials = list(workspace.trials())
-        asyncio.run(run_extraction(workspace, EcogOnly(), trials, force=True))
+        # a second backend, so that the queue sees two backends disagree
+        asyncio.run(run_extraction(workspace, EcogBackend("ecog-only"), trials, force=True))
         run_id = asyncio.run(run_extraction(workspace, RulesBackend(), trials, force=True)).run_id
     return workspace, run_id
 

@@ -10,32 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from extract.backend import Draft
 from extract.evaluate import harness
 from extract.evaluate.scoring import HEADLINE_FIELDS, facts
 from extract.importer import import_files
 from extract.pipeline import run_extraction
 from extract.store import Workspace
+from tests.conftest import EcogBackend
 
 GOLD_IDS = ["NCT05818137", "NCT05879978"]  # gold trials whose records are in ../shared/data/ctgov-v2
-
-
-class EcogBackend:
-    """Stands in for the rules backend while it cannot be imported: finds "ECOG" criteria only."""
-
-    name, model, prompt_version = "ecog", None, "test-1"
-
-    async def extract(self, trial, criteria):
-        found = [c for c in criteria if "ECOG" in c.text]
-        return Draft(eligibility={"performance_status": [
-            {"scale": "ECOG", "min": 0, "max": 1, "evidence": {"criterion_id": c.id, "quote": "ECOG"}} for c in found
-        ]})  # fmt: skip
 
 
 def backend():
     try:
         from extract.rules import RulesBackend
-    except ImportError:
+    except ImportError:  # stands in while the rules backend cannot be imported
         return EcogBackend()
     return RulesBackend()
 

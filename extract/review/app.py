@@ -28,8 +28,7 @@ from starlette.templating import Jinja2Templates
 from extract.errors import EligexError
 from extract.review.draft import CorrectionError
 from extract.review.forms import FORMS, FormState, row_counts, shown, value_at
-from extract.review.workbench import SORTS, Conflict, Filters, NotFound, Workbench
-from schemas.fields import SCALAR_FIELDS
+from extract.review.workbench import Conflict, Filters, NotFound, Workbench
 
 _HERE = Path(__file__).parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,7 +41,8 @@ _HEADERS = {
 
 
 class _Headers:
-    """Security headers on every response."""
+    """Security headers on every response; on a problem page, htmx is told to leave the address as it
+    was (the page a form was sent from, not the POST's address, which a reload could not show)."""
 
     def __init__(self, app):
         self.app = app
@@ -52,6 +52,8 @@ class _Headers:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] += [(k.lower().encode(), v.encode()) for k, v in _HEADERS.items()]
+                if message["status"] >= 400:
+                    message["headers"].append((b"hx-push-url", b"false"))
             await send(message)
 
         await self.app(scope, receive, sending)
@@ -64,9 +66,7 @@ def create_app(workbench: Workbench, host: str = "127.0.0.1") -> Starlette:
     environment = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)  # fmt: skip
     templates = Jinja2Templates(env=environment)
-    templates.env.globals.update(
-        csrf=token, forms=FORMS, value_at=value_at, shown=shown, sorts=SORTS, scalar_fields=SCALAR_FIELDS
-    )
+    templates.env.globals.update(csrf=token, forms=FORMS, value_at=value_at, shown=shown)
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, context, status_code=status)

@@ -243,26 +243,36 @@ class Workbench:
 
     # -- changes ---------------------------------------------------------------------------------
 
+    def _history(self, workspace: Workspace, nct_id: str, version: str) -> list[dict[str, Any]]:
+        """The trial's audit rows, undone ones too, once its version is the page's (else Conflict)."""
+        self._trial(workspace, nct_id)
+        history = workspace.audit(nct_id, undone=True)
+        if self._version(history) != version:
+            raise Conflict(f"{nct_id} changed since this page was shown: reload it")
+        return history
+
+    def _draft(self, workspace: Workspace, nct_id: str, version: str, run: str | None) -> tuple[Draft, str, list[Criterion]]:
+        """The trial's current draft, to change (checked against the page's version), and its text."""
+        history = self._history(workspace, nct_id, version)
+        record = self._records(workspace, run, None, nct_id).get(nct_id)
+        base, text, criteria = self._base(self._trial(workspace, nct_id), record)
+        return drafts.current(base, [r for r in history if r["undone_at"] is None]), text, criteria
+
     def correct(self, nct_id: str, field: str, action: str, index: int | None, value: Any, version: str,
                 run: str | None = None) -> None:  # fmt: skip
         """Accept, edit, delete or add one item: validated, grounded, saved as an audit row."""
         if field not in FORMS:
             raise NotFound(f"no field {field!r}")
         with self._holding() as workspace:
-            trial = self._trial(workspace, nct_id)
-            history = workspace.audit(nct_id, undone=True)
-            if self._version(history) != version:
-                raise Conflict(f"{nct_id} changed since this page was shown: reload it")
-            record = self._records(workspace, run, None, nct_id).get(nct_id)
-            base, text, criteria = self._base(trial, record)
-            entries = drafts.current(base, [r for r in history if r["undone_at"] is None])[field]
+            draft, text, criteria = self._draft(workspace, nct_id, version, run)
             if action in ("edit", "add"):
                 checked, problems = FORMS[field].validate(value)
                 if problems:
                     raise CorrectionError(problems)
                 value = drafts.ground_value(field, checked, text, criteria)
-            after = drafts.correct(entries, field, action, index, value)
-            workspace.add_audit(nct_id, field, action, entries, after, run_id=run or self.run_id, reviewer=self.reviewer)
+            after = drafts.correct(draft[field], field, action, index, value)
+            workspace.add_audit(nct_id, field, action, draft[field], after, run_id=run or self.run_id,
+                                reviewer=self.reviewer)  # fmt: skip
 
     def mark_reviewed(self, nct_id: str, source: str, category: str, version: str, run: str | None = None) -> Path:
         """Write the trial's gold file from its draft (validated, atomically) and give new gold a split."""
@@ -270,13 +280,7 @@ class Workbench:
         if problems:
             raise CorrectionError(problems)
         with self._holding() as workspace:
-            trial = self._trial(workspace, nct_id)
-            history = workspace.audit(nct_id, undone=True)
-            if self._version(history) != version:
-                raise Conflict(f"{nct_id} changed since this page was shown: reload it")
-            record = self._records(workspace, run, None, nct_id).get(nct_id)
-            base = self._base(trial, record)[0]
-            draft = drafts.current(base, [r for r in history if r["undone_at"] is None])
+            draft = self._draft(workspace, nct_id, version, run)[0]
             try:
                 document = drafts.gold_document(nct_id, source.strip(), category.strip(), draft)
             except ValidationError as error:
@@ -292,11 +296,7 @@ class Workbench:
     def undo(self, nct_id: str, version: str) -> dict[str, Any]:
         """Undo the trial's latest change; a gold file written goes back to what it was."""
         with self._holding() as workspace:
-            self._trial(workspace, nct_id)
-            history = workspace.audit(nct_id, undone=True)
-            if self._version(history) != version:
-                raise Conflict(f"{nct_id} changed since this page was shown: reload it")
-            live = [row for row in history if row["undone_at"] is None]
+            live = [row for row in self._history(workspace, nct_id, version) if row["undone_at"] is None]
             if not live:
                 raise CorrectionError({"undo": "nothing to undo"})
             last = live[-1]
