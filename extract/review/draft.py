@@ -139,7 +139,7 @@ def against_gold(nct_id: str, draft: Draft, gold: dict[str, Any], text: str, cri
                 verdicts.setdefault((view.field, fact["start"], fact["end"]), set()).add(kind)
     flipped = {(error["field"], error["quote"]) for error in scored["polarity_errors"]}
     for name in EDITABLE_FIELDS:
-        for entry, item in zip(draft.get(name, []), _items(eligibility, name)):
+        for entry, item in zip(draft.get(name, []), items_of(eligibility, name)):
             evidence = item.get("evidence") if isinstance(item, dict) else None
             key = (name, evidence.get("start"), evidence.get("end")) if evidence else (name, None, None)
             kinds = verdicts.get(key, set())
@@ -161,7 +161,8 @@ def criterion_segments(criterion: Criterion, marks: list[tuple[int, int, str, st
     return segments(criterion.text, inside)
 
 
-def _items(eligibility: dict[str, Any], name: str) -> list[Any]:
+def items_of(eligibility: dict[str, Any], name: str) -> list[Any]:
+    """A field's values as a list: a list field's items, or a single one (none for null)."""
     value = eligibility.get(name)
     return value if isinstance(value, list) else [] if value is None else [value]
 

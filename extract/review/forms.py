@@ -119,7 +119,8 @@ class FieldForm:
         except ValidationError as error:
             problems: dict[str, str] = {}
             for problem in error.errors():
-                where = ".".join(map(str, problem["loc"])) or "value" if self.scalar else ".".join(map(str, problem["loc"]))
+                # an input's name, or for a rule across inputs ("a value or a multiple of ULN") the item's
+                where = ".".join(map(str, problem["loc"])) or ("value" if self.scalar else "item")
                 problems.setdefault(where, problem["msg"].removeprefix("Value error, "))
             return None, problems
 

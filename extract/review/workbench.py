@@ -134,7 +134,7 @@ class Workbench:
         located = drafts.located(drafts.gold_eligibility(draft), text, criteria)
         marks = []
         for name in EDITABLE_FIELDS:
-            for index, (entry, item) in enumerate(zip(draft[name], drafts._items(located, name))):
+            for index, (entry, item) in enumerate(zip(draft[name], drafts.items_of(located, name))):
                 entry["summary"] = drafts.summary(entry["value"])
                 evidence = item.get("evidence") if isinstance(item, dict) else None
                 if evidence and "start" in evidence:
@@ -158,7 +158,7 @@ class Workbench:
             "criteria": [{"criterion": c, "segments": drafts.criterion_segments(c, marks)} for c in criteria],
             "draft": draft, "gold": gold, "scored": scored, "missed": missed, "polarity": polarity,
             "history": list(reversed(history)), "last_change": changes[-1] if changes else None,
-            "version": self._version(history), "reviewed": bool(changes) and changes[-1]["field"] == "gold",
+            "version": self._version(history), "reviewed": reviewed(changes),
             # what the draft leaves in `other`: criteria none of its evidence quotes
             "other": [{"criterion_id": c.id, "text": c.text} for c in unaccounted(located, criteria)],
             "source": (gold or {}).get("source", ""), "category": (gold or {}).get("category", ""),
@@ -224,11 +224,11 @@ class Workbench:
         most, then the most criteria left in `other`, then the most warnings."""
         by_backend = workspace.backend_documents()
         latest = workspace.record_documents(self.run_id)
-        reviewed = _reviewed(workspace.audit())
+        done = _reviewed(workspace.audit())
         gold = {path.stem for path in self.gold_dir.glob("NCT*.json")}
         entries = []
         for nct_id in workspace.trial_ids():
-            if nct_id in reviewed:
+            if nct_id in done:
                 continue
             record = latest.get(nct_id) or {}
             entry = {
@@ -330,12 +330,17 @@ class Workbench:
         return next((name for name, ids in splits.items() if nct_id in ids), None)
 
 
+def reviewed(changes: list[dict[str, Any]]) -> bool:
+    """Is the trial's gold file its draft: did the latest of its live changes write it?"""
+    return bool(changes) and changes[-1]["field"] == "gold"
+
+
 def _reviewed(audit: list[dict[str, Any]]) -> set[str]:
-    """Trials whose latest live change wrote their gold file."""
-    last: dict[str, str] = {}
+    """The trials reviewed, from every live audit row."""
+    changes: dict[str, list[dict[str, Any]]] = {}
     for row in audit:
-        last[row["nct_id"]] = row["field"]
-    return {nct_id for nct_id, field in last.items() if field == "gold"}
+        changes.setdefault(row["nct_id"], []).append(row)
+    return {nct_id for nct_id, rows in changes.items() if reviewed(rows)}
 
 
 def disagreements(records: list[dict[str, Any]]) -> int:
@@ -366,7 +371,7 @@ def _row(trial: Trial, record: dict[str, Any] | None, gold: dict[str, Any] | Non
     return {
         "nct_id": trial.nct_id, "title": trial.trial.title or "", "registry_url": registry_url(trial),
         "backend": (record or {}).get("extraction", {}).get("backend"), "gold": gold is not None,
-        "reviewed": bool(live) and live[-1]["field"] == "gold", "item_count": items, "missed": missed,
+        "reviewed": reviewed(live), "item_count": items, "missed": missed,
         "spurious": spurious, "other": len(eligibility.get("other") or []),
         "warnings": len((record or {}).get("extraction", {}).get("warnings") or []),
         "corrections": sum(row["field"] != "gold" for row in live),
