@@ -395,8 +395,8 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     """
     from extract.evaluate import harness
     from extract.evaluate.report import render_comparison, render_comparison_html
-    from extract.store import atomic_write
     from extract.pipeline import run_extraction
+    from extract.store import atomic_write
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
         raise InputError("pass one of --run, --backend and --compare")
