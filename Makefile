@@ -28,6 +28,9 @@ demo: install
 	@echo "Structured records: structured/"
 	@echo "Database:           eligex.duckdb"
 	@echo "Eval report:        evals/reports/demo/report.md (and report.html)"
+	@echo
+	@echo "Review the extractions, correct them and turn them into gold files (Ctrl+C stops it):"
+	@echo "  .venv/bin/eligex review    # serves http://127.0.0.1:8765/ on this workspace"
 
 # The browser test needs Debian's chromium; install it when missing (CI runs as root).
 test: install

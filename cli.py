@@ -16,6 +16,7 @@ import click
 
 from extract.errors import EligexError, InputError, redact
 from extract.export import FORMATS
+from extract.review import DEFAULT_PORT
 from extract.store import Workspace
 from schemas import EligibilityRecord, is_nct_id
 
@@ -430,7 +431,9 @@ def runs(workspace: Workspace) -> None:
 @click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: evals/reports/<run_id>.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
-@click.option("--compare", nargs=2, metavar="RUN_A RUN_B", help="Print per-field deltas of two stored runs on the split.")
+@click.option("--compare", nargs=2, metavar="RUN_A RUN_B",
+              help="Print per-field deltas of two stored runs on the split; compare.html (in --out) adds, per trial, "
+              "what B fixed and broke.")
 @click.pass_obj
 def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
     """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
@@ -438,11 +441,13 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     Without --run, extracts the split's gold trials now (a new stored run) and scores them; with
     --run, scores a stored run. Writes metrics.json, report.md and report.html to
     evals/reports/<run_id>/ (or --out) and prints report.md. A trial whose extraction failed is
-    scored as empty and named on stderr.
+    scored as empty and named on stderr. With --compare, prints the per-field deltas and writes
+    compare.html to evals/reports/compare-<A>-vs-<B>/ (or --out).
     """
     from extract.evaluate import harness
-    from extract.evaluate.report import render_comparison
+    from extract.evaluate.report import render_comparison, render_comparison_html
     from extract.pipeline import run_extraction
+    from extract.store import atomic_write
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
         raise InputError("pass one of --run, --backend and --compare")
@@ -451,6 +456,9 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     if compare:
         run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
         click.echo(render_comparison(run_a, run_b, *compare), nl=False)
+        page = (out or harness.report_dir(f"compare-{compare[0]}-vs-{compare[1]}")) / "compare.html"
+        atomic_write(page, render_comparison_html(run_a, run_b, *compare).encode())
+        click.echo(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}", err=True)
         return
     failures: dict[str, str] = {}
     if run_id is None:
@@ -476,6 +484,48 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
     if fail_under is not None and micro_f1 < fail_under:
         click.echo(f"micro F1 {micro_f1:.3f} is below --fail-under {fail_under}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--run", "run_id", help="Review this stored run's records (default: each trial's latest record).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on. Anything but loopback lets others on the network change your gold files.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: any free one).")
+@click.option("--reviewer", envvar="ELIGEX_REVIEWER",
+              help="Your name in the audit of changes (env ELIGEX_REVIEWER; default: the login name).")
+@click.option("--evals", "evals_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder holding gold/ and splits.json (default: the project's evals/).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.pass_obj
+def review(workspace: Workspace, run_id, host, port, reviewer, evals_dir, no_browser) -> None:
+    """Review extractions in a local web application, correct them, and mark trials reviewed.
+
+    A trial list (filters, search, sorting), a review queue, and a page per trial: its criteria with
+    every item's evidence marked, the structured fields (with gold where it exists) and forms to
+    accept, edit, delete or add an item. "Mark trial reviewed" writes evals/gold/<NCT>.json
+    (validated) and gives new gold a dev/test split. Every change is an audit row in the workspace's
+    database, and can be undone. Stop it with Ctrl+C.
+    """
+    import getpass
+
+    from extract.evaluate import harness
+    from extract.review.server import bind, is_loopback, serve, url_of
+    from extract.review.workbench import Workbench
+
+    with workspace.writing():
+        if run_id and workspace.run(run_id) is None:
+            raise InputError(f"no run {run_id!r} in {workspace.db_path}; `eligex runs` lists them")
+        if not workspace.trial_ids():
+            raise InputError(f"no trials in {workspace.root}: run `eligex import` or `eligex fetch` first")
+    evals_dir = evals_dir or harness.EVALS_DIR
+    if not (evals_dir / "gold").is_dir():
+        raise InputError(f"{evals_dir} has no gold/ folder")
+    if not is_loopback(host):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can change the gold files", err=True)
+    sock = bind(host, port)
+    name = reviewer or os.environ.get("USER") or getpass.getuser() or "unknown"
+    click.echo(f"eligex review: {url_of(sock)}/ (workspace {workspace.root}, reviewer {name}); Ctrl+C stops it", err=True)
+    serve(Workbench(workspace, evals_dir, run_id=run_id, reviewer=name), sock, open_browser=not no_browser)
 
 
 def _check_choice(nct_ids, all_trials: bool) -> None:

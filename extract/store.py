@@ -97,6 +97,23 @@ MIGRATIONS = [
         collected_at TIMESTAMPTZ
     )
     """,
+    # `eligex review`: every correction, as the field's value before and after; a trial's draft is its
+    # base extraction with the latest row of each field not undone on top ('gold' rows: files written).
+    """
+    CREATE SEQUENCE review_audit_ids;
+    CREATE TABLE review_audit (
+        id BIGINT PRIMARY KEY DEFAULT nextval('review_audit_ids'),
+        nct_id VARCHAR NOT NULL,
+        field VARCHAR NOT NULL,  -- an eligibility field, or 'gold' for the gold file written
+        action VARCHAR NOT NULL,  -- accept, edit, delete, add, reviewed
+        before JSON,
+        after JSON,
+        run_id VARCHAR,  -- the run whose record the reviewer was correcting
+        reviewer VARCHAR NOT NULL,
+        changed_at TIMESTAMPTZ NOT NULL,
+        undone_at TIMESTAMPTZ
+    )
+    """,
 ]
 
 
@@ -407,6 +424,54 @@ class Workspace:
         for row in rows:
             row.update({k: json.loads(row[k]) for k in _BATCH_JSON if row[k] is not None})
         return rows
+
+
+    # -- review: record documents and the audit of corrections ----------------------------------
+
+    def record_documents(self, run_id: str | None = None, nct_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each trial's latest successful record (of one run, or of any; of one trial, or of all), as plain
+        data, unvalidated (the review list reads them all on every request)."""
+        rows = self.db.execute(
+            "SELECT nct_id, record FROM extractions WHERE status = 'ok' AND (? IS NULL OR run_id = ?) "
+            "AND (? IS NULL OR nct_id = ?) QUALIFY row_number() OVER (PARTITION BY nct_id ORDER BY extracted_at DESC) = 1",
+            [run_id, run_id, nct_id, nct_id],
+        ).fetchall()
+        return {nct_id: json.loads(record) for nct_id, record in rows}
+
+    def backend_documents(self, nct_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per trial and backend, the latest successful record: where two backends disagree."""
+        rows = self.db.execute(
+            "SELECT e.nct_id, r.backend, e.record FROM extractions e JOIN runs r USING (run_id) "
+            "WHERE e.status = 'ok' AND (? IS NULL OR e.nct_id = ?) "
+            "QUALIFY row_number() OVER (PARTITION BY e.nct_id, r.backend ORDER BY e.extracted_at DESC) = 1",
+            [nct_id, nct_id],
+        ).fetchall()
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for trial_id, backend, record in rows:
+            found.setdefault(trial_id, {})[backend] = json.loads(record)
+        return found
+
+    def add_audit(self, nct_id: str, field: str, action: str, before: Any, after: Any, *, run_id: str | None,
+                  reviewer: str) -> int:  # fmt: skip
+        row = self.db.execute(
+            "INSERT INTO review_audit (nct_id, field, action, before, after, run_id, reviewer, changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [nct_id, field, action, json.dumps(before), json.dumps(after), run_id, reviewer, _now()],
+        ).fetchone()
+        return row[0]
+
+    def audit(self, nct_id: str | None = None, *, undone: bool = False) -> list[dict[str, Any]]:
+        """Audit rows in order (of one trial, or all), JSON decoded; undone ones only when asked."""
+        rows = _dicts(self.db.execute(
+            "SELECT * FROM review_audit WHERE (? IS NULL OR nct_id = ?) AND (? OR undone_at IS NULL) ORDER BY id",
+            [nct_id, nct_id, undone],
+        ))  # fmt: skip
+        for row in rows:
+            row["before"], row["after"] = json.loads(row["before"]), json.loads(row["after"])
+        return rows
+
+    def undo_audit(self, audit_id: int) -> None:
+        self.db.execute("UPDATE review_audit SET undone_at = ? WHERE id = ?", [_now(), audit_id])
 
 
 _BATCH_JSON = ("custom_ids", "cache_keys", "request_counts")

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from extract.backend import Draft
 from schemas import Criterion
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -31,6 +32,21 @@ def found(finder, text: str, kind: str = "inclusion", field: str | None = None) 
         assert item["evidence"]["quote"] in text and item["evidence"]["criterion_id"] == criterion.id
         items.append(item)
     return items
+
+
+class EcogBackend:
+    """A backend for tests of what comes after extraction: it finds "ECOG" criteria only."""
+
+    model, prompt_version = None, "test-1"
+
+    def __init__(self, name: str = "ecog"):
+        self.name = name
+
+    async def extract(self, trial, criteria):
+        found = [c for c in criteria if "ECOG" in c.text]
+        return Draft(eligibility={"performance_status": [
+            {"scale": "ECOG", "min": 0, "max": 1, "evidence": {"criterion_id": c.id, "quote": "ECOG"}} for c in found
+        ]})  # fmt: skip
 
 
 def run(*args: str):

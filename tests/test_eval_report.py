@@ -10,32 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from extract.backend import Draft
 from extract.evaluate import harness
 from extract.evaluate.scoring import HEADLINE_FIELDS, facts
 from extract.importer import import_files
 from extract.pipeline import run_extraction
 from extract.store import Workspace
+from tests.conftest import EcogBackend
 
 GOLD_IDS = ["NCT05818137", "NCT05879978"]  # gold trials whose records are in ../shared/data/ctgov-v2
-
-
-class EcogBackend:
-    """Stands in for the rules backend while it cannot be imported: finds "ECOG" criteria only."""
-
-    name, model, prompt_version = "ecog", None, "test-1"
-
-    async def extract(self, trial, criteria):
-        found = [c for c in criteria if "ECOG" in c.text]
-        return Draft(eligibility={"performance_status": [
-            {"scale": "ECOG", "min": 0, "max": 1, "evidence": {"criterion_id": c.id, "quote": "ECOG"}} for c in found
-        ]})  # fmt: skip
 
 
 def backend():
     try:
         from extract.rules import RulesBackend
-    except ImportError:
+    except ImportError:  # stands in while the rules backend cannot be imported
         return EcogBackend()
     return RulesBackend()
 
@@ -125,9 +113,12 @@ def test_eval_command_scores_a_stored_run(workspace, run_id, tmp_path):
     failing = runner.invoke(main, [*args, "--fail-under", "1"])
     assert failing.exit_code == 1 and "below --fail-under" in failing.stderr
 
-    compared = runner.invoke(main, ["--workspace", str(workspace.root), "eval", "--compare", run_id, run_id])
+    compared = runner.invoke(main, ["--workspace", str(workspace.root), "eval", "--compare", run_id, run_id,
+                                    "--split", "all", "--out", str(tmp_path / "compare")])  # fmt: skip
     assert compared.exit_code == 0, compared.output
     assert "| **micro** |" in compared.stdout and "+0.000" in compared.stdout
+    page = (tmp_path / "compare" / "compare.html").read_text()
+    assert f"{run_id} → {run_id}" in page and "No trial changed." in page  # a run against itself
 
 
 def test_eval_command_names_what_to_import(workspace):

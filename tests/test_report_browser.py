@@ -1,134 +1,126 @@
-"""report.html in a real headless Chromium: it renders with no console errors, and markup in
-criteria text (untrusted registry data) shows as text instead of running.
-
-Chromium is driven over the DevTools protocol on loopback, with aiohttp's websocket client.
-"""
+"""report.html and compare.html in a real browser (Debian's Chromium, Playwright): they render with no
+console errors and no script, markup in criteria (untrusted registry text) shows as text, the index
+links every trial to the registry and to `eligex review`, and its filters (plain CSS) work."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
-import subprocess
-import time
-from pathlib import Path
+from playwright.sync_api import expect
 
-import aiohttp
-import pytest
-
-from extract.evaluate.report import render_html
+from extract.evaluate.report import render_comparison_html, render_html
 from extract.evaluate.scoring import score_trial, summarise
+from extract.review import REVIEW_URL
+from tests.browser import chromium, watched
 
-CHROMIUM = Path("/usr/bin/chromium")
 PAYLOAD = '<script>document.title = "pwned"; console.error("injected")</script><img src=x onerror="alert(1)">'
-TEXT = f"Inclusion Criteria:\n\n* ECOG 0-1 {PAYLOAD}\n* Measurable disease per RECIST 1.1"
+TEXT = f"Inclusion Criteria:\n\n* ECOG 0-1 {PAYLOAD}\n* Measurable disease per RECIST 1.1\n\nExclusion Criteria:\n\n* Prior chemotherapy"
+PLAIN = "Inclusion Criteria:\n\n* ECOG 0-1"
+BAD, GOOD = "NCT00000001", "NCT00000002"
 
 
-def _metrics() -> tuple[dict, dict]:
-    ecog = TEXT.index("ECOG 0-1")
-    record = {
-        "eligibility_text": TEXT,
-        "criteria": [
-            {"id": "inc-1", "kind": "inclusion", "text": TEXT[ecog - 2 : TEXT.index("\n* Meas")],
-             "start": ecog - 2, "end": TEXT.index("\n* Meas")},
-        ],  # fmt: skip
-        "eligibility": {
-            "performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": {
-                "criterion_id": "inc-1", "quote": "ECOG 0-1", "start": ecog, "end": ecog + 8}}],
-            "brain_metastases": {"status": "excluded", "evidence": {
-                "criterion_id": "inc-1", "quote": PAYLOAD, "start": TEXT.index(PAYLOAD),
-                "end": TEXT.index(PAYLOAD) + len(PAYLOAD)}},
-        },  # fmt: skip
-        "extraction": {"ungrounded_items": 0},
-    }
-    gold = {
-        "performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": {"quote": "ECOG 0-1"}}],
-        "measurable_disease": {"required": True, "standard": "RECIST 1.1", "evidence": {"quote": "Measurable disease"}},
-    }
-    trial = score_trial("NCT00000001", gold, record)
-    metrics = {"run": {"run_id": "run-1", "backend": "rules", "model": None, "prompt_version": PAYLOAD},
-               "split": "dev", "resamples": 10, "seed": 0, **summarise([trial], 10), "trials": [trial]}  # fmt: skip
-    return metrics, {"NCT00000001": TEXT}
+def evidence(text: str, quote: str, criterion: str) -> dict:
+    start = text.index(quote)
+    return {"criterion_id": criterion, "quote": quote, "start": start, "end": start + len(quote)}
 
 
-async def _load(url: str, profile: Path) -> dict:
-    """Open `url` in headless Chromium; return console messages, exceptions and a few DOM facts."""
-    browser = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
-            await asyncio.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
-                page = next(t for t in await response.json() if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                return await _drive(ws, url)
-    finally:
-        browser.terminate()
-        browser.wait(timeout=30)
+def record(text: str, **eligibility) -> dict:
+    from extract.text import segment
+
+    criteria = [c.model_dump() for c in segment(text)]
+    return {"eligibility_text": text, "criteria": criteria, "eligibility": eligibility, "extraction": {"ungrounded_items": 0}}
 
 
-async def _drive(ws: aiohttp.ClientWebSocketResponse, url: str) -> dict:
-    ids = itertools.count(1)
-    events: list[dict] = []
-
-    async def call(method: str, **params) -> dict:
-        message_id = next(ids)
-        await ws.send_json({"id": message_id, "method": method, "params": params})
-        while True:
-            message = json.loads((await ws.receive(timeout=30)).data)
-            if message.get("id") == message_id:
-                assert "error" not in message, message
-                return message.get("result", {})
-            events.append(message)
-
-    for domain in ("Runtime", "Log", "Page"):
-        await call(f"{domain}.enable")
-    await call("Page.navigate", url=url)
-    while not any(e.get("method") == "Page.loadEventFired" for e in events):
-        events.append(json.loads((await ws.receive(timeout=30)).data))
-        if events[-1].get("method") == "Page.javascriptDialogOpening":  # an alert() blocks the page
-            await call("Page.handleJavaScriptDialog", accept=True)
-    await asyncio.sleep(0.5)  # let late errors (a failing image, an onerror handler) arrive
-    facts = await call("Runtime.evaluate", returnByValue=True, expression="""({
-        title: document.title,
-        scripts: document.scripts.length,
-        images: document.images.length,
-        text: document.body.innerText,
-        marks: [...document.querySelectorAll('mark')].map(m => m.className),
-        rows: document.querySelectorAll('table tr').length,
-    })""")
-    problems = [
-        e["params"] for e in events
-        if e.get("method") == "Runtime.exceptionThrown"
-        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning", "assert"))
-        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] in ("error", "warning"))
-        or e.get("method") == "Page.javascriptDialogOpening"
-    ]  # fmt: skip
-    return {"problems": problems, **facts["result"]["value"]}
+ECOG = [{"scale": "ECOG", "min": 0, "max": 1, "evidence": evidence(TEXT, "ECOG 0-1", "inc-1")}]
+MEASURABLE = {"required": True, "standard": "RECIST 1.1", "evidence": evidence(TEXT, "Measurable disease", "inc-2")}
+GOLD = {
+    BAD: {"performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": {"quote": "ECOG 0-1"}}],
+          "measurable_disease": {"required": True, "standard": "RECIST 1.1", "evidence": {"quote": "Measurable disease"}},
+          "prior_therapies": [{"requirement": "excluded", "therapy": "chemotherapy", "evidence": {"quote": "Prior chemotherapy"}}]},
+    GOOD: {"performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": {"quote": "ECOG 0-1"}}]},
+}  # fmt: skip
+RUN_A = {  # finds ECOG, misses measurable disease, gets prior chemotherapy's polarity wrong, invents brain metastases
+    BAD: record(TEXT, performance_status=ECOG, brain_metastases={"status": "excluded", "evidence": evidence(TEXT, PAYLOAD, "inc-1")},
+                prior_therapies=[{"requirement": "required", "therapy": "chemotherapy",
+                                  "evidence": evidence(TEXT, "Prior chemotherapy", "exc-1")}]),
+    GOOD: record(PLAIN, performance_status=[{"scale": "ECOG", "min": 0, "max": 1, "evidence": evidence(PLAIN, "ECOG 0-1", "inc-1")}]),
+}  # fmt: skip
+RUN_B = {BAD: record(TEXT, measurable_disease=MEASURABLE), GOOD: RUN_A[GOOD]}  # finds measurable disease, loses ECOG
 
 
-def test_report_renders_without_errors_and_shows_markup_as_text(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get update && apt-get install -y chromium`")
-    metrics, texts = _metrics()
-    page = tmp_path / "report.html"
-    page.write_text(render_html(metrics, texts))
-    (tmp_path / "profile").mkdir()
+def metrics(run_id: str, records: dict) -> dict:
+    trials = [score_trial(nct_id, GOLD[nct_id], records[nct_id]) for nct_id in (BAD, GOOD)]
+    return {"run": {"run_id": run_id, "backend": "rules", "model": None, "prompt_version": PAYLOAD},
+            "split": "dev", "resamples": 10, "seed": 0, **summarise(trials, 10), "trials": trials}  # fmt: skip
 
-    seen = asyncio.run(_load(page.as_uri(), tmp_path / "profile"))
 
-    assert seen["problems"] == []
-    assert seen["title"] == "eligex eval: run-1"
-    assert seen["scripts"] == 0 and seen["images"] == 0
-    assert PAYLOAD in seen["text"]  # the criterion's markup is shown, as text
-    assert {"found", "spurious", "missed"} <= set(seen["marks"])
-    assert seen["rows"] > 10
+DOM_FACTS = """() => ({
+    scripts: document.scripts.length, images: document.images.length, text: document.body.innerText,
+    marks: [...document.querySelectorAll('mark')].map(m => m.className),
+    ids: [...document.querySelectorAll('section.trial .cid')].map(c => c.textContent),
+})"""
+
+
+def test_report_index_filters_and_text(tmp_path):
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(metrics("run-1", RUN_A), {BAD: TEXT, GOOD: PLAIN}))
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        problems = watched(page)
+        page.goto(page_file.as_uri())
+        page.wait_for_timeout(300)  # late errors (a failing image, an onerror handler) would arrive now
+        seen = page.evaluate(DOM_FACTS)
+        assert page.title() == "eligex eval: run-1"
+        assert seen["scripts"] == 0 and seen["images"] == 0
+        assert PAYLOAD in seen["text"]  # the criterion's markup is shown, as text
+        assert {"found", "spurious", "missed"} <= set(seen["marks"])
+        assert seen["ids"][:4] == ["inc-1", "inc-2", "exc-1", "inc-1"]  # criterion ids in the text
+
+        polarity = page.locator("#polarity tbody tr")
+        expect(polarity).to_have_count(1)
+        expect(polarity).to_contain_text("required chemotherapy")
+        rows = {nct_id: page.locator(f'#index tr[data-nct="{nct_id}"]') for nct_id in (BAD, GOOD)}
+        expect(rows[GOOD]).to_contain_text("1.000")  # per-trial F1
+        expect(rows[BAD].locator("td").nth(1)).to_have_text("0.333")  # 2 found, 2 spurious, 2 missed
+        review = rows[BAD].get_by_role("link", name="review")
+        assert review.get_attribute("href") == f"{REVIEW_URL}/trial/{BAD}?run=run-1"
+        assert rows[BAD].get_by_role("link", name="registry").get_attribute("href") == f"https://clinicaltrials.gov/study/{BAD}"
+
+        page.locator("#misses-only").check()
+        expect(rows[GOOD]).to_be_hidden()
+        expect(page.locator(f"section#{GOOD}")).to_be_hidden()
+        expect(rows[BAD]).to_be_visible()
+        page.locator("#field-labs").check()  # no lab misses anywhere
+        expect(rows[BAD]).to_be_hidden()
+        page.locator("#field-measurable_disease").check()
+        expect(rows[BAD]).to_be_visible()
+        page.locator("#misses-only").uncheck()
+        page.locator("#field-brain_metastases").check()  # spurious there, not missed
+        expect(rows[BAD]).to_be_visible()
+        expect(rows[GOOD]).to_be_hidden()
+        page.locator("#misses-only").check()
+        expect(rows[BAD]).to_be_hidden()
+        page.locator("#field-all").check()
+        page.locator("#misses-only").uncheck()
+        expect(rows[GOOD]).to_be_visible()
+        assert problems == []
+
+
+def test_compare_page_shows_what_each_trial_gained_and_lost(tmp_path):
+    page_file = tmp_path / "compare.html"
+    page_file.write_text(render_comparison_html(metrics("run-a", RUN_A), metrics("run-b", RUN_B), "run-a", "run-b"))
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        problems = watched(page)
+        page.goto(page_file.as_uri())
+        assert page.title() == "eligex compare: run-a → run-b"
+        assert page.evaluate(DOM_FACTS)["scripts"] == 0
+        expect(page.locator("#deltas tr.micro")).to_contain_text("micro")
+        changed = page.locator("section.trial")
+        expect(changed).to_have_count(1)  # the other trial is the same in both runs
+        trial = page.locator(f"section#{BAD}")
+        expect(trial.locator("li.broke")).to_have_text(["now missed: performance_status ECOG 0-1 ECOG 0-1"])  # fact, then quote
+        fixed = trial.locator("li.fixed")
+        expect(fixed.filter(has_text="now found: measurable_disease required")).to_contain_text("Measurable disease")
+        expect(fixed.filter(has_text="no longer extracted: brain_metastases excluded")).to_contain_text(PAYLOAD)
+        expect(fixed.filter(has_text="no longer extracted: prior_therapies required chemotherapy")).to_have_count(1)
+        assert trial.get_by_role("link", name="review").get_attribute("href") == f"{REVIEW_URL}/trial/{BAD}?run=run-b"
+        assert problems == []
