@@ -17,7 +17,7 @@ import click
 from extract.errors import EligexError, InputError, redact
 from extract.export import FORMATS
 from extract.store import Workspace
-from schemas import EligibilityRecord, is_nct_id
+from schemas import EligibilityRecord, normalise_nct_id
 
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "eligibility-record.schema.json"
 
@@ -53,6 +53,11 @@ def fail_if(failures: list[str] | dict[str, str]) -> None:
         click.echo(f"failed: {line}", err=True)
     if lines:
         sys.exit(1)
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
 
 
 class Eligex(click.Group):
@@ -101,6 +106,7 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
     with workspace.writing():
         with progress(len(files), "importing") as bar:
             summary = import_files(workspace, files, on_file=lambda path: bar.update(1))
+    warn(summary.warnings)
     click.echo(f"imported {len(files)} files into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
 
@@ -143,7 +149,7 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
         raise InputError("fetch by --nct ids or by search options, not both")
     if not ids and not search.params() and not limit:
         raise InputError("name studies (--nct) or search (--cond, --term, --intr, --status, --phase, --updated-since)")
-    _check_ids(ids)
+    ids = nct_ids_of(ids)
     with workspace.writing():
         with progress(len(ids) or limit or 0, "fetching") as bar:
 
@@ -155,6 +161,7 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
                 summary = asyncio.run(fetch_ids(workspace, ids, settings, advance))
             else:
                 summary = asyncio.run(fetch_search(workspace, search, settings, limit, page_size, advance))
+    warn(summary.warnings)
     click.echo(f"fetched into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
 
@@ -335,7 +342,7 @@ def batch_collect(workspace: Workspace, ref) -> None:
 @click.pass_obj
 def show(workspace: Workspace, nct_id: str, part: str | None) -> None:
     """Print the current structured record of one trial (JSON)."""
-    _check_ids([nct_id])
+    [nct_id] = nct_ids_of([nct_id])
     record = workspace.current_record(nct_id)
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
@@ -432,15 +439,17 @@ def _check_choice(nct_ids, all_trials: bool) -> None:
         raise InputError("name trials (NCT ids) or pass --all, not both")
 
 
-def _check_ids(nct_ids: list[str]) -> None:
-    bad = [i for i in nct_ids if not is_nct_id(i)]
+def nct_ids_of(values) -> list[str]:
+    """The ids given on the command line, normalised (`nct01234567` is NCT01234567); InputError on any other."""
+    bad = [value for value in values if normalise_nct_id(value) is None]
     if bad:
         raise InputError(f"not an NCT id (NCT + 8 digits): {', '.join(bad)}")
+    return [normalise_nct_id(value) for value in values]
 
 
 def _stored_trials(workspace: Workspace, nct_ids: list[str] | None):
     if nct_ids is not None:
-        _check_ids(nct_ids)
+        nct_ids = nct_ids_of(nct_ids)
     trials = list(workspace.trials(nct_ids))
     missing = sorted(set(nct_ids or []) - {t.nct_id for t in trials})
     if missing:

@@ -138,6 +138,8 @@ class Registry:
             return response.json()
         except ValueError:  # a body cut short that still looked complete to HTTP
             raise Transient("truncated or malformed JSON body") from None
+        except RecursionError:  # asking again would get the same document
+            raise UpstreamError("JSON nested too deeply") from None
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception()

@@ -102,7 +102,7 @@ async def extract_one(backend: Backend, trial: Trial) -> EligibilityRecord | str
 
 async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | str, summary: RunSummary) -> None:
     # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
-    # trials' (Workspace.write_row): the event loop goes on with the trials in flight meanwhile, and
+    # trials' (Workspace.write_rows): the event loop goes on with the trials in flight meanwhile, and
     # this trial counts as done only once its file and row are on disk.
     if isinstance(outcome, str):
         summary.failures[trial.nct_id] = outcome
