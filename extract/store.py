@@ -119,6 +119,9 @@ MIGRATIONS = [
     """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
+# DuckDB's buffer pool: by default 80% of RAM, which it fills with the pages a long import writes;
+# bounded, they are evicted to the file, so memory stays flat however much is imported.
+DUCKDB_MEMORY = "256MB"
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ class Workspace:
         if self._db is None:
             self.root.mkdir(parents=True, exist_ok=True)
             try:
-                self._db = duckdb.connect(str(self.db_path))
+                self._db = duckdb.connect(str(self.db_path), config={"memory_limit": DUCKDB_MEMORY})
             except duckdb.IOException as error:
                 if "lock" in str(error).lower():  # another process has it open: say so as `writing` does
                     raise self.in_use() from None

@@ -263,6 +263,7 @@ def test_the_api_key_appears_in_no_output_file_or_row(tmp_path, real_rows, serve
     failing, refused, *good = store_rows(root, real_rows[:4])
     key = "sk-test-" + secrets.token_hex(16)
     env = environment(root, endpoint(server, api_key=key))
+    assert eligex(env, "import", str(Path(__file__).parents[1] / "evals" / "records")).returncode == 0  # a gold trial to score
     # A careless server echoes the Authorization header: 500s until the retry budget ends, then a 401.
     server.script(*[error(500, "upstream broke", retry_after="0", when=failing, echo_authorization=True)] * 4,
                   error(401, "bad key", when=refused, echo_authorization=True))  # fmt: skip
