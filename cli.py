@@ -1,7 +1,8 @@
 """eligex: clinical-trial eligibility criteria to structured, evidence-grounded JSON.
 
 Data goes to stdout, diagnostics and progress to stderr. Exit codes: 0 success, 1 some records
-failed (each named on stderr), 2 bad input or usage, 3 an upstream service failed.
+failed (each named on stderr), 2 bad input or usage (a busy, full or read-only workspace too), 3 an
+upstream service failed, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -93,7 +94,11 @@ class Eligex(click.Group):
             if error.errno not in STORAGE_ERRNOS:
                 raise
             where = f": {error.filename}" if error.filename else ""
-            click.echo(f"Error: cannot write to the workspace ({error.strerror}{where})", err=True)
+            root = ctx.obj.root if isinstance(ctx.obj, Workspace) else None
+            if error.filename and root and not Path(error.filename).resolve().is_relative_to(root):
+                click.echo(f"Error: cannot use {error.filename}: {error.strerror}", err=True)
+            else:
+                click.echo(f"Error: cannot write to the workspace ({error.strerror}{where})", err=True)
             sys.exit(2)
         except duckdb.Error as error:  # DuckDB says a storage failure in its own words, within its own errors
             if not any(os.strerror(number) in str(error) for number in STORAGE_ERRNOS):
@@ -276,7 +281,7 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     fail_if(summary.failures)
 
 
-def announce(workspace: Workspace, backend, trials, force: bool) -> None:
+def announce(workspace: Workspace, backend, trials, force: bool, price_factor: float = 1.0) -> None:
     """Before the first paid call: which backend and model will run, on how many trials, at what cost."""
     if backend.name == "rules" or not os.environ.get("OPENAI_API_KEY"):
         return
@@ -284,7 +289,7 @@ def announce(workspace: Workspace, backend, trials, force: bool) -> None:
 
     done = set() if force else up_to_date(workspace, backend)
     cost = estimate(workspace, backend, [t for t in trials if t.nct_id not in done])
-    price = f"about ${cost.usd:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
+    price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
     click.echo(
         f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "
         f"({cost.cached} answered from the cache, {len(done)} up to date); estimated cost {price} "
@@ -337,6 +342,7 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
     with workspace.writing():
         llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
         trials = _stored_trials(workspace, list(nct_ids) or None)
+        announce(workspace, llm, trials, force, price_factor=batch.BATCH_PRICE_FACTOR)
         report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
 

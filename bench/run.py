@@ -10,7 +10,7 @@ Measures
 - pipeline: `extract --all` with the rules backend into that workspace (records written, rows
   stored), then the same run again over unchanged trials (everything up to date);
 - import_memory: peak resident memory of `eligex import` (a process of its own) over JSONL files of
-  about 50 and 200 MB (the 2026 export's rows repeated under new ids): flat in file size;
+  about 1, 50 and 200 MB (the 2026 export's rows repeated under new ids): flat in file size;
 - openai: the openai backend against a local OpenAI-compatible server that waits a fixed latency
   per call, at concurrency 1, 8 and 32, against the ideal concurrency / latency.
 """
@@ -113,7 +113,7 @@ def bench_import_and_pipeline(run_pipeline: bool) -> dict:
         return result
 
 
-def bench_import_memory(tree: Path = ROOT, sizes_mb: tuple[int, ...] = (50, 200)) -> dict:
+def bench_import_memory(tree: Path = ROOT, sizes_mb: tuple[int, ...] = (1, 50, 200)) -> dict:
     """Peak RSS of `eligex import` of one large JSONL, run from `tree` (another checkout, to compare)."""
     rows = [json.loads(line) for line in (SHARED / "ctgov-2026" / "trials.jsonl").read_text().splitlines()]
     results = {}

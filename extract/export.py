@@ -146,6 +146,7 @@ def _through_duckdb(documents: list[dict[str, Any]], columns: dict[str, str], fm
         source, target = Path(scratch) / "rows.jsonl", Path(scratch) / f"rows.{fmt}"
         source.write_text("".join(json.dumps(document) + "\n" for document in documents))
         with duckdb.connect() as db:
+            db.execute("SET enable_progress_bar = false")  # stdout may be the export itself
             if documents:
                 spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
                 query = (f"SELECT * FROM read_json('{_sql_path(source)}', format='newline_delimited', "

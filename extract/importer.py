@@ -102,7 +102,13 @@ def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Pat
     importer = Importer(workspace)
     for path in files:
         named = _NAMED_ID.search(path.name) if path.suffix.lower() in SINGLE_RECORD else None
-        with path.open("rb") as stream:
+        try:
+            stream = path.open("rb")
+        except OSError as error:  # unreadable, or a folder named like a file: that file's failure
+            importer.add(RecordError(f"cannot read: {error.strerror}"), str(path))
+            on_file(path)
+            continue
+        with stream:
             for parsed in parse_stream(stream, path.name):
                 if named and isinstance(parsed, RawRecord) and parsed.trial.nct_id != named.group().upper():
                     importer.summary.warnings.append(

@@ -162,7 +162,7 @@ class InvalidRecord(ValueError):
 def _nct_id(value: Any) -> str:
     if not value:
         raise InvalidRecord("no NCT id")
-    nct_id = normalise_nct_id(value if isinstance(value, str) else str(value))
+    nct_id = normalise_nct_id(str(value))
     if nct_id is None:
         raise InvalidRecord(f"{_short(str(value).strip())} is not an NCT id (NCT + 8 digits)")
     return nct_id

@@ -106,7 +106,7 @@ MIGRATIONS = [
     # Files written after the commit of their rows (see the module's docstring); the record each trial
     # serves (`show`, `export`: evaluation runs serve none); a run's state and, for an evaluation, its split.
     """
-    CREATE TABLE pending_files (path VARCHAR PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE pending_files (path VARCHAR PRIMARY KEY, data BLOB);  -- data NULL: remove the file
     CREATE TABLE current_records (nct_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL);
     INSERT INTO current_records
         SELECT nct_id, arg_max(run_id, extracted_at) FROM extractions WHERE status = 'ok' GROUP BY nct_id;
@@ -119,6 +119,7 @@ MIGRATIONS = [
     """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
+RAW_FORMATS = ("json", "xml")
 # DuckDB's buffer pool: by default 80% of RAM, which it fills with the pages a long import writes;
 # bounded, they are evicted to the file, so memory stays flat however much is imported.
 DUCKDB_MEMORY = "256MB"
@@ -161,7 +162,8 @@ class Workspace:
         self._reads = threading.Lock()
         self._cache_keys: set[str] | None = None  # every key of the LLM cache, read once for `cache_lookup`
         self._depth = 0  # transactions open: an inner one joins the outer
-        self._staged: dict[Path, bytes] = {}  # files to write once the open transaction commits
+        self._staged: dict[Path, bytes | None] = {}  # files to write (None: remove) once the transaction commits
+        self._written: list[str] = []  # files written whose pending rows the next transaction drops
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -209,6 +211,7 @@ class Workspace:
                 if "lock" in str(error).lower():  # another process has it open: say so as `writing` does
                     raise self.in_use() from None
                 raise InputError(f"cannot open {self.db_path}: {str(error).splitlines()[0]}") from None
+            self._db.execute("SET enable_progress_bar = false")  # DuckDB's own bar on a long statement: stdout is for data
             self._migrate()
         return self._db
 
@@ -227,6 +230,7 @@ class Workspace:
         self._depth = 1
         try:
             yield
+            self._forget_written_files()
             if self._staged:
                 self._insert("pending_files", [[self._relative(path), data] for path, data in self._staged.items()])
         except BaseException:
@@ -240,23 +244,36 @@ class Workspace:
         if staged:
             self._write_files(staged)
 
-    def stage_file(self, path: Path, data: bytes) -> None:
-        """Write `path` once the open transaction commits (or, after a crash, when the workspace is next opened)."""
+    def stage_file(self, path: Path, data: bytes | None) -> None:
+        """Write `path` (remove it, for None) once the open transaction commits, or, after a crash,
+        when the workspace is next opened."""
         assert self._depth, "files are staged in a transaction"
         self._staged[path] = data
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))
 
-    def _write_files(self, files: dict[Path, bytes]) -> None:
+    def _write_files(self, files: dict[Path, bytes | None]) -> None:
+        """Write files whose rows are committed. Their pending rows go with the next transaction (or
+        `close`), not in a commit of their own: a crash before then only writes them once more."""
         for path, data in files.items():
-            atomic_write(path, data)
-        self.db.execute("DELETE FROM pending_files WHERE path IN (SELECT unnest(?))", [[self._relative(p) for p in files]])
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, data)
+            self._written.append(self._relative(path))
+
+    def _forget_written_files(self) -> None:
+        """Drop the pending rows of files on disk; before this transaction stages any (it may stage one again)."""
+        if self._written:
+            self.db.execute("DELETE FROM pending_files WHERE path IN (SELECT unnest(?))", [self._written])
+            self._written = []
 
     def _write_pending_files(self) -> None:
         pending = self.db.execute("SELECT path, data FROM pending_files").fetchall()
         if pending:
-            self._write_files({self.root / path: bytes(data) for path, data in pending})
+            self._write_files({self.root / path: None if data is None else bytes(data) for path, data in pending})
+            self._forget_written_files()
 
     def queue_rows(self, rows: list[tuple[str, list[Any]]], files: list[tuple[Path, bytes]] = ()) -> _Write:
         """Insert or replace `rows` ((table, row) pairs) with the next group write, and stage `files` with them."""
@@ -315,6 +332,7 @@ class Workspace:
         if self._db is None:
             return
         self._write_waiting()
+        self._forget_written_files()
         with self._reads:
             if self._reader is not None:
                 self._reader.close()
@@ -363,8 +381,9 @@ class Workspace:
                 outcomes.append(Stored(trial.nct_id, "older"))
                 continue
             path = self.raw_path(record.registry, trial.nct_id, record.format)
-            for other in (p for p in files if p.stem == trial.nct_id and p != path):  # the same id, another format
-                del files[other]
+            for other in {self.raw_path(record.registry, trial.nct_id, f) for f in RAW_FORMATS} - {path}:
+                if other in files or other.exists():  # the record was stored in another format: that file goes
+                    files[other] = None
             files[path] = record.raw
             rows[trial.nct_id] = [
                 trial.nct_id, record.registry, trial.source.url, trial.source.retrieved_at,

@@ -219,3 +219,12 @@ def test_a_large_jsonl_is_read_record_by_record(tmp_path):
 
     first = next(parse_stream(io.BufferedReader(Endless()), "endless.jsonl"))
     assert first.trial.nct_id == "NCT09000040"
+
+
+def test_a_record_stored_again_in_another_format_leaves_one_raw_file(tmp_path):
+    root = tmp_path / "ws"
+    run("--workspace", str(root), "import", str(CLASSIC / "NCT00001177.xml"))
+    (tmp_path / "NCT00001177.json").write_text(json.dumps(study("NCT00001177")))  # updated in 2022: newer
+    result = run("--workspace", str(root), "import", str(tmp_path / "NCT00001177.json"))
+    assert "0 new, 1 changed" in result.stderr
+    assert [p.name for p in (root / "raw" / "clinicaltrials.gov").iterdir()] == ["NCT00001177.json"]
