@@ -122,7 +122,7 @@ RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
 # DuckDB's buffer pool: by default 80% of RAM, which it fills with the pages a long import writes;
 # bounded, they are evicted to the file, so memory stays flat however much is imported.
-DUCKDB_MEMORY = "256MB"
+DUCKDB_MEMORY = "128MB"
 
 
 @dataclass(frozen=True)
