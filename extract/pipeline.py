@@ -132,6 +132,8 @@ async def run_extraction(
         status = "finished"
     except (asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
+        # Rows still queued are written now; the run's count is then what it stored, not what it saw.
+        summary.extracted = workspace.stored_records(summary.run_id)
         raise
     finally:
         try:

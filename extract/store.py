@@ -430,10 +430,17 @@ class Workspace:
 
     def finish_run(self, run_id: str, summary: dict[str, Any], status: str = "finished") -> None:
         assert status in RUN_STATES
-        self.db.execute(
-            "UPDATE runs SET finished_at = ?, summary = ?, status = ? WHERE run_id = ?",
-            [_now(), json.dumps(summary), status, run_id],
-        )
+        with self._io:  # an interrupted run ends while a group write may still be under way
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, summary = ?, status = ? WHERE run_id = ?",
+                [_now(), json.dumps(summary), status, run_id],
+            )
+
+    def stored_records(self, run_id: str) -> int:
+        """The run's successful records on disk, once the rows still queued are written."""
+        self._write_waiting()
+        with self._io:
+            return self.db.execute("SELECT count(*) FROM extractions WHERE run_id = ? AND status = 'ok'", [run_id]).fetchone()[0]
 
     async def save_record(self, run_id: str, record: EligibilityRecord, serve: bool = True) -> None:
         """The run's row; when `serve`, the trial's current record too (`structured/<NCT>.json`, written
