@@ -19,15 +19,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: install
 	$(ELIGEX) import examples/trials evals/records
 	$(ELIGEX) extract --all
-	$(ELIGEX) eval --split test --out evals/reports/demo
+	$(ELIGEX) eval --split test --out reports/demo
 	@echo
 	@echo "The structured eligibility of the seed trial (all of it: structured/NCT06450314.json):"
-	@$(ELIGEX) show NCT06450314 --part eligibility
+	@$(ELIGEX) show NCT06450314
 	@echo
 	@echo "Raw records:        raw/"
 	@echo "Structured records: structured/"
 	@echo "Database:           eligex.duckdb"
-	@echo "Eval report:        evals/reports/demo/report.md (and report.html)"
+	@echo "Eval report:        reports/demo/report.md (and report.html)"
 	@echo
 	@echo "Review the extractions, correct them and turn them into gold files (Ctrl+C stops it):"
 	@echo "  .venv/bin/eligex review    # serves http://127.0.0.1:8765/ on this workspace"
@@ -47,4 +47,4 @@ lock:
 	/tmp/eligex-lock/bin/pip freeze --exclude-editable > requirements.lock
 
 clean:
-	rm -rf $(VENV) raw/clinicaltrials.gov raw/local structured/*.json eligex.duckdb evals/reports/demo
+	rm -rf $(VENV) raw/clinicaltrials.gov raw/local structured/*.json eligex.duckdb reports

@@ -1,24 +1,29 @@
 """eligex: clinical-trial eligibility criteria to structured, evidence-grounded JSON.
 
 Data goes to stdout, diagnostics and progress to stderr. Exit codes: 0 success, 1 some records
-failed (each named on stderr), 2 bad input or usage, 3 an upstream service failed.
+failed (each named on stderr), 2 bad input or usage (a busy, full or read-only workspace too), 3 an
+upstream service failed, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 import click
+import duckdb
 
-from extract.errors import EligexError, InputError, redact
-from extract.export import FORMATS
+from extract.display import Progress, iso, print_table
+from extract.errors import EligexError, InputError, log, one_line, redact
+from extract.export import FORMATS, TABLES
 from extract.review import DEFAULT_PORT
 from extract.store import Workspace
-from schemas import EligibilityRecord, is_nct_id
+from schemas import EligibilityRecord, normalise_nct_id
 
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "eligibility-record.schema.json"
 
@@ -27,9 +32,9 @@ def record_json_schema() -> dict:
     return EligibilityRecord.model_json_schema()
 
 
-def progress(length: int, label: str):
-    """A progress bar on stderr (hidden when stderr is not a terminal)."""
-    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+def progress(length: int | None, label: str) -> Progress:
+    """Progress on stderr: a bar on a terminal, else a line every few seconds (extract/display.py)."""
+    return Progress(length, label)
 
 
 def run_async(coroutine, uses=None):
@@ -56,6 +61,23 @@ def fail_if(failures: list[str] | dict[str, str]) -> None:
         sys.exit(1)
 
 
+class _Notices(logging.Handler):
+    """eligex's notices (retries) on stderr, as `warning: ...` lines; resolved when said, so that
+    it follows stderr wherever it goes (click's test runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+# Failures of the workspace's storage, not of eligex: a full disk, a read-only or forbidden folder.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 class Eligex(click.Group):
     def invoke(self, ctx):
         try:
@@ -63,6 +85,27 @@ class Eligex(click.Group):
         except EligexError as error:
             click.echo(f"Error: {redact(str(error))}", err=True)
             sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            work = Progress.latest
+            where = f" at {work.where()} ({work.label})" if work else ""
+            run = f"; run {work.run_id} is marked interrupted" if work and work.run_id else ""
+            click.echo(f"\ninterrupted{where}{run}; what was stored stays, and running again goes on", err=True)
+            sys.exit(130)
+        except OSError as error:
+            if error.errno not in STORAGE_ERRNOS:
+                raise
+            where = f": {error.filename}" if error.filename else ""
+            root = ctx.obj.root if isinstance(ctx.obj, Workspace) else None
+            if error.filename and root and not Path(error.filename).resolve().is_relative_to(root):
+                click.echo(f"Error: cannot use {error.filename}: {error.strerror}", err=True)
+            else:
+                click.echo(f"Error: cannot write to the workspace ({error.strerror}{where})", err=True)
+            sys.exit(2)
+        except duckdb.Error as error:  # DuckDB says a storage failure in its own words, within its own errors
+            if not any(os.strerror(number) in str(error) for number in STORAGE_ERRNOS):
+                raise
+            click.echo(f"Error: cannot write to the workspace database ({one_line(str(error))})", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=Eligex)
@@ -82,6 +125,9 @@ def main(ctx: click.Context, workspace: Path) -> None:
     Typical use: `eligex import FILES...` or `eligex fetch --cond ...`, then `eligex extract --all`,
     then `eligex eval`.
     """
+    if not any(isinstance(handler, _Notices) for handler in log.handlers):
+        log.addHandler(_Notices())
+        log.setLevel(logging.INFO)
     ctx.obj = Workspace(workspace)
 
 
@@ -102,6 +148,7 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
     with workspace.writing():
         with progress(len(files), "importing") as bar:
             summary = import_files(workspace, files, on_file=lambda path: bar.update(1))
+    warn(summary.warnings)
     click.echo(f"imported {len(files)} files into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
 
@@ -144,32 +191,38 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
         raise InputError("fetch by --nct ids or by search options, not both")
     if not ids and not search.params() and not limit:
         raise InputError("name studies (--nct) or search (--cond, --term, --intr, --status, --phase, --updated-since)")
-    _check_ids(ids)
+    ids = nct_ids_of(ids)
     with workspace.writing():
-        with progress(len(ids) or limit or 0, "fetching") as bar:
-
-            def advance(done: int, total: int | None) -> None:
-                bar.length = total or done  # a search's total is known from its first page
-                bar.update(done - bar.pos)
-
+        with progress(len(ids) or limit, "fetching") as bar:  # a search's total is known from its first page
             if ids:
-                summary = asyncio.run(fetch_ids(workspace, ids, settings, advance))
+                summary = asyncio.run(fetch_ids(workspace, ids, settings, bar.advance_to))
             else:
-                summary = asyncio.run(fetch_search(workspace, search, settings, limit, page_size, advance))
+                summary = asyncio.run(fetch_search(workspace, search, settings, limit, page_size, bar.advance_to))
+    warn(summary.warnings)
     click.echo(f"fetched into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
 
 
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs instead of a table.")
+
+
 @main.command()
 @click.argument("nct_id")
+@JSON_OPTION
 @click.pass_obj
-def criteria(workspace: Workspace, nct_id: str) -> None:
-    """Print a stored trial's criteria, one JSON object per line (id, kind, start, end, text)."""
+def criteria(workspace: Workspace, nct_id: str, as_json: bool) -> None:
+    """Print a stored trial's criteria (id, kind, offsets, text); --json: one JSON object per line."""
+    from extract.display import criteria_table
     from extract.text import segment
 
-    trial = _stored_trials(workspace, [nct_id])[0]
-    for criterion in segment(trial.eligibility_text):
-        click.echo(criterion.model_dump_json())
+    with workspace.writing():
+        trial = _stored_trials(workspace, [nct_id])[0]
+    criteria = segment(trial.eligibility_text)
+    if as_json:
+        for criterion in criteria:
+            click.echo(criterion.model_dump_json())
+    else:
+        print_table(criteria_table(criteria))
 
 
 @main.command()
@@ -210,19 +263,20 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     (exit code 1). Trials whose record is up to date (same content, same backend version) are
     skipped unless --force.
     """
-    from extract.pipeline import run_extraction
+    from extract.pipeline import new_run_id, run_extraction
 
     _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
     with workspace.writing():
         trials = _stored_trials(workspace, list(nct_ids) or None)
+        announce(workspace, chosen, trials, force)
         with progress(len(trials), f"extracting ({chosen.name})") as bar:
+            bar.run_id = new_run_id(chosen)
             summary = run_async(
-                run_extraction(
-                    workspace, chosen, trials, force=force, concurrency=concurrency, on_done=lambda _: bar.update(1)
-                ),
+                run_extraction(workspace, chosen, trials, force=force, concurrency=concurrency,
+                               on_done=lambda _: bar.update(), run_id=bar.run_id),
                 chosen,
-            )
+            )  # fmt: skip
     model_note = f", model {chosen.model}" if chosen.model else ""
     click.echo(
         f"backend {chosen.name}{model_note}, run {summary.run_id}: {summary.extracted} extracted, "
@@ -232,6 +286,23 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     if summary.input_tokens:
         click.echo(f"tokens: {summary.input_tokens} in, {summary.output_tokens} out; cost ${summary.cost_usd:.4f}", err=True)
     fail_if(summary.failures)
+
+
+def announce(workspace: Workspace, backend, trials, force: bool, price_factor: float = 1.0) -> None:
+    """Before the first paid call: which backend and model will run, on how many trials, at what cost."""
+    if backend.name == "rules" or not os.environ.get("OPENAI_API_KEY"):
+        return
+    from extract.pipeline import estimate, up_to_date
+
+    done = set() if force else up_to_date(workspace, backend)
+    cost = estimate(workspace, backend, [t for t in trials if t.nct_id not in done])
+    price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
+    click.echo(
+        f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "
+        f"({cost.cached} answered from the cache, {len(done)} up to date); estimated cost {price} "
+        f"for about {cost.input_tokens:,} input and {cost.output_tokens:,} output tokens",
+        err=True,
+    )
 
 
 def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None):
@@ -278,6 +349,7 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
     with workspace.writing():
         llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
         trials = _stored_trials(workspace, list(nct_ids) or None)
+        announce(workspace, llm, trials, force, price_factor=batch.BATCH_PRICE_FACTOR)
         report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
 
@@ -337,34 +409,45 @@ def batch_collect(workspace: Workspace, ref) -> None:
 @click.option(
     "--part",
     type=click.Choice(["eligibility", "criteria", "extraction", "trial", "source"]),
-    help="Print only this part of the record.",
+    help="Print only this part of the record (JSON).",
 )
+@JSON_OPTION
 @click.pass_obj
-def show(workspace: Workspace, nct_id: str, part: str | None) -> None:
-    """Print the current structured record of one trial (JSON)."""
-    _check_ids([nct_id])
-    record = workspace.current_record(nct_id)
+def show(workspace: Workspace, nct_id: str, part: str | None, as_json: bool) -> None:
+    """Print the current structured record of one trial: a table of its facts, or --json the record."""
+    from extract.display import record_table
+
+    [nct_id] = nct_ids_of([nct_id])
+    record = workspace.current_record(nct_id)  # a file written whole: readable while another process works
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
-    document = record.model_dump(mode="json")
-    click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
+    if as_json or part:
+        document = record.model_dump(mode="json")
+        click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
+    else:
+        print_table(record_table(record))
 
 
 @main.command(name="export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
+@click.option("--out", required=True, help="File to write, or - for stdout.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from --out's extension (x.parquet), else jsonl (csv for a long table).")
+@click.option("--table", type=click.Choice(TABLES), default="records", show_default=True,
+              help="records: one per trial, nested as the contract; or one row per biomarker test, prior therapy or lab.")  # fmt: skip
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
 @click.pass_obj
-def export_command(workspace: Workspace, fmt: str, out: Path, since) -> None:
-    """Export the current structured records for downstream apps, with the JSON Schema beside them.
+def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, since) -> None:
+    """Export the current structured records for downstream apps (the JSON Schema beside them) or analysts.
 
-    Parquet keeps the contract's nesting (structs and lists); DuckDB, pandas and pyarrow read it.
+    Parquet and CSV columns are typed from the contract, so every export has the same columns.
     """
-    from extract.export import current_records, export
+    from extract.export import choose_format, current_records, export, write_schema
 
+    fmt = choose_format(out, fmt, table)
     records = current_records(workspace, since.date() if since else None)
-    schema_path = export(records, out, fmt, record_json_schema())
-    click.echo(f"exported {len(records)} records to {out} (schema: {schema_path})", err=True)
+    export(records, out, fmt, table)
+    where = "stdout" if out == "-" else out
+    schema = f" (schema: {write_schema(out, record_json_schema())})" if table == "records" and out != "-" else ""
+    click.echo(f"exported {len(records)} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
 
 
 @main.command(name="match")
@@ -413,11 +496,21 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
 
 
 @main.command()
+@JSON_OPTION
 @click.pass_obj
-def runs(workspace: Workspace) -> None:
-    """List extraction runs, newest first, one JSON object per line."""
-    for run in workspace.runs():
-        click.echo(json.dumps(run, default=str))
+def runs(workspace: Workspace, as_json: bool) -> None:
+    """List extraction runs, newest first: a table, or --json one object per line (ISO 8601 times)."""
+    from extract.display import runs_table
+
+    with workspace.writing():  # which runs died unfinished is settled on opening
+        listed = workspace.runs()
+    for run in listed:
+        run["summary"] = json.loads(run["summary"]) if run["summary"] else None
+    if as_json:
+        for run in listed:
+            click.echo(json.dumps({key: iso(value) for key, value in run.items()}))
+    else:
+        print_table(runs_table(listed))
 
 
 @main.command(name="eval")
@@ -429,7 +522,7 @@ def runs(workspace: Workspace) -> None:
 )
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
 @click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: evals/reports/<run_id>.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: reports/<run_id> in the workspace.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
 @click.option("--compare", nargs=2, metavar="RUN_A RUN_B",
               help="Print per-field deltas of two stored runs on the split; compare.html (in --out) adds, per trial, "
@@ -438,44 +531,47 @@ def runs(workspace: Workspace) -> None:
 def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
     """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
 
-    Without --run, extracts the split's gold trials now (a new stored run) and scores them; with
-    --run, scores a stored run. Writes metrics.json, report.md and report.html to
-    evals/reports/<run_id>/ (or --out) and prints report.md. A trial whose extraction failed is
-    scored as empty and named on stderr. With --compare, prints the per-field deltas and writes
-    compare.html to evals/reports/compare-<A>-vs-<B>/ (or --out).
+    Without --run, extracts the split's gold trials now (a new stored run, which changes no record
+    `show` and `export` serve) and scores them; with --run, scores a stored run of that split.
+    Writes metrics.json, report.md and report.html to reports/<run_id>/ in the workspace (or
+    --out) and prints report.md. A trial whose extraction failed is scored as empty and named.
+    With --compare, prints the per-field deltas and writes compare.html (what each trial gained
+    and lost) to reports/compare-<A>-vs-<B>/ (or --out).
     """
     from extract.evaluate import harness
     from extract.evaluate.report import render_comparison, render_comparison_html
-    from extract.pipeline import run_extraction
+    from extract.pipeline import new_run_id, run_extraction
     from extract.store import atomic_write
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
         raise InputError("pass one of --run, --backend and --compare")
     gold = harness.load_gold()
     nct_ids = harness.split_ids(split)
-    if compare:
-        run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
-        click.echo(render_comparison(run_a, run_b, *compare), nl=False)
-        page = (out or harness.report_dir(f"compare-{compare[0]}-vs-{compare[1]}")) / "compare.html"
-        atomic_write(page, render_comparison_html(run_a, run_b, *compare).encode())
-        click.echo(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}", err=True)
-        return
     failures: dict[str, str] = {}
-    if run_id is None:
-        with workspace.writing():
+    with workspace.writing():
+        if compare:
+            run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
+            click.echo(render_comparison(run_a, run_b, *compare), nl=False)
+            page = (out or harness.report_dir(workspace, f"compare-{compare[0]}-vs-{compare[1]}")) / "compare.html"
+            atomic_write(page, render_comparison_html(run_a, run_b, *compare).encode())
+            log(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}")
+            return
+        if run_id is None:
             harness.check_imported(workspace, nct_ids)
             chosen = make_backend(backend, model, workspace)
             trials = list(workspace.trials(nct_ids))
+            announce(workspace, chosen, trials, force=True)
             with progress(len(trials), f"extracting ({chosen.name})") as bar:
+                bar.run_id = new_run_id(chosen)
                 # force: every trial must be in this run, even one whose current record is up to date
                 summary = run_async(
-                    run_extraction(workspace, chosen, trials, force=True, on_done=lambda _: bar.update(1)), chosen
-                )
+                    run_extraction(workspace, chosen, trials, force=True, on_done=lambda _: bar.update(),
+                                   run_id=bar.run_id, split=split),
+                    chosen,
+                )  # fmt: skip
             run_id, failures = summary.run_id, summary.failures
-            metrics, texts = harness.evaluate_run(workspace, run_id, nct_ids, split, gold)
-    else:
         metrics, texts = harness.evaluate_run(workspace, run_id, nct_ids, split, gold)
-    out_dir = out or harness.report_dir(run_id)
+    out_dir = out or harness.report_dir(workspace, run_id)
     click.echo(harness.write_reports(metrics, texts, out_dir), nl=False)
     for nct_id in metrics["not_extracted"]:
         click.echo(f"not extracted, scored as empty: {nct_id} {failures.get(nct_id, '')}".rstrip(), err=True)
@@ -533,15 +629,17 @@ def _check_choice(nct_ids, all_trials: bool) -> None:
         raise InputError("name trials (NCT ids) or pass --all, not both")
 
 
-def _check_ids(nct_ids: list[str]) -> None:
-    bad = [i for i in nct_ids if not is_nct_id(i)]
+def nct_ids_of(values) -> list[str]:
+    """The ids given on the command line, normalised (`nct01234567` is NCT01234567); InputError on any other."""
+    bad = [value for value in values if normalise_nct_id(value) is None]
     if bad:
         raise InputError(f"not an NCT id (NCT + 8 digits): {', '.join(bad)}")
+    return [normalise_nct_id(value) for value in values]
 
 
 def _stored_trials(workspace: Workspace, nct_ids: list[str] | None):
     if nct_ids is not None:
-        _check_ids(nct_ids)
+        nct_ids = nct_ids_of(nct_ids)
     trials = list(workspace.trials(nct_ids))
     missing = sorted(set(nct_ids or []) - {t.nct_id for t in trials})
     if missing:

@@ -1,6 +1,6 @@
 """Benchmarks, run on demand (`make bench`): throughput and memory on this machine, as JSON and a table.
 
-    .venv/bin/python bench/run.py [--only rules,import,pipeline,openai] [--out bench/results/latest.json]
+    .venv/bin/python bench/run.py [--only rules,import,pipeline,openai,import_memory] [--out bench/results/latest.json]
 
 Measures
 - rules: the rules backend alone (segmentation + extraction + grounding + validation, no I/O) over
@@ -9,6 +9,8 @@ Measures
 - import: `import` of every shared file into a fresh workspace;
 - pipeline: `extract --all` with the rules backend into that workspace (records written, rows
   stored), then the same run again over unchanged trials (everything up to date);
+- import_memory: peak resident memory of `eligex import` (a process of its own) over JSONL files of
+  about 1, 50 and 200 MB (the 2026 export's rows repeated under new ids): flat in file size;
 - openai: the openai backend against a local OpenAI-compatible server that waits a fixed latency
   per call, at concurrency 1, 8 and 32, against the ideal concurrency / latency.
 """
@@ -18,8 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,6 +113,30 @@ def bench_import_and_pipeline(run_pipeline: bool) -> dict:
         return result
 
 
+def bench_import_memory(tree: Path = ROOT, sizes_mb: tuple[int, ...] = (1, 50, 200)) -> dict:
+    """Peak RSS of `eligex import` of one large JSONL, run from `tree` (another checkout, to compare)."""
+    rows = [json.loads(line) for line in (SHARED / "ctgov-2026" / "trials.jsonl").read_text().splitlines()]
+    results = {}
+    for size in sizes_mb:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "trials.jsonl"
+            written = count = 0
+            with path.open("w") as out:
+                while written < size * 2**20:
+                    line = json.dumps(rows[count % len(rows)] | {"nct_id": f"NCT9{count:07d}"}) + "\n"
+                    written += out.write(line)
+                    count += 1
+            command = [sys.executable, "-c", "from cli import main; main()", "--workspace", f"{folder}/ws", "import", str(path)]
+            started = time.perf_counter()
+            child = subprocess.Popen(command, cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)}, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - started
+            assert status == 0, child.stderr.read().decode()[-2000:]
+            results[f"jsonl_{size}mb"] = {"records": count, "seconds": round(seconds, 1), "records_per_s": round(count / seconds, 1),
+                                          "file_mib": round(written / 2**20, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}  # fmt: skip
+    return results
+
+
 def bench_openai() -> dict:
     from bench.openai_latency import run as run_openai  # needs the local OpenAI-compatible test server
 
@@ -130,7 +158,8 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="rules,import,pipeline,openai")
+    parser.add_argument("--only", default="rules,import,pipeline,openai,import_memory")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="checkout whose `eligex import` import_memory runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -142,6 +171,8 @@ def main() -> None:
         results["rules"] = bench_rules()
     if only & {"import", "pipeline"}:
         results["store"] = bench_import_and_pipeline("pipeline" in only)
+    if "import_memory" in only:
+        results["import_memory"] = bench_import_memory(args.tree)
     if "openai" in only:
         results["openai"] = bench_openai()
     results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # whole process

@@ -5,8 +5,12 @@ so a bug still shows its traceback.
 """
 
 import email.utils
+import logging
 import os
 from datetime import datetime, timezone
+
+# Notices a run gives while it goes on (retries); the command line shows them on stderr.
+log = logging.getLogger("eligex")
 
 
 class EligexError(Exception):
@@ -51,3 +55,15 @@ def redact(message: str) -> str:
     """Remove the configured API key from a message before it is shown, logged or stored."""
     key = os.environ.get("OPENAI_API_KEY", "")
     return message.replace(key, "[redacted]") if len(key) >= 8 else message
+
+
+def retry_notice(what: str):
+    """A tenacity `before_sleep` hook: a retry is said (logger "eligex"), with its reason and wait."""
+
+    def notice(state) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        reason = redact(one_line(str(error))) or type(error).__name__
+        wait = state.next_action.sleep if state.next_action else 0
+        log.warning(f"retrying {what} in {wait:.1f} s (attempt {state.attempt_number + 1}): {reason}")
+
+    return notice

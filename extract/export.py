@@ -1,20 +1,42 @@
-"""`eligex export`: the current records for downstream apps, as JSONL, JSON or Parquet.
+"""`eligex export`: the current records for downstream apps and analysts.
 
-The current record of a trial is `structured/<NCT>.json`, the latest successful extraction. The
-JSON Schema is written beside the export so a reader knows exactly what it holds.
+The current record of a trial is `structured/<NCT>.json`, the one `show` serves. Two shapes:
+- `records`: one row per trial with the contract's nesting, as JSONL, JSON or Parquet; the JSON
+  Schema is written beside it so a reader knows exactly what it holds;
+- long tables, one row per biomarker test, prior therapy or lab, as Parquet or CSV.
+
+Parquet and CSV columns are typed from the contract's models (`duckdb_type`), never guessed from
+the data: an empty export, or one whose records all lack a field, has every column, typed.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
-from datetime import date
+import types
+import typing
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any, Iterable
 
+from pydantic import BaseModel
+
+from extract.errors import InputError
 from extract.store import Workspace, atomic_write
-from schemas import EligibilityRecord
+from schemas import BiomarkerRule, BiomarkerTest, EligibilityRecord, Evidence, Lab, PriorTherapy
 
-FORMATS = ("jsonl", "json", "parquet")
+FORMATS = ("jsonl", "json", "parquet", "csv")
+# A long table: the list field of `eligibility` it unrolls, the item's model and, for a rule of
+# alternatives, the list inside it that gives one row per element (with the rule's own fields).
+LONG_TABLES: dict[str, tuple[str, type[BaseModel], str | None, type[BaseModel] | None]] = {
+    "biomarkers": ("biomarkers", BiomarkerRule, "any_of", BiomarkerTest),
+    "prior_therapies": ("prior_therapies", PriorTherapy, None, None),
+    "labs": ("labs", Lab, None, None),
+}
+TABLES = ("records", *LONG_TABLES)
+_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+_SCALARS = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", datetime: "TIMESTAMPTZ", date: "DATE"}
 
 
 def current_records(workspace: Workspace, since: date | None = None) -> list[EligibilityRecord]:
@@ -27,35 +49,113 @@ def current_records(workspace: Workspace, since: date | None = None) -> list[Eli
     return records
 
 
-def export(records: list[EligibilityRecord], out: Path, fmt: str, schema: dict) -> Path:
-    """Write the records to `out` in `fmt` and the JSON Schema beside it; returns the schema's path."""
-    lines = [record.model_dump_json() for record in records]
-    if fmt == "jsonl":
-        atomic_write(out, "".join(line + "\n" for line in lines).encode())
-    elif fmt == "json":
-        atomic_write(out, ("[" + ",\n".join(lines) + "]\n").encode())
+def choose_format(out: str, fmt: str | None, table: str) -> str:
+    """The format asked for, else the one `out`'s extension names (`x.parquet`), else JSONL (CSV for a long table)."""
+    fmt = fmt or _BY_SUFFIX.get(Path(out).suffix.lower()) or ("jsonl" if table == "records" else "csv")
+    if table == "records" and fmt == "csv":
+        raise InputError("records are nested: export them as jsonl, json or parquet, or a long table (--table) as csv")
+    if table != "records" and fmt not in ("parquet", "csv"):
+        raise InputError(f"the {table} table is exported as parquet or csv, not {fmt}")
+    return fmt
+
+
+def export(records: list[EligibilityRecord], out: str, fmt: str, table: str = "records") -> None:
+    """Write the records (or one long table of them) to `out` in `fmt`; `out` "-" is stdout."""
+    if table == "records":
+        documents = [record.model_dump(mode="json") for record in records]
+        columns = duckdb_columns(EligibilityRecord)
     else:
-        _parquet(lines, out)
-    schema_path = out.with_name(out.name + ".schema.json")
-    atomic_write(schema_path, (json.dumps(schema, indent=2) + "\n").encode())
-    return schema_path
+        documents = list(long_rows(records, table))
+        columns = long_columns(table)
+    if fmt in ("jsonl", "json"):
+        lines = [json.dumps(document, ensure_ascii=False) for document in documents]
+        data = ("".join(line + "\n" for line in lines) if fmt == "jsonl" else "[" + ",\n".join(lines) + "]\n").encode()
+    else:
+        data = _through_duckdb(documents, columns, fmt)
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        atomic_write(Path(out), data)
 
 
-def _parquet(lines: list[str], out: Path) -> None:
-    """Nested columns (structs and lists) as the contract nests them, typed by DuckDB from the JSON."""
+def write_schema(out: str, schema: dict) -> Path:
+    path = Path(out).with_name(Path(out).name + ".schema.json")
+    atomic_write(path, (json.dumps(schema, indent=2) + "\n").encode())
+    return path
+
+
+# -- long tables ------------------------------------------------------------------------------------
+
+
+def long_columns(table: str) -> dict[str, str]:
+    """nct_id, the item's own fields (a rule's, then its element's, numbered `rule`), then its evidence."""
+    _, model, inner, inner_model = LONG_TABLES[table]
+    columns = {"nct_id": "VARCHAR"}
+    if inner:
+        columns["rule"] = "BIGINT"  # the rule's position in the record: the tests of one rule are alternatives
+    columns |= {k: v for k, v in duckdb_columns(model).items() if k not in ("evidence", inner)}
+    if inner_model is not None:
+        columns |= duckdb_columns(inner_model)
+    return columns | duckdb_columns(Evidence)
+
+
+def long_rows(records: Iterable[EligibilityRecord], table: str) -> Iterable[dict[str, Any]]:
+    field, _, inner, _ = LONG_TABLES[table]
+    for record in records:
+        for number, item in enumerate(getattr(record.eligibility, field), 1):
+            own = item.model_dump(mode="json", exclude={"evidence", inner} if inner else {"evidence"})
+            evidence = item.evidence.model_dump(mode="json")
+            head = {"nct_id": record.nct_id} | ({"rule": number} if inner else {})
+            for element in getattr(item, inner) if inner else [None]:
+                yield head | own | (element.model_dump(mode="json") if element else {}) | evidence
+
+
+# -- types from the contract ------------------------------------------------------------------------
+
+
+def duckdb_columns(model: type[BaseModel]) -> dict[str, str]:
+    return {name: duckdb_type(info.annotation) for name, info in model.model_fields.items()}
+
+
+def duckdb_type(annotation: Any) -> str:
+    """The DuckDB type of a field of the contract: models are structs, lists lists, a dict keyed by a
+    Literal a struct of those keys, a Literal the type of its values, Optional the type itself."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return duckdb_type(args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = {duckdb_type(arg) for arg in args if arg is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else "VARCHAR"
+    if origin is typing.Literal:
+        return _SCALARS[type(args[0])]
+    if origin is list:
+        return duckdb_type(args[0]) + "[]"
+    if origin is dict:
+        keys, value = args
+        return "STRUCT(" + ", ".join(f'"{key}" {duckdb_type(value)}' for key in typing.get_args(keys)) + ")"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "STRUCT(" + ", ".join(f'"{name}" {kind}' for name, kind in duckdb_columns(annotation).items()) + ")"
+    return _SCALARS[annotation]
+
+
+def _through_duckdb(documents: list[dict[str, Any]], columns: dict[str, str], fmt: str) -> bytes:
     import duckdb
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
-        source, target = Path(scratch) / "records.jsonl", Path(scratch) / "records.parquet"
-        source.write_text("".join(line + "\n" for line in lines))
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "rows.jsonl", Path(scratch) / f"rows.{fmt}"
+        source.write_text("".join(json.dumps(document) + "\n" for document in documents))
         with duckdb.connect() as db:
-            if lines:
-                query = f"SELECT * FROM read_json('{_sql_path(source)}', format='newline_delimited', sample_size=-1, maximum_object_size=67108864)"
+            db.execute("SET enable_progress_bar = false")  # stdout may be the export itself
+            if documents:
+                spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
+                query = (f"SELECT * FROM read_json('{_sql_path(source)}', format='newline_delimited', "
+                         f"columns={spec}, maximum_object_size=67108864)")  # fmt: skip
             else:
-                query = "SELECT NULL::VARCHAR AS nct_id WHERE false"
-            db.execute(f"COPY ({query}) TO '{_sql_path(target)}' (FORMAT parquet)")
-        target.replace(out)
+                query = "SELECT " + ", ".join(f'NULL::{kind} AS "{name}"' for name, kind in columns.items()) + " WHERE false"
+            options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+            db.execute(f"COPY ({query}) TO '{_sql_path(target)}' ({options})")
+        return target.read_bytes()
 
 
 def _sql_path(path: Path) -> str:

@@ -17,7 +17,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from extract.errors import InputError, UpstreamError, one_line, retry_after
+from extract.errors import InputError, UpstreamError, one_line, retry_after, retry_notice
 from extract.importer import Summary, store
 from extract.sources import Parsed, RecordError, checked, v2_study
 from extract.store import Workspace
@@ -118,6 +118,7 @@ class Registry:
             stop=stop_after_attempt(self.settings.attempts),
             wait=self._wait,
             retry=retry_if_exception_type((Transient, httpx.TransportError)),
+            before_sleep=retry_notice(f"GET {path}"),
             reraise=True,
         )
         try:
@@ -138,6 +139,8 @@ class Registry:
             return response.json()
         except ValueError:  # a body cut short that still looked complete to HTTP
             raise Transient("truncated or malformed JSON body") from None
+        except RecursionError:  # asking again would get the same document
+            raise UpstreamError("JSON nested too deeply") from None
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception()

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import InputError, UpstreamError, one_line, redact, retry_after
+from extract.errors import InputError, UpstreamError, one_line, redact, retry_after, retry_notice
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
 from schemas import SCHEMA_VERSION, Criterion, Trial
@@ -353,6 +353,7 @@ class OpenAIBackend:
             retry=retry_if_exception(transient),
             stop=stop_after_attempt(self.settings.attempts),
             wait=self._wait,
+            before_sleep=retry_notice(f"the LLM request ({self.model})"),
             reraise=True,
         )
         try:
@@ -367,6 +368,13 @@ class OpenAIBackend:
             raise UpstreamError(
                 redact(f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}")
             ) from error
+
+    def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
+        """The input tokens the trial's requests will cost, roughly: for a cost estimate before a run."""
+        return sum(
+            self._tokens_estimate(self._prefix | {"messages": [*self._prefix["messages"], self.messages(trial, part)[-1]]})
+            for part in self.parts(criteria)
+        )
 
     def _tokens_estimate(self, request: dict[str, Any]) -> int:
         """Roughly what the provider counts against tokens per minute: four characters a token."""

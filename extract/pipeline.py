@@ -1,9 +1,9 @@
 """`eligex extract`: run a backend over stored trials, one record per trial, nothing lost on a crash.
 
-Each trial's result is written as soon as it is ready (the record file atomically, then its row,
-committed with the rows of the other trials finishing meanwhile), so a killed run loses at most the
-trials in flight; running again skips every trial whose
-current record came from the same content and the same backend version, and does the rest.
+Each trial's result is written as soon as it is ready (its row, committed with the rows of the other
+trials finishing meanwhile, then the record file), so a killed run loses at most the trials in
+flight; running again skips every trial whose current record came from the same content and the
+same backend version, and does the rest.
 """
 
 from __future__ import annotations
@@ -39,16 +39,50 @@ class RunSummary:
         }  # fmt: skip
 
 
+# Output tokens per request, for estimates only: a generous bound (answers measured at about 40 tokens
+# per trial, bench/results/openai.json), so that the estimate errs high.
+OUTPUT_TOKENS_PER_REQUEST = 400
+
+
+@dataclass
+class Estimate:
+    trials: int = 0
+    cached: int = 0  # answered from the LLM cache: no request, no cost
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float | None = 0.0  # None when the price table does not know the model
+
+
+def estimate(workspace: Workspace, backend, trials: list[Trial]) -> Estimate:
+    """What extracting `trials` with the LLM backend will ask and cost, before anything is sent."""
+    from extract.llm import Usage, cost_usd
+
+    result = Estimate(trials=len(trials))
+    for trial in trials:
+        if workspace.cache_get(backend.cache_key(trial)) is not None:
+            result.cached += 1
+            continue
+        criteria = segment(trial.eligibility_text)
+        result.requests += len(backend.parts(criteria))
+        result.input_tokens += backend.input_tokens_estimate(trial, criteria)
+    result.output_tokens = result.requests * OUTPUT_TOKENS_PER_REQUEST
+    result.usd = cost_usd(backend.prices, backend.model, Usage(result.input_tokens, result.output_tokens))
+    return result
+
+
 def new_run_id(backend: Backend, kind: str = "") -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{backend.name}{kind}"
 
 
 def up_to_date(workspace: Workspace, backend: Backend) -> set[str]:
-    """Trials whose latest successful extraction used this backend version on the current content."""
+    """Trials whose current record (the one `show` and `export` serve) came from this backend version
+    on the current content: per backend, so that another backend's record is never "up to date"."""
     rows = workspace.db.execute(
         """
-        SELECT e.nct_id
-        FROM extractions e JOIN runs r USING (run_id) JOIN trials t USING (nct_id)
+        SELECT c.nct_id
+        FROM current_records c JOIN extractions e USING (run_id, nct_id) JOIN runs r USING (run_id)
+             JOIN trials t ON t.nct_id = c.nct_id
         WHERE e.status = 'ok' AND e.content_sha256 = t.content_sha256
           AND r.backend = ? AND r.model IS NOT DISTINCT FROM ? AND r.prompt_version IS NOT DISTINCT FROM ?
         """,
@@ -65,9 +99,16 @@ async def run_extraction(
     force: bool = False,
     concurrency: int = 4,
     on_done: Callable[[str], None] = lambda nct_id: None,
+    run_id: str | None = None,
+    split: str | None = None,
 ) -> RunSummary:
-    summary = RunSummary(run_id=new_run_id(backend), backend=backend.name)
-    workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
+    """Extract `trials` in a new run. An evaluation run (`split`, the gold split it extracts) stores
+    its records in the run only: what `show` and `export` serve stays as it was.
+
+    The run ends 'finished', 'interrupted' (Ctrl-C: the trials stored so far stay) or 'failed'.
+    """
+    summary = RunSummary(run_id=run_id or new_run_id(backend), backend=backend.name)
+    workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version, split=split)
     done = set() if force else up_to_date(workspace, backend)
     extracting = asyncio.Semaphore(concurrency)  # the requests in flight, for an LLM backend
     # A result waiting for its write holds no extraction slot, so storage latency does not idle the
@@ -82,11 +123,24 @@ async def run_extraction(
             async with started:
                 async with extracting:
                     outcome = await extract_one(backend, trial)
-                await store_one(workspace, trial, outcome, summary)
+                await store_one(workspace, trial, outcome, summary, serve=split is None)
         on_done(trial.nct_id)
 
-    await asyncio.gather(*(one(trial) for trial in trials))
-    workspace.finish_run(summary.run_id, summary.as_dict() | {"failures": summary.failures})
+    status = "failed"
+    try:
+        await asyncio.gather(*(one(trial) for trial in trials))
+        status = "finished"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        # Rows still queued are written now; the run's count is then what it stored, not what it saw.
+        summary.extracted = workspace.stored_records(summary.run_id)
+        raise
+    finally:
+        try:
+            workspace.finish_run(summary.run_id, summary.as_dict() | {"failures": summary.failures}, status)
+        except Exception:
+            if status == "finished":
+                raise  # otherwise the error that ended the run is the one to report
     return summary
 
 
@@ -100,15 +154,16 @@ async def extract_one(backend: Backend, trial: Trial) -> EligibilityRecord | str
         return redact(one_line(f"{type(error).__name__}: {error}", limit=1000))
 
 
-async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | str, summary: RunSummary) -> None:
+async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | str, summary: RunSummary,
+                    serve: bool = True) -> None:  # fmt: skip
     # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
-    # trials' (Workspace.write_row): the event loop goes on with the trials in flight meanwhile, and
+    # trials' (Workspace.write_rows): the event loop goes on with the trials in flight meanwhile, and
     # this trial counts as done only once its file and row are on disk.
     if isinstance(outcome, str):
         summary.failures[trial.nct_id] = outcome
         await workspace.save_error(summary.run_id, trial, outcome)
         return
-    await workspace.save_record(summary.run_id, outcome)
+    await workspace.save_record(summary.run_id, outcome, serve=serve)
     summary.extracted += 1
     summary.input_tokens += outcome.extraction.input_tokens
     summary.output_tokens += outcome.extraction.output_tokens

@@ -1,8 +1,10 @@
 """Registry records in, normalised `Trial`s out: API v2 JSON, classic XML, flat exports. No I/O.
 
-Every parser takes the bytes of one file (or one API response) and yields, for each record in it,
-either a `RawRecord` (the record exactly as received, plus its normalised `Trial`) or a
-`RecordError` saying in one line why it could not be read. Reading files is the importer's job.
+Every parser takes one file's content (its bytes, or a binary stream the importer opened) and
+yields, for each record in it, either a `RawRecord` (the record exactly as received, plus its
+normalised `Trial`) or a `RecordError` saying in one line why that record could not be read. A
+bad record costs only itself: the records after it are read on. JSONL and CSV are read a record
+at a time, so memory does not grow with the file. Opening files is the importer's job.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ import hashlib
 import io
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from bs4 import BeautifulSoup
 from lxml import etree
+from pydantic import ValidationError
 
 from extract.hashing import canonical_sha256
 from extract.text import normalise
-from schemas import Intervention, Source, Trial, TrialFacts, is_nct_id
+from schemas import Intervention, Source, Trial, TrialFacts, normalise_nct_id
 
 CTGOV = "clinicaltrials.gov"
 STUDY_URL = "https://clinicaltrials.gov/study/{}"
 PLAIN_COLUMNS = ("nct_id", "title", "conditions", "eligibility_text", "sex", "minimum_age", "maximum_age")
+# A criteria text can be long; the csv module's default field limit (128 KB) would end the file there.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -51,42 +58,60 @@ class NotAStudy(ValueError):
 
 def parse_document(data: bytes, name: str, retrieved_at: datetime | None = None) -> Iterator[Parsed]:
     """Every record in one file's bytes; `name` (the file name) picks the format by extension."""
+    return parse_stream(io.BytesIO(data), name, retrieved_at)
+
+
+def parse_stream(stream: IO[bytes], name: str, retrieved_at: datetime | None = None) -> Iterator[Parsed]:
+    """Every record in a binary stream, read as it is needed; `name` picks the format by extension."""
     retrieved_at = retrieved_at or datetime.now(timezone.utc)
-    if not data.strip():
-        yield RecordError("empty file")
-        return
     lower = name.lower()
     try:
-        if lower.endswith(".xml"):
-            yield from _classic_xml(data, retrieved_at)
+        if lower.endswith((".jsonl", ".ndjson")):
+            yield from _jsonl(stream, retrieved_at)
         elif lower.endswith(".csv"):
-            yield from _csv(data, retrieved_at)
-        elif lower.endswith((".jsonl", ".ndjson")):
-            yield from _jsonl(data, retrieved_at)
-        else:
-            yield from _json_document(_load_json(data), retrieved_at)
+            yield from _csv(stream, retrieved_at)
+        else:  # one document: a classic XML study, a v2 study or a page of them
+            data = stream.read()
+            if not data.strip():
+                yield RecordError("empty file")
+            elif lower.endswith(".xml"):
+                yield from _classic_xml(data, retrieved_at)
+            else:
+                yield from _json_document(load_json(data), retrieved_at)
     except NotAStudy as error:
         yield RecordError(str(error))
-    except UnicodeDecodeError as error:
-        yield RecordError(f"not UTF-8 text ({error.reason} at byte {error.start})")
 
 
-def _load_json(data: bytes | str) -> Any:
+def load_json(data: bytes | str) -> Any:
+    """A JSON document, or NotAStudy saying in one line why it is not one."""
     try:
         return json.loads(data)
     except json.JSONDecodeError as error:
         raise NotAStudy(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except UnicodeDecodeError as error:
+        raise NotAStudy(_not_utf8(error)) from None
+    except RecursionError:
+        raise NotAStudy("JSON nested too deeply") from None
 
 
-def _jsonl(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
-    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+def _not_utf8(error: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text ({error.reason} at byte {error.start})"
+
+
+def _jsonl(stream: IO[bytes], retrieved_at: datetime) -> Iterator[Parsed]:
+    """One record per line; a line that is not UTF-8 or not JSON costs only itself."""
+    for number, line in enumerate(stream, 1):
         if not line.strip():
             continue
         try:
-            for parsed in _json_document(_load_json(line), retrieved_at):
-                yield parsed
+            yield from (_numbered(f"line {number}", parsed) for parsed in _json_document(load_json(line), retrieved_at))
         except NotAStudy as error:
             yield RecordError(f"line {number}: {error}")
+
+
+def _numbered(where: str, parsed: Parsed) -> Parsed:
+    """A record error of a file of many records says which one it is."""
+    return RecordError(f"{where}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
 
 
 def _json_document(document: Any, retrieved_at: datetime) -> Iterator[Parsed]:
@@ -105,11 +130,27 @@ def _json_document(document: Any, retrieved_at: datetime) -> Iterator[Parsed]:
 
 
 def checked(build) -> Parsed:
-    """`build()`, or the reason it refused the record."""
+    """`build()`, or the one-line reason the record cannot be one: whatever its content, only this
+    record is lost (wrong types, lone surrogates, structures nested too deeply)."""
     try:
         return build()
     except InvalidRecord as error:
         return RecordError(str(error), error.nct_id)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return RecordError(f"{where}: {first['msg']} (got {_short(first.get('input'))})")
+    except UnicodeEncodeError:
+        return RecordError("not valid Unicode text (a lone surrogate)")
+    except RecursionError:
+        return RecordError("JSON nested too deeply")
+    except (TypeError, AttributeError, KeyError, ValueError) as error:  # a shape no check above foresaw
+        return RecordError(f"unreadable record ({type(error).__name__}: {_short(str(error))})")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class InvalidRecord(ValueError):
@@ -121,30 +162,51 @@ class InvalidRecord(ValueError):
 def _nct_id(value: Any) -> str:
     if not value:
         raise InvalidRecord("no NCT id")
-    value = str(value).strip()
-    if not is_nct_id(value):
-        raise InvalidRecord(f"{value[:40]!r} is not an NCT id (NCT + 8 digits)")
+    nct_id = normalise_nct_id(str(value))
+    if nct_id is None:
+        raise InvalidRecord(f"{_short(str(value).strip())} is not an NCT id (NCT + 8 digits)")
+    return nct_id
+
+
+def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """`document[key]`, an object (or empty when absent); anything else makes the record invalid."""
+    value = document.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"{key}: expected an object, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _list(document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRecord(f"{key}: expected a list, got {type(value).__name__} {_short(value)}")
     return value
 
 
 def v2_study(study: dict[str, Any], retrieved_at: datetime) -> RawRecord:
-    protocol = study.get("protocolSection") or {}
-    ident = protocol.get("identificationModule") or {}
+    protocol = _object(study, "protocolSection")
+    ident = _object(protocol, "identificationModule")
     nct_id = _nct_id(ident.get("nctId"))
-    status = protocol.get("statusModule") or {}
-    design = protocol.get("designModule") or {}
-    eligibility = protocol.get("eligibilityModule") or {}
-    interventions = (protocol.get("armsInterventionsModule") or {}).get("interventions") or []
+    status = _object(protocol, "statusModule")
+    design = _object(protocol, "designModule")
+    eligibility = _object(protocol, "eligibilityModule")
+    interventions = _list(_object(protocol, "armsInterventionsModule"), "interventions")
     facts = TrialFacts(
         title=ident.get("briefTitle") or ident.get("officialTitle"),
-        phases=[_phase(p) for p in design.get("phases") or []],
+        phases=[_phase(p) for p in _list(design, "phases")],
         overall_status=_enum(status.get("overallStatus")),
         study_type=_enum(design.get("studyType")),
-        conditions=(protocol.get("conditionsModule") or {}).get("conditions") or [],
-        interventions=[Intervention(type=_enum(i.get("type")), name=i["name"]) for i in interventions if i.get("name")],
-        sponsor=((protocol.get("sponsorCollaboratorsModule") or {}).get("leadSponsor") or {}).get("name"),
+        conditions=_object(protocol, "conditionsModule").get("conditions") or [],
+        interventions=[
+            Intervention(type=_enum(i.get("type")), name=i["name"]) for i in interventions if isinstance(i, dict) and i.get("name")
+        ],
+        sponsor=_object(_object(protocol, "sponsorCollaboratorsModule"), "leadSponsor").get("name"),
     )
-    last_update = (status.get("lastUpdatePostDateStruct") or {}).get("date")
+    last_update = _object(status, "lastUpdatePostDateStruct").get("date")
     return _record(
         registry=CTGOV,
         document=study,
@@ -163,14 +225,14 @@ def v2_study(study: dict[str, Any], retrieved_at: datetime) -> RawRecord:
 def flat_export_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
     """A row of the flattened 2026 ClinicalTrials.gov export (../shared/data/ctgov-2026)."""
     nct_id = _nct_id(row.get("nct_id"))
-    eligibility = row["eligibility"]
+    eligibility = _object(row, "eligibility")
     facts = TrialFacts(
         title=row.get("title"),
-        phases=[_phase(p) for p in (row.get("phase") or "").split("/") if p.strip()],
+        phases=[_phase(p) for p in str(row.get("phase") or "").split("/") if p.strip()],
         overall_status=_enum(row.get("status")),
         study_type=_enum(row.get("study_type")),
         conditions=row.get("conditions") or [],
-        interventions=[Intervention(name=name) for name in row.get("interventions") or []],
+        interventions=[Intervention(name=name) for name in _list(row, "interventions")],
         sponsor=row.get("sponsor"),
     )
     return _record(
@@ -209,17 +271,28 @@ def plain_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
     )
 
 
-def _csv(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-    missing = [c for c in ("nct_id", "eligibility_text") if c not in (reader.fieldnames or [])]
-    if missing:
-        raise NotAStudy(f"CSV lacks the column(s) {', '.join(missing)} (expected {', '.join(PLAIN_COLUMNS)})")
+def _csv(stream: IO[bytes], retrieved_at: datetime) -> Iterator[Parsed]:
+    """One record per row, read as it comes; a row that is not UTF-8 costs only itself (the bytes are
+    kept apart while decoding, so a bad one cannot end the file)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text)
     try:
+        missing = [c for c in ("nct_id", "eligibility_text") if c not in (reader.fieldnames or [])]
+        if not reader.fieldnames:
+            raise NotAStudy("empty file")
+        if missing:
+            raise NotAStudy(f"CSV lacks the column(s) {', '.join(missing)} (expected {', '.join(PLAIN_COLUMNS)})")
         for number, row in enumerate(reader, 2):
-            parsed = checked(lambda: plain_row(row, retrieved_at))
-            yield RecordError(f"row {number}: {parsed.reason}", parsed.nct_id) if isinstance(parsed, RecordError) else parsed
+            values = [v for k, v in row.items() if k is not None] + list(row.get(None) or [])
+            if any(_SURROGATE.search(value) for value in values if value):
+                nct_id = normalise_nct_id(row.get("nct_id") or "")
+                yield RecordError(f"row {number}: not UTF-8 text", nct_id)
+                continue
+            yield _numbered(f"row {number}", checked(lambda: plain_row(row, retrieved_at)))
     except csv.Error as error:
         raise NotAStudy(f"malformed CSV at line {reader.line_num}: {error}") from None
+    finally:
+        text.detach()  # the stream is the caller's to close
 
 
 def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
@@ -227,6 +300,8 @@ def _classic_xml(data: bytes, retrieved_at: datetime) -> Iterator[Parsed]:
         etree.fromstring(data)
     except etree.XMLSyntaxError as error:
         raise NotAStudy(f"malformed XML: {error}") from None
+    except RecursionError:
+        raise NotAStudy("XML nested too deeply") from None
     soup = BeautifulSoup(data, "xml")
     study = soup.find("clinical_study")
     if study is None:
@@ -293,6 +368,9 @@ def _record(*, registry: str, document: dict, retrieved_at: datetime, **fields) 
 
 def _trial(*, nct_id, registry, sha, retrieved_at, facts, text, sex, minimum_age, maximum_age,
            healthy_volunteers, last_update=None, url=None) -> Trial:  # fmt: skip
+    for name, value in (("eligibility text", text), ("sex", sex), ("url", url)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRecord(f"{name}: expected a string, got {type(value).__name__} {_short(value)}", nct_id)
     return Trial(
         nct_id=nct_id,
         source=Source(

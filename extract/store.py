@@ -1,8 +1,14 @@
 """The workspace: `raw/`, `structured/` and `eligex.duckdb` under one folder, and nothing outside it.
 
 Writes are atomic (temporary file, then rename), the database changes only through the ordered
-MIGRATIONS, and one process at a time may write a workspace (a lock file; a second one gets a
-clear error instead of a corrupt file).
+MIGRATIONS, and one process at a time may use a workspace (a lock file; a second one gets a clear
+error instead of a corrupt file or DuckDB's own lock error).
+
+The database is the truth and the files follow it. A file that goes with rows (a raw record, the
+current structured record) is staged in `pending_files` in the same transaction as its rows and
+written after the commit; whatever stops the process in between (SIGKILL, a full disk), the next
+process to open the workspace writes what is still pending. So a file never exists without its
+row, and a row's file is on disk once the workspace has been opened again.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -114,13 +120,32 @@ MIGRATIONS = [
         undone_at TIMESTAMPTZ
     )
     """,
+    # Files written after the commit of their rows (see the module's docstring); the record each trial
+    # serves (`show`, `export`: evaluation runs serve none); a run's state and, for an evaluation, its split.
+    """
+    CREATE TABLE pending_files (path VARCHAR PRIMARY KEY, data BLOB);  -- data NULL: remove the file
+    CREATE TABLE current_records (nct_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL);
+    INSERT INTO current_records
+        SELECT nct_id, arg_max(run_id, extracted_at) FROM extractions WHERE status = 'ok' GROUP BY nct_id;
+    ALTER TABLE runs ADD COLUMN status VARCHAR;  -- 'running', 'finished', 'interrupted' or 'failed'
+    ALTER TABLE runs ADD COLUMN split VARCHAR;  -- the gold split an evaluation run extracted
+    UPDATE runs SET status = CASE
+        WHEN finished_at IS NOT NULL THEN 'finished'
+        WHEN run_id IN (SELECT run_id FROM batches WHERE collected_at IS NULL) THEN 'running'
+        ELSE 'interrupted' END
+    """,
 ]
+RUN_STATES = ("running", "finished", "interrupted", "failed")
+RAW_FORMATS = ("json", "xml")
+# DuckDB's buffer pool: by default 80% of RAM, which it fills with the pages a long import writes;
+# bounded, they are evicted to the file, so memory stays flat however much is imported.
+DUCKDB_MEMORY = "128MB"
 
 
 @dataclass(frozen=True)
 class Stored:
     nct_id: str
-    outcome: str  # "new", "changed" or "unchanged"
+    outcome: str  # "new", "changed", "unchanged" or "older" (than the stored record, which stays)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -149,27 +174,43 @@ class Workspace:
         self._io = threading.Lock()  # one group write at a time: they share one DuckDB connection
         self._writes: list[_Write] = []  # rows waiting for the next group write
         self._writes_lock = threading.Lock()  # the event loop appends while a worker takes the list
-        self._writer: ThreadPoolExecutor | None = None  # `write_row`'s one thread
+        self._writer: ThreadPoolExecutor | None = None  # `write_rows`'s one thread
         self._reader: duckdb.DuckDBPyConnection | None = None  # `cache_lookup`'s own connection
         self._reads = threading.Lock()
         self._cache_keys: set[str] | None = None  # every key of the LLM cache, read once for `cache_lookup`
+        self._depth = 0  # transactions open: an inner one joins the outer
+        self._staged: dict[Path, bytes | None] = {}  # files to write (None: remove) once the transaction commits
+        self._written: list[str] = []  # files written whose pending rows the next transaction drops
 
     # -- opening ---------------------------------------------------------------------------------
 
     @contextmanager
     def writing(self, wait_seconds: float = 0) -> Iterator[Workspace]:
-        """Hold the workspace for writing: one process at a time."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Hold the workspace: one process at a time (DuckDB opens a database in one process only).
+
+        Whoever takes it first finishes what a stopped process left: temporary files are removed,
+        pending files written, and runs left 'running' by a process that died marked interrupted.
+        """
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             self._lock.acquire(timeout=wait_seconds)
         except Timeout:
-            raise InputError(f"workspace {self.root} is in use by another eligex process; try again when it ends") from None
+            raise self.in_use() from None
         try:
             self._remove_interrupted_writes()
+            if self.db_path.exists():  # else nothing was left, and nothing is created before it is needed
+                self._write_pending_files()
+                self.db.execute(
+                    "UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+                    "AND run_id NOT IN (SELECT run_id FROM batches WHERE collected_at IS NULL)"
+                )
             yield self
         finally:
             self.close()
             self._lock.release()
+
+    def in_use(self) -> InputError:
+        return InputError(f"workspace {self.root} is in use by another eligex process; try again when it ends")
 
     def _remove_interrupted_writes(self) -> None:
         """Delete the temporary files of atomic writes a killed process never finished (the lock holder's job)."""
@@ -182,39 +223,91 @@ class Workspace:
         if self._db is None:
             self.root.mkdir(parents=True, exist_ok=True)
             try:
-                self._db = duckdb.connect(str(self.db_path))
+                self._db = duckdb.connect(str(self.db_path), config={"memory_limit": DUCKDB_MEMORY})
             except duckdb.IOException as error:
+                if "lock" in str(error).lower():  # another process has it open: say so as `writing` does
+                    raise self.in_use() from None
                 raise InputError(f"cannot open {self.db_path}: {str(error).splitlines()[0]}") from None
+            self._db.execute("SET enable_progress_bar = false")  # DuckDB's own bar on a long statement: stdout is for data
             self._migrate()
         return self._db
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One commit for many rows (DuckDB commits are the slow part of a per-row upsert)."""
+        """One commit for many rows (DuckDB commits are the slow part of a per-row upsert); the files
+        staged meanwhile are written after it. A transaction opened inside another joins it."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.db.execute("BEGIN")
+        self._depth = 1
         try:
             yield
+            self._forget_written_files()
+            if self._staged:
+                self._insert("pending_files", [[self._relative(path), data] for path, data in self._staged.items()])
         except BaseException:
+            self._staged.clear()
             self.db.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self.db.execute("COMMIT")
+        staged, self._staged = self._staged, {}
+        if staged:
+            self._write_files(staged)
 
-    def queue_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> _Write:
-        """Insert or replace `row` in `table` with the next group write; `before()` first (the record's file)."""
-        write = _Write(table, row, before)
+    def stage_file(self, path: Path, data: bytes | None) -> None:
+        """Write `path` (remove it, for None) once the open transaction commits, or, after a crash,
+        when the workspace is next opened."""
+        assert self._depth, "files are staged in a transaction"
+        self._staged[path] = data
+
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def _write_files(self, files: dict[Path, bytes | None]) -> None:
+        """Write files whose rows are committed. Their pending rows go with the next transaction (or
+        `close`), not in a commit of their own: a crash before then only writes them once more."""
+        for path, data in files.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, data)
+            self._written.append(self._relative(path))
+
+    def _forget_written_files(self) -> None:
+        """Drop the pending rows of files on disk; before this transaction stages any (it may stage one again)."""
+        if self._written:
+            self.db.execute("DELETE FROM pending_files WHERE path IN (SELECT unnest(?))", [self._written])
+            self._written = []
+
+    def _write_pending_files(self) -> None:
+        pending = self.db.execute("SELECT path, data FROM pending_files").fetchall()
+        if pending:
+            self._write_files({self.root / path: None if data is None else bytes(data) for path, data in pending})
+            self._forget_written_files()
+
+    def queue_rows(self, rows: list[tuple[str, list[Any]]], files: list[tuple[Path, bytes]] = ()) -> _Write:
+        """Insert or replace `rows` ((table, row) pairs) with the next group write, and stage `files` with them."""
+        write = _Write(rows, list(files))
         with self._writes_lock:
             self._writes.append(write)
         return write
 
-    async def write_row(self, table: str, row: list[Any], before: Callable[[], None] | None = None) -> None:
-        """`queue_row` from an event loop, returning once the row is committed.
+    async def write_rows(self, rows: list[tuple[str, list[Any]]], files: list[tuple[Path, bytes]] = ()) -> None:
+        """`queue_rows` from an event loop, returning once the rows are committed and the files written.
 
         Each row costs a DuckDB statement of a few milliseconds, and a record file an fsync: the limit
         of a run with many requests in flight. So the write runs in a worker thread, and rows that
         arrive while a write is under way go together in the next one: one statement per table, one
         commit. The rows of a group are written or failed together.
         """
-        write = self.queue_row(table, row, before)
+        write = self.queue_rows(rows, files)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eligex-write")
         # Writes ours, or finds it taken by an earlier group; one thread, so that rows waiting for
@@ -231,15 +324,16 @@ class Workspace:
             if not writes:
                 return
             try:
-                for write in writes:
-                    if write.before is not None:
-                        write.before()
                 latest: dict[str, dict[tuple, list[Any]]] = {}  # per table and key, the last row
                 for write in writes:
-                    latest.setdefault(write.table, {})[tuple(write.row[: _KEY_COLUMNS[write.table]])] = write.row
+                    for table, row in write.rows:
+                        latest.setdefault(table, {})[tuple(row[: _KEY_COLUMNS[table]])] = row
                 with self.transaction():
                     for table, rows in latest.items():
                         self._insert(table, list(rows.values()))
+                    for write in writes:
+                        for path, data in write.files:
+                            self.stage_file(path, data)
             except BaseException as error:
                 for write in writes:
                     write.error = error
@@ -255,6 +349,7 @@ class Workspace:
         if self._db is None:
             return
         self._write_waiting()
+        self._forget_written_files()
         with self._reads:
             if self._reader is not None:
                 self._reader.close()
@@ -285,28 +380,39 @@ class Workspace:
         return self.store_trials([record])[0]
 
     def store_trials(self, records: list[RawRecord]) -> list[Stored]:
-        """Upsert records in order: raw files, then one statement; a record whose content hash is unchanged
-        is not rewritten. A later record with the same id wins, as it would one at a time."""
+        """Upsert records in order, in one statement, their raw files staged with it. A record whose
+        content hash is unchanged is not rewritten, and one the registry updated before the stored
+        one (`last_update`) does not replace it; otherwise a later record with the same id wins."""
         ids = [record.trial.nct_id for record in records]
-        hashes = dict(self.db.execute(
-            "SELECT nct_id, content_sha256 FROM trials WHERE nct_id IN (SELECT unnest(?))", [ids]
-        ).fetchall())  # fmt: skip
-        outcomes, rows = [], {}
+        known = {nct_id: (sha, last_update) for nct_id, sha, last_update in self.db.execute(
+            "SELECT nct_id, content_sha256, last_update FROM trials WHERE nct_id IN (SELECT unnest(?))", [ids]
+        ).fetchall()}  # fmt: skip
+        outcomes, rows, files = [], {}, {}
         for record in records:
             trial = record.trial
-            known = hashes.get(trial.nct_id)
-            if known == trial.source.content_sha256:
+            sha, last_update = known.get(trial.nct_id, (None, None))
+            if sha == trial.source.content_sha256:
                 outcomes.append(Stored(trial.nct_id, "unchanged"))
                 continue
-            atomic_write(self.raw_path(record.registry, trial.nct_id, record.format), record.raw)
+            if last_update and trial.last_update and trial.last_update < last_update:
+                outcomes.append(Stored(trial.nct_id, "older"))
+                continue
+            path = self.raw_path(record.registry, trial.nct_id, record.format)
+            for other in {self.raw_path(record.registry, trial.nct_id, f) for f in RAW_FORMATS} - {path}:
+                if other in files or other.exists():  # the record was stored in another format: that file goes
+                    files[other] = None
+            files[path] = record.raw
             rows[trial.nct_id] = [
                 trial.nct_id, record.registry, trial.source.url, trial.source.retrieved_at,
                 trial.source.content_sha256, trial.last_update, record.format,
                 record.raw.decode("utf-8", errors="replace"), trial.model_dump_json(), _now(),
             ]  # fmt: skip
-            hashes[trial.nct_id] = trial.source.content_sha256
-            outcomes.append(Stored(trial.nct_id, "changed" if known else "new"))
-        self._insert("trials", list(rows.values()))
+            known[trial.nct_id] = (trial.source.content_sha256, trial.last_update)
+            outcomes.append(Stored(trial.nct_id, "changed" if sha else "new"))
+        with self.transaction():
+            self._insert("trials", list(rows.values()))
+            for path, data in files.items():
+                self.stage_file(path, data)
         return outcomes
 
     def _insert(self, table: str, rows: list[list[Any]]) -> None:
@@ -331,25 +437,41 @@ class Workspace:
 
     # -- extraction runs -------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, backend: str, model: str | None, prompt_version: str | None) -> None:
+    def start_run(self, run_id: str, backend: str, model: str | None, prompt_version: str | None,
+                  split: str | None = None) -> None:  # fmt: skip
         self.db.execute(
-            "INSERT INTO runs (run_id, backend, model, prompt_version, started_at) VALUES (?, ?, ?, ?, ?)",
-            [run_id, backend, model, prompt_version, _now()],
+            "INSERT INTO runs (run_id, backend, model, prompt_version, started_at, status, split) "
+            "VALUES (?, ?, ?, ?, ?, 'running', ?)",
+            [run_id, backend, model, prompt_version, _now(), split],
         )
 
-    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
-        self.db.execute(
-            "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?", [_now(), json.dumps(summary), run_id]
-        )
+    def finish_run(self, run_id: str, summary: dict[str, Any], status: str = "finished") -> None:
+        assert status in RUN_STATES
+        with self._io:  # an interrupted run ends while a group write may still be under way
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, summary = ?, status = ? WHERE run_id = ?",
+                [_now(), json.dumps(summary), status, run_id],
+            )
 
-    async def save_record(self, run_id: str, record: EligibilityRecord) -> None:
-        """The record goes to `structured/<NCT>.json` (the current one), then its row, in the next group of `write_row`."""
+    def stored_records(self, run_id: str) -> int:
+        """The run's successful records on disk, once the rows still queued are written."""
+        self._write_waiting()
+        with self._io:
+            return self.db.execute("SELECT count(*) FROM extractions WHERE run_id = ? AND status = 'ok'", [run_id]).fetchone()[0]
+
+    async def save_record(self, run_id: str, record: EligibilityRecord, serve: bool = True) -> None:
+        """The run's row; when `serve`, the trial's current record too (`structured/<NCT>.json`, written
+        after the commit), in the next group of `write_rows`. Evaluation runs do not serve."""
         document = record.model_dump_json(indent=2)
+        rows = [("extractions", _record_row(run_id, record, document))]
+        if not serve:
+            await self.write_rows(rows)
+            return
         path = self.structured_dir / f"{record.nct_id}.json"
-        await self.write_row("extractions", _record_row(run_id, record, document), lambda: atomic_write(path, document.encode()))
+        await self.write_rows(rows + [("current_records", [record.nct_id, run_id])], [(path, document.encode())])
 
     async def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
-        await self.write_row("extractions", _error_row(run_id, trial, reason))
+        await self.write_rows([("extractions", _error_row(run_id, trial, reason))])
 
     def current_record(self, nct_id: str) -> EligibilityRecord | None:
         path = self.structured_dir / f"{nct_id}.json"
@@ -401,7 +523,7 @@ class Workspace:
                   response: Any, input_tokens: int, output_tokens: int) -> None:  # fmt: skip
         """Queue an answer for the next group write: the trial's own record (or `close`) brings it to disk."""
         row = [cache_key, model, prompt_version, schema_version, json.dumps(response), input_tokens, output_tokens, _now()]
-        self.queue_row("llm_cache", row)
+        self.queue_rows([("llm_cache", row)])
         if self._cache_keys is not None:
             self._cache_keys.add(cache_key)
 
@@ -475,16 +597,15 @@ class Workspace:
 
 
 _BATCH_JSON = ("custom_ids", "cache_keys", "request_counts")
-_KEY_COLUMNS = {"extractions": 2, "llm_cache": 1}  # the primary key: the row's first columns
+_KEY_COLUMNS = {"extractions": 2, "llm_cache": 1, "current_records": 1}  # the primary key: the row's first columns
 
 
 @dataclass
 class _Write:
-    """A row waiting for the next group write (`Workspace.queue_row`), and how that went."""
+    """Rows (and their files) waiting for the next group write (`Workspace.queue_rows`), and how that went."""
 
-    table: str
-    row: list[Any]
-    before: Callable[[], None] | None = None
+    rows: list[tuple[str, list[Any]]]
+    files: list[tuple[Path, bytes]]
     done: bool = False
     error: BaseException | None = None
 

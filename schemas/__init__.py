@@ -24,6 +24,7 @@ from schemas.record import (
     TrialFacts,
     is_nct_id,
     iter_evidence,
+    normalise_nct_id,
 )
 from schemas.trial import Trial
 
@@ -31,5 +32,5 @@ __all__ = [
     "NCT_ID_PATTERN", "SCHEMA_VERSION", "BiomarkerRule", "BiomarkerTest", "BrainMetastases", "CancerType",
     "Criterion", "Eligibility", "EligibilityRecord", "Evidence", "Extraction", "FieldOrigin", "Intervention",
     "Lab", "MeasurableDisease", "OtherCriterion", "PerformanceStatus", "PriorTherapy", "Source", "Stage",
-    "Trial", "TrialFacts", "is_nct_id", "iter_evidence",
+    "Trial", "TrialFacts", "is_nct_id", "iter_evidence", "normalise_nct_id",
 ]  # fmt: skip

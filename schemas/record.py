@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 SCHEMA_VERSION = "1"
 NCT_ID_PATTERN = r"^NCT\d{8}$"
-_NCT_ID = re.compile(NCT_ID_PATTERN)
+_NCT_ID = re.compile(NCT_ID_PATTERN, re.ASCII)  # ASCII digits only: "NCT１２３４５６７８" is not an id
 
 NctId = Annotated[str, Field(pattern=NCT_ID_PATTERN, examples=["NCT06450314"])]
 Requirement = Literal["required", "excluded"]
@@ -25,6 +25,16 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 def is_nct_id(value: str) -> bool:
     return bool(_NCT_ID.fullmatch(value))
+
+
+def normalise_nct_id(value: object) -> str | None:
+    """The one way in for an NCT id, wherever it comes from (a file, the registry, the command line):
+    surrounding space dropped and `nct`/`Nct` upper-cased; None unless it is then ASCII `NCT` + 8 digits."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    value = "NCT" + value[3:] if value[:3].isascii() and value[:3].upper() == "NCT" else value
+    return value if is_nct_id(value) else None
 
 
 class Contract(BaseModel):

@@ -31,7 +31,7 @@ def test_without_a_key_extract_runs_the_rules_backend_and_says_so(workspace):
 
 def test_show_prints_the_record_or_one_part_of_it(workspace):
     run("extract", "--all")
-    record = json.loads(run("show", "NCT05594173").stdout)
+    record = json.loads(run("show", "NCT05594173", "--json").stdout)
     assert record["nct_id"] == "NCT05594173" and record["extraction"]["backend"] == "rules"
     assert json.loads(run("show", "NCT05594173", "--part", "criteria").stdout) == record["criteria"]
 
@@ -39,7 +39,7 @@ def test_show_prints_the_record_or_one_part_of_it(workspace):
 def test_runs_lists_the_runs_newest_first(workspace):
     run("extract", "--all")
     run("extract", "--all", "--force")
-    runs = [json.loads(line) for line in run("runs").stdout.splitlines()]
+    runs = [json.loads(line) for line in run("runs", "--json").stdout.splitlines()]
     assert len(runs) == 2 and runs[0]["started_at"] >= runs[1]["started_at"]
 
 

@@ -67,7 +67,7 @@ def test_a_cached_answer_is_written_with_the_next_group_or_at_close(tmp_path):
     assert asyncio.run(workspace.cache_lookup("a")) is None  # reads the (empty) set of keys once
     workspace.cache_put("a", **entry)
     awaited = ["b", "m", "p", "s", "{}", 0, 0, datetime.now(timezone.utc)]
-    asyncio.run(workspace.write_row("llm_cache", awaited))  # a row someone waits for: "a" goes with it
+    asyncio.run(workspace.write_rows([("llm_cache", awaited)]))  # a row someone waits for: "a" goes with it
     assert asyncio.run(workspace.cache_lookup("a")) == {"response": {"labs": []}, "input_tokens": 10, "output_tokens": 2}
     workspace.cache_put("c", **entry)
     workspace.close()  # nobody waited for "c": close writes it

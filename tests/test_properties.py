@@ -14,7 +14,7 @@ from extract.importer import Summary, store
 from extract.sources import RawRecord, RecordError, parse_document
 from extract.store import Workspace
 from extract.text import normalise, segment
-from schemas import is_nct_id
+from schemas import normalise_nct_id
 
 FILE_NAMES = st.sampled_from(["a.json", "a.jsonl", "a.xml", "a.csv", "a.txt"])
 BULLETS = st.sampled_from(["* ", "- ", "• ", "1. ", "a) ", "(2) ", "  * ", "    1. ", ""])
@@ -51,8 +51,8 @@ def test_hostile_ids_never_reach_the_file_system(nct_id, text):
         workspace.close()
         stored = [p for p in root.rglob("*") if p.is_file() and p.suffix == ".json"]
         assert all(p.resolve().is_relative_to(root.resolve()) for p in root.rglob("*"))
-        valid = is_nct_id(nct_id.strip())  # surrounding white space is trimmed, nothing else forgiven
-        assert [p.stem for p in stored] == ([nct_id.strip()] if valid else [])
+        valid = normalise_nct_id(nct_id)  # white space trimmed and `nct` upper-cased, nothing else forgiven
+        assert [p.stem for p in stored] == ([valid] if valid else [])
         assert len(summary.failures) == (0 if valid else 1)
 
 

@@ -263,6 +263,7 @@ def test_the_api_key_appears_in_no_output_file_or_row(tmp_path, real_rows, serve
     failing, refused, *good = store_rows(root, real_rows[:4])
     key = "sk-test-" + secrets.token_hex(16)
     env = environment(root, endpoint(server, api_key=key))
+    assert eligex(env, "import", str(Path(__file__).parents[1] / "evals" / "records")).returncode == 0  # a gold trial to score
     # A careless server echoes the Authorization header: 500s until the retry budget ends, then a 401.
     server.script(*[error(500, "upstream broke", retry_after="0", when=failing, echo_authorization=True)] * 4,
                   error(401, "bad key", when=refused, echo_authorization=True))  # fmt: skip
@@ -289,3 +290,56 @@ def test_the_api_key_appears_in_no_output_file_or_row(tmp_path, real_rows, serve
         for table in tables:
             for row in workspace.db.execute(f'SELECT * FROM "{table}"').fetchall():
                 assert key not in str(row), table
+
+
+# -- 5. an import killed with SIGKILL, then another ---------------------------------------------------
+
+
+def raw_disagreements(root: Path) -> list[str]:
+    """Trials whose raw file is missing or holds other content than the database's row says, and raw
+    files without a row."""
+    from extract.hashing import canonical_sha256
+
+    workspace = Workspace(root)
+    try:
+        rows = dict(workspace.db.execute("SELECT nct_id, content_sha256 FROM trials").fetchall())
+    finally:
+        workspace.close()
+    files = {path.stem: path for path in (root / "raw").rglob("NCT*.json")}
+    wrong = [f"{nct_id}: no row" for nct_id in sorted(set(files) - set(rows))]
+    for nct_id, sha in sorted(rows.items()):
+        path = files.get(nct_id)
+        if path is None or canonical_sha256(json.loads(path.read_bytes())) != sha:
+            wrong.append(f"{nct_id}: raw file {'missing' if path is None else 'differs'}")
+    return wrong
+
+
+def test_a_reimport_killed_mid_way_leaves_raw_and_database_consistent(tmp_path, shared_data):
+    root = tmp_path / "workspace"
+    original = shared_data / "ctgov-2026" / "trials.jsonl"
+    rows = [json.loads(line) for line in original.read_text().splitlines()]
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("".join(json.dumps(row | {"title": f"{row['title']} (amended)"}) + "\n" for row in rows))
+    env = environment(root)
+    assert eligex(env, "import", str(original)).returncode == 0
+    raw = root / "raw" / "clinicaltrials.gov"
+
+    def modified() -> dict[str, int]:
+        return {path.name: path.stat().st_mtime_ns for path in raw.glob("NCT*.json")}
+
+    before = modified()
+
+    importing = subprocess.Popen([ELIGEX, "import", str(changed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while importing.poll() is None and modified() == before:
+        assert time.monotonic() < deadline, "no raw file rewritten after 60 s"
+        time.sleep(0.005)
+    importing.send_signal(signal.SIGKILL)
+    assert importing.wait(10) == -signal.SIGKILL
+
+    # Whatever the kill interrupted, the next import (here: the original records again) leaves every
+    # raw file saying what its row says.
+    rerun = eligex(env, "import", str(original))
+    assert rerun.returncode == 0, rerun.stderr
+    assert raw_disagreements(root) == []
+    assert eligex(env, "import", str(original)).stderr.rstrip().endswith("0 new, 0 changed, 1034 unchanged, 0 failed")

@@ -19,7 +19,6 @@ from schemas.gold import GoldFile
 EVALS_DIR = Path(__file__).resolve().parents[2] / "evals"
 GOLD_DIR = EVALS_DIR / "gold"
 SPLITS_FILE = EVALS_DIR / "splits.json"
-REPORTS_DIR = EVALS_DIR / "reports"
 RESAMPLES, SEED = 1000, 0
 
 
@@ -89,10 +88,17 @@ def evaluate_run(workspace: Workspace, run_id: str, nct_ids: list[str], split: s
                  gold: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:  # fmt: skip
     """Metrics of one stored run on the given gold trials, and each trial's eligibility text.
 
-    A trial the run has no record for (its extraction failed) is scored as an empty extraction.
+    A trial the run has no record for (its extraction failed) is scored as an empty extraction; a run
+    of another split, or one holding no trial of this split, is refused rather than scored 0.
     """
     records = {nct_id: r.model_dump(mode="json") for nct_id, r in workspace.run_records(run_id, nct_ids).items()}
     run = workspace.run(run_id)
+    if run["split"] is not None and run["split"] != split:
+        raise InputError(f"run {run_id} extracted the {run['split']} split, not {split}: pass --split {run['split']}")
+    if not records and not workspace.db.execute(
+        "SELECT 1 FROM extractions WHERE run_id = ? AND nct_id IN (SELECT unnest(?)) LIMIT 1", [run_id, nct_ids]
+    ).fetchone():
+        raise InputError(f"run {run_id} extracted none of the {len(nct_ids)} trials of the {split} split")
     trials = [score_trial(nct_id, gold[nct_id]["eligibility"], records.get(nct_id)) for nct_id in nct_ids]
     metrics = {
         "run": {key: run[key] for key in ("run_id", "backend", "model", "prompt_version")},
@@ -107,10 +113,11 @@ def evaluate_run(workspace: Workspace, run_id: str, nct_ids: list[str], split: s
     return metrics, texts
 
 
-def report_dir(run_id: str) -> Path:
+def report_dir(workspace: Workspace, run_id: str) -> Path:
+    """reports/<run_id> in the workspace: reports are data, never written into the checkout."""
     if not re.fullmatch(r"[\w-][\w.-]*", run_id):  # never build a path from an unchecked id
         raise InputError(f"run id {run_id!r} cannot name a folder: pass --out")
-    return REPORTS_DIR / run_id
+    return workspace.root / "reports" / run_id
 
 
 def write_reports(metrics: dict[str, Any], texts: dict[str, str], out_dir: Path) -> str:
