@@ -554,7 +554,7 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
             click.echo(render_comparison(run_a, run_b, *compare), nl=False)
             page = (out or harness.report_dir(workspace, f"compare-{compare[0]}-vs-{compare[1]}")) / "compare.html"
             atomic_write(page, render_comparison_html(run_a, run_b, *compare).encode())
-            log(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}")
+            click.echo(f"compared on {split} ({len(nct_ids)} trials); what each trial gained and lost: {page}", err=True)
             return
         if run_id is None:
             harness.check_imported(workspace, nct_ids)

@@ -234,4 +234,5 @@ def test_a_run_knows_its_split_and_reports_go_under_the_workspace(gold_workspace
     [test_trial] = json.loads((ROOT / "evals" / "splits.json").read_text())["test"][:1]
     plain = run("extract", test_trial, "--backend", "rules", "--force").stderr.split(" run ", 1)[1].split(":")[0]
     refused = run("eval", "--run", plain, "--split", "dev")
-    assert refused.exit_code == 2 and "extracted none of the 40 trials of the dev split" in refused.stderr
+    dev_trials = len(json.loads((ROOT / "evals" / "splits.json").read_text())["dev"])
+    assert refused.exit_code == 2 and f"extracted none of the {dev_trials} trials of the dev split" in refused.stderr
