@@ -338,20 +338,28 @@ def batch_collect(workspace: Workspace, ref) -> None:
     type=click.Choice(["eligibility", "criteria", "extraction", "trial", "source"]),
     help="Print only this part of the record.",
 )
+@click.option("--format", "fmt", type=click.Choice(["card", "html"]),
+              help="The trial card instead: card in Markdown, html a self-contained page.")  # fmt: skip
 @click.pass_obj
-def show(workspace: Workspace, nct_id: str, part: str | None) -> None:
-    """Print the current structured record of one trial (JSON)."""
+def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None) -> None:
+    """Print the current structured record of one trial (JSON), or its trial card (--format)."""
     _check_ids([nct_id])
     record = workspace.current_record(nct_id)
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
+    if fmt:
+        from extract.cards import render
+
+        click.echo(render(record, fmt), nl=False)
+        return
     document = record.model_dump(mode="json")
     click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
 
 
 @main.command(name="export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards"]), default="jsonl", show_default=True,
+              help="cards: each trial's card, NCT….md and NCT….html, in the folder --out.")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File to write (a folder for cards).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
 @click.pass_obj
 def export_command(workspace: Workspace, fmt: str, out: Path, since) -> None:
@@ -362,6 +370,16 @@ def export_command(workspace: Workspace, fmt: str, out: Path, since) -> None:
     from extract.export import current_records, export
 
     records = current_records(workspace, since.date() if since else None)
+    if fmt == "cards":
+        from extract.cards import write_cards
+
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out {out} is a file: cards are written to a folder")
+        write_cards(records, out)
+        click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
+        return
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder: name the file to write")
     schema_path = export(records, out, fmt, record_json_schema())
     click.echo(f"exported {len(records)} records to {out} (schema: {schema_path})", err=True)
 
