@@ -93,16 +93,16 @@ def _untyped(name: str) -> str:
 
 def from_classic(study) -> Facts:
     """The facts of a classic `<clinical_study>` element (a BeautifulSoup tag)."""
-    sites = [_kept(Location, facility=_at(site, "facility > name"), city=_at(site, "facility > address > city"),
-                   state=_at(site, "facility > address > state"), country=_at(site, "facility > address > country"),
+    sites = [_kept(Location, facility=_at(site, "facility", "name"), city=_at(site, "facility", "address", "city"),
+                   state=_at(site, "facility", "address", "state"), country=_at(site, "facility", "address", "country"),
                    status=registry_enum(_at(site, "status")))
-             for site in study.select(":scope > location")]  # fmt: skip
-    enrollment = study.select_one(":scope > enrollment")
-    listed_countries = [_text(tag.get_text()) for tag in study.select(":scope > location_countries > country")]
+             for site in _children(study, "location")]  # fmt: skip
+    enrollment = _child(study, "enrollment")
+    listed_countries = [_text(tag.get_text()) for tag in _children(_child(study, "location_countries"), "country")]
     return _present(
-        collaborators=_unique(_at(tag, "agency") for tag in study.select(":scope > sponsors > collaborator")),
-        org_study_id=_at(study, "id_info > org_study_id"),
-        secondary_ids=_all(_kept(SecondaryId, id=_text(tag.get_text())) for tag in study.select(":scope > id_info > secondary_id")),
+        collaborators=_unique(_at(tag, "agency") for tag in _children(_child(study, "sponsors"), "collaborator")),
+        org_study_id=_at(study, "id_info", "org_study_id"),
+        secondary_ids=_all(_kept(SecondaryId, id=_text(tag.get_text())) for tag in _children(_child(study, "id_info"), "secondary_id")),
         enrollment=None if enrollment is None else _kept(
             Enrollment, count=_count(enrollment.get_text()), type=_date_type(enrollment.get("type"))
         ),
@@ -117,23 +117,35 @@ def from_classic(study) -> Facts:
     )
 
 
-def _at(tag, path: str) -> str | None:
-    """The text of the element at `path` below `tag` (its children first), or None."""
-    found = tag.select_one(f":scope > {path}")
+def _child(tag, *path: str):
+    """The element at `path` below `tag`, child by child (CSS selectors cost seconds on a study with
+    a thousand sites), or None."""
+    for name in path:
+        tag = tag.find(name, recursive=False) if tag is not None else None
+    return tag
+
+
+def _children(tag, name: str) -> list:
+    return tag.find_all(name, recursive=False) if tag is not None else []
+
+
+def _at(tag, *path: str) -> str | None:
+    """The text of the element at `path` below `tag`, or None."""
+    found = _child(tag, *path)
     return _text(found.get_text()) if found is not None else None
 
 
 def _classic_date(study, name: str) -> StudyDate | None:
-    tag = study.select_one(f":scope > {name}")
+    tag = _child(study, name)
     return None if tag is None else _kept(StudyDate, date=iso_date(tag.get_text()), type=_date_type(tag.get("type")))
 
 
 def _classic_arms(study) -> list[ArmGroup]:
     """Classic arms do not list their interventions: each intervention names its arms."""
-    arms_of = [(_at(tag, "intervention_name"), {_text(label.get_text()) for label in tag.select(":scope > arm_group_label")})
-               for tag in study.select(":scope > intervention")]  # fmt: skip
+    arms_of = [(_at(tag, "intervention_name"), {_text(label.get_text()) for label in _children(tag, "arm_group_label")})
+               for tag in _children(study, "intervention")]  # fmt: skip
     arms = []
-    for tag in study.select(":scope > arm_group"):
+    for tag in _children(study, "arm_group"):
         label = _at(tag, "arm_group_label")
         arms.append(_kept(ArmGroup, label=label, type=registry_enum(_at(tag, "arm_group_type")),
                           description=_at(tag, "description"),
@@ -148,7 +160,7 @@ _DESIGN_FIELDS = ("allocation", "intervention_model", "primary_purpose", "observ
 
 
 def _classic_design(study) -> StudyDesign | None:
-    info = study.select_one(":scope > study_design_info")
+    info = _child(study, "study_design_info")
     if info is not None:
         words = {tag.name: tag.get_text() for tag in info.find_all(True, recursive=False)}
     else:
