@@ -350,6 +350,8 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None) -
     if fmt:
         from extract.cards import render
 
+        if part:
+            raise InputError("--part prints part of the record, --format its card: pass one of them")
         click.echo(render(record, fmt), nl=False)
         return
     document = record.model_dump(mode="json")

@@ -88,25 +88,28 @@ def render(record: EligibilityRecord, fmt: str) -> str:
 
 def card(record: EligibilityRecord) -> Card:
     eligibility, facts = record.eligibility, record.trial
+    def plain(title: str, requirements: list[Requirement]) -> Section:
+        return Section(title, [(None, requirements)])
+
+    brain, measurable, stage = eligibility.brain_metastases, eligibility.measurable_disease, _stated_stage(eligibility)
     sections = [
-        Section("Cancer type", [(None, [_cancer_type(c) for c in eligibility.cancer_types])]),
-        Section("Biomarker criteria", [(None, [biomarker_rule(rule) for rule in eligibility.biomarkers])]),
-        Section("Disease stage", [(None, [_stage(eligibility.stage)] if eligibility.stage else [])]),
-        Section("Performance status", [(None, [_performance(p) for p in eligibility.performance_status])]),
-        Section("Prior therapy", [(None, [prior_therapy(t) for t in eligibility.prior_therapies])]),
+        plain("Cancer type", [_cancer_type(c) for c in eligibility.cancer_types]),
+        plain("Biomarker criteria", [biomarker_rule(rule) for rule in eligibility.biomarkers]),
+        plain("Disease stage", [_stage(stage)] if stage else []),
+        plain("Performance status", [_performance(p) for p in eligibility.performance_status]),
+        plain("Prior therapy", [prior_therapy(t) for t in eligibility.prior_therapies]),
         Section("Lab requirements", _lab_groups(eligibility.labs)),
-        Section("Brain metastases", [(None, [_brain(eligibility.brain_metastases)] if eligibility.brain_metastases else [])]),
-        Section("Measurable disease", [(None, [_measurable(eligibility.measurable_disease)] if eligibility.measurable_disease else [])]),
-        Section("Ages and sex", [(None, _ages_and_sex(eligibility))]),
-    ]  # fmt: skip
+        plain("Brain metastases", [_brain(brain)] if brain else []),
+        plain("Measurable disease", [_measurable(measurable)] if measurable else []),
+        plain("Ages and sex", _ages_and_sex(eligibility)),
+    ]
     stated = [s for s in sections if any(items for _, items in s.groups)]
     return Card(
         nct_id=record.nct_id,
         title=facts.title or "(no title)",
         facts=_facts(record),
         arms=[_arm(arm) for arm in facts.arm_groups],
-        sites=[", ".join(filter(None, (s.facility, s.city, s.state, s.country))) + (f" ({_words(s.status).lower()})" if s.status else "")
-               for s in facts.locations],  # fmt: skip
+        sites=[_site(site) for site in facts.locations],
         sections=stated,
         unstated=[s.title.lower() for s in sections if s not in stated],
         other=[Requirement(o.kind.capitalize(), None, [o.text], o.criterion_id) for o in eligibility.other],
@@ -127,8 +130,7 @@ def _quoted(label: str | None, head: str | None, alternatives: list[str], item: 
 
 
 def _cancer_type(cancer) -> Requirement:
-    code = f" (OncoTree {cancer.code.code})" if cancer.code and cancer.code.system == "oncotree" else \
-        f" (NCIt {cancer.code.code})" if cancer.code else ""  # fmt: skip
+    code = f" ({'OncoTree' if cancer.code.system == 'oncotree' else 'NCIt'} {cancer.code.code})" if cancer.code else ""
     return _quoted(cancer.requirement.capitalize(), None, [cancer.name + code], cancer)
 
 
@@ -157,8 +159,10 @@ def _finding(test) -> str:
     if test.status == "negative":
         if value:
             return " ".join(filter(None, (method, value)))
-        kind = f"no {variant} {alteration or 'alteration'}" if variant else "wild-type" if alteration == "mutation" else \
-            f"no {alteration}" if alteration else ""  # fmt: skip
+        if variant:
+            kind = f"no {variant} {alteration or 'alteration'}"
+        else:
+            kind = "wild-type" if alteration == "mutation" else f"no {alteration}" if alteration else ""
     else:
         kind = " ".join(filter(None, (variant, None if variant and alteration and alteration in variant else alteration)))
         if value:
@@ -194,6 +198,11 @@ def _marker_finding(test) -> str:
 # -- stage, performance, prior therapy -----------------------------------------------------------
 
 
+def _stated_stage(eligibility):
+    stage = eligibility.stage
+    return stage if stage is not None and (stage.groups or stage.settings) else None
+
+
 def _stage(stage) -> Requirement:
     alternatives = [f"stage {group}" for group in stage.groups] + [_words(s).lower() for s in stage.settings]
     return _quoted("Required", None, alternatives, stage)
@@ -210,24 +219,34 @@ def _performance(item) -> Requirement:
     return _quoted("Required", None, [words], item)
 
 
+def only_caps_lines(item) -> bool:
+    """ "No more than 2 prior lines" is a required systemic therapy with max_lines 2 (SCHEMA.md): it
+    limits prior treatment, it does not require any."""
+    return item.requirement == "required" and item.max_lines is not None and not item.min_lines \
+        and item.min_duration_months is None  # fmt: skip
+
+
 def prior_therapy(item) -> Requirement:
     """"anti-her2 therapy (trastuzumab, ...), for at least 24 months (2 years), in the metastatic setting"."""
-    words = item.therapy + (f" ({', '.join(item.drugs)})" if item.drugs and item.drugs != [item.therapy] else "")
-    details = []
-    if item.min_lines is not None and item.max_lines is not None:
-        details.append(f"{item.min_lines} to {item.max_lines} prior lines")
-    elif item.min_lines is not None:
-        details.append(f"at least {_count(item.min_lines, 'prior line')}")
-    elif item.max_lines is not None:
-        details.append(f"no more than {_count(item.max_lines, 'prior line')}")
+    named = item.therapy + (f" ({', '.join(item.drugs)})" if item.drugs and item.drugs != [item.therapy] else "")
+    if only_caps_lines(item):
+        label, parts = None, [f"No more than {_count(item.max_lines, 'prior line')} of {named}"]
+    else:
+        label = "Must have received" if item.requirement == "required" else "Must not have received"
+        parts = [named]
+        if item.min_lines is not None and item.max_lines is not None:
+            parts.append(f"{item.min_lines} to {item.max_lines} prior lines")
+        elif item.min_lines is not None:
+            parts.append(f"at least {_count(item.min_lines, 'prior line')}")
+        elif item.max_lines is not None:
+            parts.append(f"no more than {_count(item.max_lines, 'prior line')}")
     if item.min_duration_months is not None:
         months = item.min_duration_months
         years = f" ({_count(months / 12, 'year')})" if months >= 12 and months % 12 == 0 else ""
-        details.append(f"for at least {_count(months, 'month')}{years}")
+        parts.append(f"for at least {_count(months, 'month')}{years}")
     if item.setting:
-        details.append("in any setting" if item.setting == "any" else f"in the {item.setting} setting")
-    label = "Must have received" if item.requirement == "required" else "Must not have received"
-    return _quoted(label, None, [", ".join([words, *details])], item)
+        parts.append("in any setting" if item.setting == "any" else f"in the {item.setting} setting")
+    return _quoted(label, None, [", ".join(parts)], item)
 
 
 # -- labs ------------------------------------------------------------------------------------------
@@ -282,16 +301,17 @@ def _lab_groups(labs) -> list[tuple[str | None, list[Requirement]]]:
 
 # -- brain metastases, measurable disease, ages and sex --------------------------------------------
 
-_BRAIN_WORDS = {
-    "excluded": ("Excluded", "brain metastases exclude"),
-    "allowed_if_stable": ("Allowed if stable", "treated, stable or asymptomatic brain metastases are allowed; active ones exclude"),
-    "allowed": ("Allowed", "brain metastases are allowed"),
-    "required": ("Required", "the trial is for patients with brain metastases"),
+_BRAIN_WORDS = {  # status: (label, words, the answer to "are brain metastases allowed?")
+    "excluded": ("Excluded", "brain metastases exclude", "No."),
+    "allowed_if_stable": ("Allowed if stable", "treated, stable or asymptomatic brain metastases are allowed; "
+                          "active ones exclude", "Only if they are treated, stable or asymptomatic."),
+    "allowed": ("Allowed", "brain metastases are allowed", "Yes."),
+    "required": ("Required", "the trial is for patients with brain metastases", "Yes: the trial is for them."),
 }  # fmt: skip
 
 
 def _brain(brain) -> Requirement:
-    label, words = _BRAIN_WORDS[brain.status]
+    label, words, _ = _BRAIN_WORDS[brain.status]
     return _quoted(label, None, [words], brain)
 
 
@@ -336,31 +356,39 @@ def _age(years: float) -> str:
 
 def _facts(record: EligibilityRecord) -> list[tuple[str, str]]:
     facts = record.trial
-    design = facts.design
+    recruiting = sum(site.status == "RECRUITING" for site in facts.locations)
+    sites = _count(len(facts.locations), "site") + (f", {recruiting} recruiting" if recruiting else "")
+    ids = [f"{facts.org_study_id} (sponsor's)"] if facts.org_study_id else []
+    ids += [i.id + (f" ({i.domain or _words(i.type).lower()})" if i.domain or i.type else "") for i in facts.secondary_ids]
     rows = [
         ("Status", _words(facts.overall_status)),
         ("Phase", ", ".join(_phase(p) for p in facts.phases)),
         ("Study type", _words(facts.study_type)),
-        ("Enrollment", facts.enrollment and f"{facts.enrollment.count:,} participants" + _kind(facts.enrollment.type)),
-        ("Start", facts.start_date and facts.start_date.date + _kind(facts.start_date.type)),
-        ("Primary completion", facts.primary_completion_date and facts.primary_completion_date.date
-         + _kind(facts.primary_completion_date.type)),
-        ("Completion", facts.completion_date and facts.completion_date.date + _kind(facts.completion_date.type)),
-        ("Design", design and _design(design)),
+        ("Enrollment", facts.enrollment and f"{facts.enrollment.count:,} participants{_kind(facts.enrollment.type)}"),
+        ("Start", _date(facts.start_date)),
+        ("Primary completion", _date(facts.primary_completion_date)),
+        ("Completion", _date(facts.completion_date)),
+        ("Design", facts.design and _design(facts.design)),
         ("Conditions", "; ".join(facts.conditions)),
-        ("Interventions", "; ".join(f"{i.name} ({_words(i.type).lower()})" if i.type else i.name for i in facts.interventions)),
+        ("Interventions", "; ".join(i.name + _kind(_words(i.type)) for i in facts.interventions)),
         ("Sponsor", facts.sponsor),
         ("Collaborators", "; ".join(facts.collaborators)),
         ("Countries", ", ".join(facts.countries)),
-        ("Sites", facts.locations and _count(len(facts.locations), "site")
-         + (f", {recruiting} recruiting" if (recruiting := sum(s.status == "RECRUITING" for s in facts.locations)) else "")),
-        ("Other ids", "; ".join(filter(None, [facts.org_study_id and f"{facts.org_study_id} (sponsor's)"]
-                                      + [i.id + (f" ({i.domain or _words(i.type).lower()})" if i.domain or i.type else "")
-                                         for i in facts.secondary_ids]))),
+        ("Sites", facts.locations and sites),
+        ("Other ids", "; ".join(ids)),
         ("Last update posted", facts.last_update_posted),
         ("Source", f"{record.source.registry}, retrieved {record.source.retrieved_at:%Y-%m-%d}"),
-    ]  # fmt: skip
+    ]
     return [(label, value) for label, value in rows if value]
+
+
+def _date(milestone) -> str | None:
+    return milestone and milestone.date + _kind(milestone.type)
+
+
+def _site(site) -> str:
+    place = ", ".join(filter(None, (site.facility, site.city, site.state, site.country)))
+    return place + _kind(_words(site.status))
 
 
 def _design(design) -> str:
@@ -406,27 +434,29 @@ def faq(record: EligibilityRecord) -> list[Answer]:
             evidence=f"{record.source.registry} status {facts.overall_status}{updated}; "
                      f"retrieved {record.source.retrieved_at:%Y-%m-%d}",
         ))  # fmt: skip
-    required = [prior_therapy(t) for t in eligibility.prior_therapies if t.requirement == "required"]
+    therapies = eligibility.prior_therapies
+    required = [prior_therapy(t) for t in therapies if t.requirement == "required" and not only_caps_lines(t)]
     if required:
         answers.append(Answer("Is prior treatment required?", "Yes.", required))
-    excluded = [prior_therapy(t) for t in eligibility.prior_therapies if t.requirement == "excluded"]
+    caps = [prior_therapy(t) for t in therapies if only_caps_lines(t)]
+    if caps:
+        answers.append(Answer("How many prior lines of treatment are allowed?", None, caps))
+    excluded = [prior_therapy(t) for t in therapies if t.requirement == "excluded"]
     if excluded:
         answers.append(Answer("Which prior treatments exclude patients?", None, excluded))
     if eligibility.biomarkers:
         lead = "Every rule below must hold; within a rule, any one alternative will do." if len(eligibility.biomarkers) > 1 else None
         answers.append(Answer("Which biomarkers are required or excluded?", lead,
                               [biomarker_rule(rule) for rule in eligibility.biomarkers]))  # fmt: skip
-    if eligibility.stage and (eligibility.stage.groups or eligibility.stage.settings):
-        answers.append(Answer("Which disease stage is eligible?", None, [_stage(eligibility.stage)]))
+    if stage := _stated_stage(eligibility):
+        answers.append(Answer("Which disease stage is eligible?", None, [_stage(stage)]))
     if eligibility.performance_status:
         scales = sorted({p.scale for p in eligibility.performance_status})
         which = "ECOG performance status" if scales == ["ECOG"] else "performance status"
         answers.append(Answer(f"Which {which} is required?", None, [_performance(p) for p in eligibility.performance_status]))
     brain = eligibility.brain_metastases
     if brain is not None:
-        lead = {"excluded": "No.", "allowed_if_stable": "Only if they are treated, stable or asymptomatic.",
-                "allowed": "Yes.", "required": "Yes: the trial is for patients with brain metastases."}[brain.status]  # fmt: skip
-        answers.append(Answer("Are brain metastases allowed?", lead, [_brain(brain)]))
+        answers.append(Answer("Are brain metastases allowed?", _BRAIN_WORDS[brain.status][2], [_brain(brain)]))
     return answers
 
 
@@ -461,6 +491,7 @@ def _phase(phase: str) -> str:
 
 
 def _kind(kind: str | None) -> str:
+    """" (estimated)", " (drug)": a qualifier in parentheses, or nothing."""
     return f" ({kind.lower()})" if kind else ""
 
 

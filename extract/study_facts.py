@@ -72,8 +72,8 @@ def from_v2(protocol: dict[str, Any]) -> Facts:
                               description=_text(a.get("description")),
                               interventions=[_untyped(n) for n in _strings(a, "interventionNames")])
                         for a in _dicts(arms, "armGroups")),  # fmt: skip
-        locations=_all(sites),
-        countries=_unique(site.country for site in _all(sites)),
+        locations=_places(sites),
+        countries=_unique(site.country for site in _places(sites)),
     )
 
 
@@ -112,8 +112,8 @@ def from_classic(study) -> Facts:
         last_update_posted=iso_date(_at(study, "last_update_posted") or _at(study, "lastchanged_date")),
         design=_classic_design(study),
         arm_groups=_classic_arms(study),
-        locations=_all(sites),
-        countries=_unique(listed_countries or [site.country for site in _all(sites)]),
+        locations=_places(sites),
+        countries=_unique(listed_countries or [site.country for site in _places(sites)]),
     )
 
 
@@ -245,6 +245,11 @@ def _present(**facts: Any) -> Facts:
 
 def _all(items) -> list:
     return [item for item in items if item is not None]
+
+
+def _places(sites: list[Location | None]) -> list[Location]:
+    """The sites that name something: a <location> holding only a contact says nowhere."""
+    return [site for site in sites if site is not None and site != Location()]
 
 
 def _unique(values) -> list[str]:

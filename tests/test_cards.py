@@ -217,6 +217,19 @@ def test_a_gold_record_with_every_field_reads_in_plain_words():
     assert brain.startswith("Only if they are treated, stable or asymptomatic.")
 
 
+def test_a_cap_on_prior_lines_does_not_make_prior_treatment_required():
+    markdown = render(gold_record("NCT06933329", EXAMPLES / "ctgov-2026-sample.jsonl"), "card")
+    assert bullets(section(markdown, "Prior therapy")) == [
+        "No more than 3 prior lines of systemic therapy, in the metastatic setting — inc-3: “Participants must not have "
+        "received more than 3 prior lines of systemic therapy in the advanced/metastatic setting”",
+        "**Must not have received**: antibody-drug conjugate — exc-2: “Prior treatment with monomethyl auristatin E "
+        "(MMAE) (vedotin) based therapy”",
+    ]
+    names = questions(markdown)
+    assert "Is prior treatment required?" not in names
+    assert {"How many prior lines of treatment are allowed?", "Which prior treatments exclude patients?"} <= set(names)
+
+
 # -- untrusted text -----------------------------------------------------------------------------------
 
 HOSTILE = {
