@@ -77,6 +77,8 @@ class StudyDate(Contract):
 
 
 class Enrollment(Contract):
+    """How many take part: counted once the study has enrolled, else the target."""
+
     count: int = Field(ge=0, description="the number of participants")
     type: DateType | None = Field(
         default=None, description="ACTUAL: enrolled; ESTIMATED: the target (classic XML's Anticipated); null if unsaid"
@@ -125,6 +127,8 @@ class Location(Contract):
 
 
 class SecondaryId(Contract):
+    """Another registry's or funder's id of the study (EudraCT, CTIS, NIH grant, ...)."""
+
     id: str = Field(description="another id of the study", examples=["2022-001629-65"])
     type: str | None = Field(default=None, description="the kind of id", examples=["EUDRACT_NUMBER", "NIH", "REGISTRY"])
     domain: str | None = Field(default=None, description="who issued it", examples=["CTIS (EU)"])
