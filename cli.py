@@ -411,17 +411,26 @@ def batch_collect(workspace: Workspace, ref) -> None:
     type=click.Choice(["eligibility", "criteria", "extraction", "trial", "source"]),
     help="Print only this part of the record (JSON).",
 )
+@click.option("--format", "fmt", type=click.Choice(["card", "html"]),
+              help="The trial card instead: card in Markdown, html a self-contained page.")  # fmt: skip
 @JSON_OPTION
 @click.pass_obj
-def show(workspace: Workspace, nct_id: str, part: str | None, as_json: bool) -> None:
-    """Print the current structured record of one trial: a table of its facts, or --json the record."""
+def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, as_json: bool) -> None:
+    """Print the current structured record of one trial: a table of its facts, --json the record, or
+    --format its trial card."""
     from extract.display import record_table
 
     [nct_id] = nct_ids_of([nct_id])
     record = workspace.current_record(nct_id)  # a file written whole: readable while another process works
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
-    if as_json or part:
+    if fmt:
+        from extract.cards import render
+
+        if part or as_json:
+            raise InputError("--format prints the trial card; --part and --json print the record: pass one of them")
+        click.echo(render(record, fmt), nl=False)
+    elif as_json or part:
         document = record.model_dump(mode="json")
         click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
     else:
@@ -429,8 +438,10 @@ def show(workspace: Workspace, nct_id: str, part: str | None, as_json: bool) -> 
 
 
 @main.command(name="export")
-@click.option("--out", required=True, help="File to write, or - for stdout.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from --out's extension (x.parquet), else jsonl (csv for a long table).")
+@click.option("--out", required=True, help="File to write, or - for stdout; a folder for --format cards.")
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards"]),
+              help="Default: from --out's extension (x.parquet), else jsonl (csv for a long table). cards: each "
+              "trial's card, NCT….md and NCT….html, in the folder --out.")  # fmt: skip
 @click.option("--table", type=click.Choice(TABLES), default="records", show_default=True,
               help="records: one per trial, nested as the contract; or one row per biomarker test, prior therapy or lab.")  # fmt: skip
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
@@ -444,6 +455,17 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
     fmt = choose_format(out, fmt, table)
     records = current_records(workspace, since.date() if since else None)
+    if fmt == "cards":
+        from extract.cards import write_cards
+
+        folder = Path(out)
+        if out == "-" or (folder.exists() and not folder.is_dir()):
+            raise InputError(f"--out {out} is not a folder: cards are written to a folder")
+        write_cards(records, folder)
+        click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
+        return
+    if out != "-" and Path(out).is_dir():
+        raise InputError(f"--out {out} is a folder: name the file to write")
     export(records, out, fmt, table)
     where = "stdout" if out == "-" else out
     schema = f" (schema: {write_schema(out, record_json_schema())})" if table == "records" and out != "-" else ""

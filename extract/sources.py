@@ -23,12 +23,14 @@ from bs4 import BeautifulSoup
 from lxml import etree
 from pydantic import ValidationError
 
+from extract import study_facts
 from extract.hashing import canonical_sha256
 from extract.text import normalise
 from schemas import Intervention, Source, Trial, TrialFacts, normalise_nct_id
 
 CTGOV = "clinicaltrials.gov"
 STUDY_URL = "https://clinicaltrials.gov/study/{}"
+_enum = study_facts.registry_enum
 PLAIN_COLUMNS = ("nct_id", "title", "conditions", "eligibility_text", "sex", "minimum_age", "maximum_age")
 # A criteria text can be long; the csv module's default field limit (128 KB) would end the file there.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -196,6 +198,7 @@ def v2_study(study: dict[str, Any], retrieved_at: datetime) -> RawRecord:
     eligibility = _object(protocol, "eligibilityModule")
     interventions = _list(_object(protocol, "armsInterventionsModule"), "interventions")
     facts = TrialFacts(
+        **study_facts.from_v2(protocol),
         title=ident.get("briefTitle") or ident.get("officialTitle"),
         phases=[_phase(p) for p in _list(design, "phases")],
         overall_status=_enum(status.get("overallStatus")),
@@ -234,6 +237,7 @@ def flat_export_row(row: dict[str, Any], retrieved_at: datetime) -> RawRecord:
         conditions=row.get("conditions") or [],
         interventions=[Intervention(name=name) for name in _list(row, "interventions")],
         sponsor=row.get("sponsor"),
+        **study_facts.from_flat_export(row),
     )
     return _record(
         registry=CTGOV,
@@ -332,6 +336,7 @@ def _classic_study(study, data: bytes, retrieved_at: datetime) -> RawRecord:
             if text_of_tag(i, "intervention_name")
         ],
         sponsor=text_of("sponsors > lead_sponsor > agency"),
+        **study_facts.from_classic(study),
     )
     volunteers = text_of("eligibility > healthy_volunteers")
     return RawRecord(
@@ -407,13 +412,6 @@ def age_in_years(value: Any) -> float | None:
 def _sex(value: Any) -> str | None:
     value = (value or "").strip().upper()
     return {"ALL": "ALL", "BOTH": "ALL", "FEMALE": "FEMALE", "MALE": "MALE"}.get(value)
-
-
-def _enum(value: Any) -> str | None:
-    """Registry wording to the v2 API's enum style: "Not yet recruiting" -> NOT_YET_RECRUITING."""
-    if not value:
-        return None
-    return re.sub(r"[^A-Z0-9]+", "_", str(value).upper()).strip("_")
 
 
 def _phase(value: str) -> str:

@@ -72,8 +72,81 @@ class Intervention(Contract):
     name: str = Field(description="the intervention as the registry names it", examples=["Trastuzumab deruxtecan"])
 
 
+# A registry date as precise as the registry gives it: a day (2024-04-01) or a month (2024-04).
+RegistryDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$", examples=["2024-04-01", "2024-04"])]
+DateType = Literal["ACTUAL", "ESTIMATED"]
+
+
+class StudyDate(Contract):
+    """A milestone of the study: when it happened, or when it is expected."""
+
+    date: RegistryDate = Field(description="ISO 8601, as precise as the registry gives it: a day or a month")
+    type: DateType | None = Field(
+        default=None, description="ACTUAL: it happened; ESTIMATED: expected (classic XML's Anticipated); null if unsaid"
+    )
+
+
+class Enrollment(Contract):
+    """How many take part: counted once the study has enrolled, else the target."""
+
+    count: int = Field(ge=0, description="the number of participants")
+    type: DateType | None = Field(
+        default=None, description="ACTUAL: enrolled; ESTIMATED: the target (classic XML's Anticipated); null if unsaid"
+    )
+
+
+class StudyDesign(Contract):
+    """How the study is built, in the API v2's enum words (classic XML's words converted)."""
+
+    allocation: str | None = Field(default=None, description="how participants are assigned", examples=["RANDOMIZED", "NA"])
+    intervention_model: str | None = Field(
+        default=None, description="interventional studies: the arms' structure", examples=["PARALLEL", "SINGLE_GROUP"]
+    )
+    primary_purpose: str | None = Field(default=None, description="what the study is for", examples=["TREATMENT"])
+    masking: str | None = Field(default=None, description="who is blinded, as a level", examples=["NONE", "DOUBLE"])
+    who_masked: list[str] = Field(
+        default_factory=list, description="the roles blinded", examples=[["PARTICIPANT", "INVESTIGATOR"]]
+    )
+    observational_model: str | None = Field(
+        default=None, description="observational studies: the model", examples=["COHORT", "CASE_CONTROL"]
+    )
+    time_perspective: str | None = Field(
+        default=None, description="observational studies: looking forward or back", examples=["PROSPECTIVE"]
+    )
+
+
+class ArmGroup(Contract):
+    """An arm (interventional) or a group or cohort (observational) of the study."""
+
+    label: str = Field(description="the arm's name as the registry gives it", examples=["Cohort A1"])
+    type: str | None = Field(default=None, description="the arm's role", examples=["EXPERIMENTAL", "PLACEBO_COMPARATOR"])
+    description: str | None = Field(default=None, description="what the arm's participants receive or are")
+    interventions: list[str] = Field(
+        default_factory=list, description="the names of the arm's interventions, as in `interventions`"
+    )
+
+
+class Location(Contract):
+    """A site of the study (the registry's contacts are not kept)."""
+
+    facility: str | None = Field(default=None, description="the site's name", examples=["Aichi Cancer Center"])
+    city: str | None = Field(default=None, description="its city")
+    state: str | None = Field(default=None, description="its state or region")
+    country: str | None = Field(default=None, description="its country", examples=["Japan"])
+    status: str | None = Field(default=None, description="the site's recruitment status", examples=["RECRUITING"])
+
+
+class SecondaryId(Contract):
+    """Another registry's or funder's id of the study (EudraCT, CTIS, NIH grant, ...)."""
+
+    id: str = Field(description="another id of the study", examples=["2022-001629-65"])
+    type: str | None = Field(default=None, description="the kind of id", examples=["EUDRACT_NUMBER", "NIH", "REGISTRY"])
+    domain: str | None = Field(default=None, description="who issued it", examples=["CTIS (EU)"])
+
+
 class TrialFacts(Contract):
-    """Facts the registry states about the study, as it states them."""
+    """Facts the registry states about the study, as it states them. Fields a source lacks stay empty:
+    the flat 2026 export has no design, arms, sites or ids; a plain row has only title and conditions."""
 
     title: str | None = Field(default=None, description="the study's brief title")
     phases: list[str] = Field(default_factory=list, description="the registry's phases", examples=[["PHASE1", "PHASE2"]])
@@ -82,6 +155,24 @@ class TrialFacts(Contract):
     conditions: list[str] = Field(default_factory=list, description="the conditions the registry lists")
     interventions: list[Intervention] = Field(default_factory=list, description="the interventions the registry lists")
     sponsor: str | None = Field(default=None, description="the lead sponsor")
+    collaborators: list[str] = Field(default_factory=list, description="extension: the other organisations named")
+    org_study_id: str | None = Field(default=None, description="extension: the sponsor's own id of the study")
+    secondary_ids: list[SecondaryId] = Field(default_factory=list, description="extension: the study's other ids")
+    enrollment: Enrollment | None = Field(default=None, description="extension: participants enrolled or expected")
+    start_date: StudyDate | None = Field(default=None, description="extension: when the study started, or will")
+    primary_completion_date: StudyDate | None = Field(
+        default=None, description="extension: when the last participant's primary outcome is measured"
+    )
+    completion_date: StudyDate | None = Field(default=None, description="extension: when the study ends")
+    last_update_posted: RegistryDate | None = Field(
+        default=None, description="extension: when the registry last published a change of the record"
+    )
+    design: StudyDesign | None = Field(default=None, description="extension: allocation, masking, purpose, model")
+    arm_groups: list[ArmGroup] = Field(default_factory=list, description="extension: arms or groups and their interventions")
+    locations: list[Location] = Field(default_factory=list, description="extension: the study's sites")
+    countries: list[str] = Field(
+        default_factory=list, description="extension: the countries with a site, in the registry's order"
+    )
 
 
 class Criterion(Contract):
