@@ -460,7 +460,7 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
         folder = Path(out)
         if out == "-" or (folder.exists() and not folder.is_dir()):
-            raise InputError(f"--out {out} is not a folder: cards are written to a folder")
+            raise InputError(f"--out {out} is a file: cards are written to a folder")
         write_cards(records, folder)
         click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
         return
