@@ -158,8 +158,11 @@ def test_an_unknown_drug_has_no_class():
         ("KRAS G12C inhibitor", "kras g12c inhibitor"),
         ("KRAS G12D inhibitors", "kras g12d inhibitor"),
         ("mTOR inhibitors", "pi3k/akt/mtor inhibitor"),
-        ("anti-TIGIT antibody", "tigit-targeted therapy"),  # no row: the target as written (GUIDE)
-        ("TROP2-directed ADC", "trop2-targeted therapy"),
+        ("anti-TIGIT antibody", "immune checkpoint inhibitor"),
+        ("anti-CD73 antibody", "cd73-targeted therapy"),  # no row: the target as written (GUIDE)
+        ("TROP2-directed ADC", "antibody-drug conjugate"),  # a listed class fits (GUIDE)
+        ("(STEAP1)-targeted therapy", "steap1-targeted therapy"),
+        ("HER2-targeted tyrosine kinase inhibitors", "anti-her2 therapy"),
         ("WEE1 inhibitor", "wee1 inhibitor"),  # an enzyme's inhibitor (HGNC: "WEE1 G2 checkpoint kinase")
         ("PD-1/PD-L1 inhibitor", "anti-pd-1/pd-l1 therapy"),
         ("CYP3A4 inhibitors", None),  # a drug interaction, no cancer therapy

@@ -334,7 +334,9 @@ def with_curated_markers(lexicon: Lexicon[Marker]) -> Lexicon[Marker]:
 def marker_symbols(name: str) -> tuple[str, ...]:
     """The HGNC symbols (or MSI/TMB/HRD) a marker or family name stands for: "HER2" -> ("ERBB2",),
     "NTRK" -> ("NTRK1", "NTRK2", "NTRK3"); () when it names none."""
-    found = markers().get(name) or markers().get(name.upper())
+    found = markers().get(name)
+    if found is None and not name.islower():
+        found = markers().get(name.upper())  # "mTOR", "Lag-3"; never "or"
     return found.markers if found else ()
 
 
@@ -414,33 +416,47 @@ def _target_classes() -> dict[tuple[str, str], str]:
     }
 
 
-def target_class(symbols: Iterable[str], written: str, inhibitor: bool, variant: str | None = None) -> str | None:
-    """The class of a therapy named by its target ("anti-CD38 therapy", "KRAS G12C inhibitor", "BCMA-directed").
+# What a class noun says of the therapy: an inhibitor (small molecule), or an antibody-like agent, some of
+# whose kinds are classes of their own when the table names none for the target.
+_NOUN_KINDS = (
+    ("adc", re.compile(r"(?i)adcs?$|conjugate"), "antibody-drug conjugate"),
+    ("bispecific", re.compile(r"(?i)bispecific"), "bispecific antibody"),
+    ("car-t", re.compile(r"(?i)^car"), "car-t therapy"),
+    ("inhibitor", re.compile(r"(?i)inhibitor|tki|antagonist|blocker|degrader"), None),
+)
 
-    The explicit table first (by symbol, with the variant where one is named); then, for a target the
-    table does not name, the guide's `<target> inhibitor` (an enzyme's inhibitor) or `<target>-targeted
-    therapy`, the target as written. None for a target that is no cancer therapy's (CYP3A4 inhibitors).
+
+def target_class(symbols: Iterable[str], written: str, noun: str | None = None, variant: str | None = None) -> str | None:
+    """The class of a therapy named by its target and a class noun ("anti-CD38 therapy", "KRAS G12C
+    inhibitor", "BCMA-directed", "TROP2-targeted ADC").
+
+    The explicit table first (class_signals.tsv, by symbol, with the variant where one is named); then, for
+    a target the table does not name, the listed class the noun names (an ADC, a bispecific, a CAR-T), else
+    the guide's `<target> inhibitor` (an enzyme's inhibitor) or `<target>-targeted therapy`, the target as
+    written. None for a target that is no cancer therapy's (CYP3A4 inhibitors).
     """
+    kind, noun_class = next(((k, c) for k, pattern, c in _NOUN_KINDS if noun and pattern.search(noun)), ("antibody", None))
+    table_kind = "inhibitor" if kind == "inhibitor" else "antibody"
     table = _target_classes()
-    kind = "inhibitor" if inhibitor else "antibody"
     symbols = list(symbols)
     for symbol in symbols:
         for key in ([f"{symbol} {variant}"] if variant else []) + [symbol]:
-            cls = table.get((key, kind)) or table.get((key, "any"))
+            cls = table.get((key, table_kind)) or table.get((key, "any"))
             if cls:
                 return None if cls == "-" else cls
-    name = written.lower()
-    if inhibitor and symbols and all(symbol in enzymes() for symbol in symbols):
+    if noun_class:
+        return noun_class
+    name = written.lower().strip("()")
+    if kind == "inhibitor" and symbols and all(symbol in enzymes() for symbol in symbols):
         return f"{name} inhibitor"
     return f"{name}-targeted therapy"
 
 
 _CLASS_NOUN = (
-    r"(?P<noun>inhibitors?|TKIs?|antagonists?|blockers?|blockade|degraders?|(?:monoclonal\s+)?antibod(?:y|ies)|mAbs?|"
+    r"(?P<noun>(?:tyrosine[\s-]+kinase[\s-]+)?inhibitors?|TKIs?|antagonists?|blockers?|blockade|degraders?|(?:monoclonal\s+)?antibod(?:y|ies)|mAbs?|"
     r"ADCs?|antibody[\s-]+drug[\s-]+conjugates?|bispecifics?|CAR[\s-]?T(?:[\s-]+cells?)?|therap(?:y|ies)|agents?|"
     r"drugs?|treatments?|immunotherap(?:y|ies)|medications?)"
 )
-_INHIBITOR_NOUN = re.compile(r"(?i)inhibitor|tki|antagonist|blocker|degrader")
 _HOW = r"(?:targeted|directed|targeting|based)"
 # A target's name: "CD38", "PD-L1", "CLDN18.2", "PD-1/PD-L1"; never its "-directed".
 _TARGET = rf"(?P<target>[A-Za-z][A-Za-z0-9α-ω]*(?:[-.](?!{_HOW}\b)[A-Za-z0-9α-ω()]+)*(?:/[A-Za-z0-9()-]+)*)"
@@ -449,7 +465,7 @@ _GENERIC_CLASSES = (
     # "anti-CD38 therapy", "anti-TIGIT antibody", "anti-PD-1": the target after "anti"
     re.compile(rf"(?i)\banti[\s-]*{_TARGET}(?:[\s-]+(?:{_CLASS_NOUN}))?(?![\w-])"),
     # "VEGF-TKI", "KRAS G12C inhibitor", "BCMA-directed therapy", "TROP2 ADC"
-    re.compile(rf"(?<![\w-]){_TARGET}{_VARIANT_WORD}[\s-]*(?:(?P<how>{_HOW})[\s-]*)?{_CLASS_NOUN}(?![\w-])", re.I),
+    re.compile(rf"(?<![\w-])\(?{_TARGET}\)?{_VARIANT_WORD}[\s-]*(?:(?P<how>{_HOW})[\s-]*)?{_CLASS_NOUN}(?![\w-])", re.I),
     # "inhibitor of MEK", "inhibitors of PARP"
     re.compile(rf"(?i)\b(?P<noun>inhibitors?|antagonists?|blockers?|degraders?)\s+of\s+(?:the\s+)?{_TARGET}(?![\w-])"),
 )
@@ -474,8 +490,7 @@ def generic_classes(text: str) -> list[Hit[str]]:
             if not parts or not all(symbols):
                 continue
             variant = match.groupdict().get("variant")
-            inhibitor = bool(noun and _INHIBITOR_NOUN.search(noun))
-            classes = [target_class(found_symbols, part, inhibitor, variant) for found_symbols, part in zip(symbols, parts)]
+            classes = [target_class(found_symbols, part, noun, variant) for found_symbols, part in zip(symbols, parts)]
             if classes[0] and all(cls == classes[0] for cls in classes):
                 found.append(Hit(match.start(), match.end(), classes[0]))
     found.sort(key=lambda hit: (hit.start, -hit.end))

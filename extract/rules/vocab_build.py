@@ -18,7 +18,7 @@ Decisions, each made once here:
   analyte); terms that are markers only in a biomarker context are flagged `context`
   (short or word-like symbols: CR1, MET, HR...).
 - families: FamPlex families (RAS, NTRK, BRCA, ERBB...) by their name and text synonyms; HGNC gene
-  groups of at most 10 genes where FamPlex has none. Clinical corrections live in markers.tsv.
+  groups where FamPlex has none; of at most 10 genes (a clinical family, not "cytochrome P450"). Clinical corrections live in markers.tsv.
 - fusions: "A::B" from the cytogenetic terms, the 3' gene as marker; a translocation that names the
   same disease concepts as one fusion is that fusion ("t(9;22)" is BCR::ABL1).
 - drugs: every UNII antineoplastic candidate by official, brand, code and other names, mapped to its
@@ -26,7 +26,7 @@ Decisions, each made once here:
   stem, ChEBI roles and the candidates' ADC/bispecific/radioligand wording, each through the explicit
   table `class_signals.tsv`.
 - cancer types: OncoTree names, and Mondo / Disease Ontology names and synonyms joined to an OncoTree
-  code through their OncoTree or NCIt cross-references.
+  code through their OncoTree or NCIt cross-references; words only (abbreviations are curated).
 """
 
 from __future__ import annotations
@@ -181,8 +181,8 @@ def family_rows(sources: Sources, words: Counter, genes: set[str], analytes: set
     named: set[str] = set()
     for row in sources.rows("famplex"):
         members = [m for m in _split(row["isa_members_hgnc"]) if m in genes]
-        if len(members) < 2:
-            continue  # a complex ("partof") is not a family of alternatives
+        if not 2 <= len(members) <= _MAX_GROUP_SIZE:
+            continue  # a complex ("partof") is no family of alternatives; "cytochrome P450" (57 genes) no marker
         terms = [row["famplex_id"]] if "_" not in row["famplex_id"] else []
         # text synonyms that look like a name ("NTRKs", "ErbB", "PI3-kinase"), not plain words
         terms += [t for t in _split(row["text_synonyms"]) if re.search(r"[A-Z0-9]", t) and not _is_word(t, words)]
@@ -345,7 +345,8 @@ def drug_class_rows(sources: Sources, drugs: dict[str, dict], signals: list[dict
 _GENERIC_DISEASE = frozenset(
     fold_key(term)
     for term in ("cancer", "tumor", "tumour", "neoplasm", "carcinoma", "malignancy", "malignant neoplasm",
-                 "malignant tumor", "lesion", "mass", "disease", "sarcoma", "solid tumor", "solid tumour")
+                 "malignant tumor", "lesion", "mass", "disease", "sarcoma", "solid tumor", "solid tumour",
+                 "adenocarcinoma", "squamous cell carcinoma", "neuroendocrine neoplasm")
 )  # fmt: skip
 
 
@@ -361,10 +362,10 @@ def cancer_rows(sources: Sources, words: Counter) -> list[dict[str, str]]:
     def add(term: str, code: str, source: str) -> None:
         term = re.sub(r"\s+", " ", term).strip()
         key = fold_key(term)
-        if not key or key in _GENERIC_DISEASE or "," in term or len(term.split()) > 8:
+        if not key or key in _GENERIC_DISEASE or re.search(r"[,()\[\]]", term) or len(term.split()) > 8:
             return
-        if term.isupper() and (len(key) <= 3 or _is_word(term, words)):
-            return  # "ALL", "MM": an abbreviation too short to be sure of
+        if not any(char.islower() for char in term):
+            return  # "ALL", "MM", "PCNSL": abbreviations are the curated layer's (cancer_types.tsv)
         terms.setdefault(key, (term, code, source))
 
     for code, row in onco.items():
@@ -380,8 +381,8 @@ def cancer_rows(sources: Sources, words: Counter) -> list[dict[str, str]]:
                 add(term, codes[0], name)
     rows = []
     for key, (term, code, source) in sorted(terms.items()):
-        case = "exact" if term.isupper() and " " not in term else ""
-        rows.append({"pattern": term, "name": term.lower(), "oncotree": code, "case": case, "source": source})
+        name = re.sub(r"\s*/\s*", " / ", term.lower())  # "leukemia/small lymphocytic lymphoma" as the guide writes it
+        rows.append({"pattern": term, "name": name, "oncotree": code, "case": "", "source": source})
     return rows
 
 
