@@ -23,12 +23,12 @@ from extract.rules.polarity import (
     sentence_bounds,
     stated_requirement,
 )
-from extract.rules.vocab import Marker, markers, tokens
+from extract.rules.vocab import Marker, markers
 from schemas import Criterion
 
 
 # "BRAFV600E", "BRAFV600": a protein variant written onto the gene's name.
-_GLUED = re.compile(r"(?P<alias>[A-Z][A-Za-z0-9]*?)(?P<glued>[ACDEFGHIKLMNPQRSTVWY]\d{2,4}[ACDEFGHIKLMNPQRSTVWY]?)")
+_GLUED = re.compile(r"\b(?P<alias>[A-Z][A-Z0-9]+)(?P<glued>[ACDEFGHIKLMNPQRSTVWY]\d{2,4}[ACDEFGHIKLMNPQRSTVWY]?)\b")
 # A marker's name then its abbreviation in parentheses is one mention: "human epidermal growth factor receptor 2 (HER2)".
 _OPEN, _CLOSE = re.compile(r"\s*\(\s*"), re.compile(r"\s*\)")
 # What makes a short or word-like symbol ("CR1", "MET", "PI3") a marker: a finding or a test named beside it.
@@ -53,11 +53,10 @@ def _marker_hits(text: str) -> list[_Hit]:
     """The marker names in a text (vocab.markers()), longest first at each word."""
     found = [_Hit(hit.start, hit.end, hit.value) for hit in markers().scan(text)]
     covered = {hit.start for hit in found}
-    for token in tokens(text):
-        if token.start not in covered and any(char.isdigit() for char in token.exact) and (glued := _GLUED.fullmatch(token.exact)):
-            marker = markers().get(glued.group("alias"))
-            if marker is not None and not marker.context:
-                found.append(_Hit(token.start, token.end, marker, glued.group("glued")))
+    for glued in _GLUED.finditer(text):
+        marker = markers().get(glued.group("alias")) if glued.start() not in covered else None
+        if marker is not None and not marker.context:
+            found.append(_Hit(glued.start(), glued.end(), marker, glued.group("glued")))
     found.sort(key=lambda hit: hit.start)
     merged: list[_Hit] = []
     for hit in found:

@@ -12,8 +12,8 @@ are empty strings. `ELIGEX_VOCAB_DIR` points the rules to another built folder (
 
 Phrases are looked up by tokens, not by one regex per vocabulary: the text is cut into words and
 single punctuation marks (spaces, hyphens and underscores only separate), and a phrase is the
-concatenation of its tokens, so "PD-L1", "PD L1" and "PDL1" are one key. Case-folded keys also fold
-Greek letters (α is alpha) and plurals ("therapies" is "therapy").
+concatenation of its tokens, so "PD-L1", "PD L1" and "PDL1" are one key. Greek letters are spelt out
+(α is alpha); a phrase matched in any case also matches with its last word in the plural.
 
 Called from other modules: `drug_inn`, `drug_classes`, `class_ancestors`, `therapy_class`,
 `marker_symbols`, `oncotree_code`.
@@ -27,7 +27,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Generic, Iterable, NamedTuple, TypeVar
+from typing import Generic, Iterable, Iterator, NamedTuple, TypeVar
 
 VOCAB_DIR = Path(__file__).parent / "vocab"
 
@@ -155,32 +155,72 @@ class Token(NamedTuple):
     start: int
     end: int
     exact: str  # as written (Greek letters spelt out)
-    folded: str  # lower case, singular
+    folded: str  # lower case
 
 
-def _fold(word: str) -> str:
-    word = word.lower()
-    if len(word) > 4 and word.isalpha():
-        if word.endswith("ies"):
-            return word[:-3] + "y"
-        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            return word[:-1]
-    return word
+class _Tokens:
+    """A text's tokens as two lists of forms (as written, lower case), made by the regex engine in one pass
+    each, with no Python step per token; their offsets are found only when a lookup hits."""
+
+    __slots__ = ("text", "exact", "folded", "present", "_spans")
+
+    def __init__(self, text: str) -> None:
+        spelt = text.translate(_GREEK)
+        self.text = text
+        self.exact = _TOKEN.findall(spelt)
+        self.folded = _TOKEN.findall(spelt.lower())
+        if len(self.folded) != len(self.exact):  # a rare letter whose lower case is two ("İ"): fold word by word
+            self.folded = [word.lower() for word in self.exact]
+        self.present = set(self.exact).union(self.folded)  # every form, to meet a lexicon's starters in one step
+        self._spans: list[tuple[int, int]] | None = None
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = [match.span() for match in _TOKEN.finditer(self.text)]
+        return self._spans
+
+    def where(self, forms: set[str]) -> list[int]:
+        """The indices of the tokens with one of these forms, in order (list.index: no Python step per token)."""
+        found: set[int] = set()
+        for form in forms:
+            for words in (self.exact, self.folded):
+                index = -1
+                while True:
+                    try:
+                        index = words.index(form, index + 1)
+                    except ValueError:
+                        break
+                    found.add(index)
+        return sorted(found)
 
 
 @functools.lru_cache(maxsize=64)
-def tokens(text: str) -> tuple[Token, ...]:
-    """The tokens of a text (cached: every finder reads the same criterion)."""
-    found = []
-    for match in _TOKEN.finditer(text):
-        exact = match.group().translate(_GREEK)
-        found.append(Token(match.start(), match.end(), exact, _fold(exact)))
-    return tuple(found)
+def _tokenize(text: str) -> _Tokens:
+    return _Tokens(text)
+
+
+def tokens(text: str) -> list[Token]:
+    """The tokens of a text (tokenised once: every finder reads the same criterion)."""
+    found = _tokenize(text)
+    return [Token(start, end, exact, folded) for (start, end), exact, folded in zip(found.spans, found.exact, found.folded)]
 
 
 def key_forms(phrase: str, exact: bool) -> list[str]:
-    """The token forms a phrase is looked up by: as written, or folded."""
+    """The token forms a phrase is looked up by: as written, or in lower case."""
     return [token.exact if exact else token.folded for token in tokens(phrase)]
+
+
+def _plurals(word: str) -> list[str]:
+    """A folded phrase's last word also in the plural, so "therapies" and "inhibitors" need no folding of the
+    text: "therapy" -> "therapies", "inhibitor" -> "inhibitors", "lymphoma" -> "lymphomas"."""
+    if len(word) < 4 or not word.isalpha():
+        return []
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return [word[:-1] + "ies"]
+    if word.endswith(("s", "x", "ch", "sh")):
+        return [word + "es"]
+    return [word + "s"]
 
 
 def exact_key(phrase: str) -> str:
@@ -189,7 +229,7 @@ def exact_key(phrase: str) -> str:
 
 
 def fold_key(phrase: str) -> str:
-    """The lookup key of a phrase matched in any case: "Anti-HER2 therapies" -> "antiher2therapy"."""
+    """The lookup key of a phrase matched in any case: "Anti-HER2 therapy" -> "antiher2therapy"."""
     return "".join(token.folded for token in tokens(phrase))
 
 
@@ -213,13 +253,20 @@ class Lexicon(Generic[V]):
     def __init__(self) -> None:
         self._tables: tuple[dict[str, V], dict[str, V]] = ({}, {})  # exact, folded
         self._prefixes: tuple[set[str], set[str]] = (set(), set())
+        self._scanned: dict[str, list[Hit[V]]] = {}  # the last texts scanned
+        self._starters: set[str] | None = None  # every key and prefix, made at the first scan
 
     def add(self, phrase: str, value: V, exact: bool) -> None:
         side = 0 if exact else 1
         forms = key_forms(phrase, exact)
+        self._scanned.clear()
+        self._starters = None
         if not forms:
             return
         self._tables[side]["".join(forms)] = value
+        if not exact:
+            for plural in _plurals(forms[-1]):
+                self._tables[side].setdefault("".join(forms[:-1]) + plural, value)
         prefix = ""
         for form in forms[:-1]:
             prefix += form
@@ -244,11 +291,16 @@ class Lexicon(Generic[V]):
         values = [decode(value) for value in data["values"]]
         lexicon._tables = tuple({key: values[index] for key, index in data[side].items()} for side in ("exact", "folded"))
         lexicon._prefixes = tuple(set(prefixes) for prefixes in data["prefixes"])
+        lexicon._scanned, lexicon._starters = {}, None
         return lexicon
 
     def remove(self, phrase: str) -> None:
+        self._scanned.clear()
+        self._starters = None
         self._tables[0].pop(exact_key(phrase), None)
-        self._tables[1].pop(fold_key(phrase), None)
+        forms = key_forms(phrase, exact=False)
+        for key in ["".join(forms)] + ["".join(forms[:-1]) + plural for plural in _plurals(forms[-1]) if forms]:
+            self._tables[1].pop(key, None)
 
     def get(self, phrase: str) -> V | None:
         """What a whole phrase names, as written first, else in any case."""
@@ -259,40 +311,50 @@ class Lexicon(Generic[V]):
         return len(self._tables[0]) + len(self._tables[1])
 
     def scan(self, text: str, start: int = 0, end: int | None = None) -> list[Hit[V]]:
-        """The phrases in text[start:end], leftmost first, each the longest at its start, none overlapping."""
-        found: list[Hit[V]] = []
-        toks = tokens(text)
+        """The phrases in text[start:end], leftmost first, each the longest at its start, none overlapping.
+        The whole text is scanned once (finders ask for one sentence after another)."""
+        found = self._scanned.get(text)
+        if found is None:
+            if len(self._scanned) > 16:
+                self._scanned.clear()
+            found = self._scanned[text] = self._scan(text)
+        if start == 0 and end is None:
+            return found
         end = len(text) if end is None else end
-        index = _first_token(toks, start)
-        while index < len(toks) and toks[index].end <= end:
-            best: tuple[int, V] | None = None
-            for side, form in ((0, 2), (1, 3)):
-                table, prefixes = self._tables[side], self._prefixes[side]
-                key, last = "", index
-                while last < len(toks) and toks[last].end <= end:
-                    key += toks[last][form]
-                    if key in table and (best is None or last > best[0] or (last == best[0] and side == 0)):
-                        best = (last, table[key])
-                    if key not in prefixes:
-                        break
-                    last += 1
-            if best is None:
-                index += 1
+        return [hit for hit in found if start <= hit.start and hit.end <= end]
+
+    def _scan(self, text: str) -> list[Hit[V]]:
+        toks = _tokenize(text)
+        count = len(toks.exact)
+        sides = ((self._tables[0], self._prefixes[0], toks.exact), (self._tables[1], self._prefixes[1], toks.folded))
+        found: list[Hit[V]] = []
+        # a phrase can start only at a token that is a key or a key's prefix: most tokens are neither, and
+        # set intersections find the few that are without a Python step per token
+        if self._starters is None:
+            self._starters = set().union(*self._tables, *self._prefixes)
+        found_forms = toks.present.intersection(self._starters)
+        if not found_forms:
+            return []
+        candidates = toks.where(found_forms)
+        free = 0  # the first token no hit covers
+        for index in candidates:
+            if index < free:
                 continue
-            found.append(Hit(toks[index].start, toks[best[0]].end, best[1]))
-            index = best[0] + 1
+            best, value = -1, None
+            for table, prefixes, forms in sides:
+                last, key = index, forms[index]
+                while True:
+                    found_value = table.get(key)
+                    if found_value is not None and last > best:  # the exact side first: it wins a tie
+                        best, value = last, found_value
+                    last += 1
+                    if last >= count or key not in prefixes:
+                        break
+                    key += forms[last]
+            if best >= 0:
+                found.append(Hit(toks.spans[index][0], toks.spans[best][1], value))
+                free = best + 1
         return found
-
-
-def _first_token(toks: tuple[Token, ...], start: int) -> int:
-    low, high = 0, len(toks)
-    while low < high:
-        middle = (low + high) // 2
-        if toks[middle].start < start:
-            low = middle + 1
-        else:
-            high = middle
-    return low
 
 
 # -- markers ---------------------------------------------------------------------------------------
@@ -461,38 +523,45 @@ _HOW = r"(?:targeted|directed|targeting|based)"
 # A target's name: "CD38", "PD-L1", "CLDN18.2", "PD-1/PD-L1"; never its "-directed".
 _TARGET = rf"(?P<target>[A-Za-z][A-Za-z0-9α-ω]*(?:[-.](?!{_HOW}\b)[A-Za-z0-9α-ω()]+)*(?:/[A-Za-z0-9()-]+)*)"
 _VARIANT_WORD = r"(?:[\s-]+(?P<variant>[A-Z]\d{2,3}[A-Z]))?"
-_GENERIC_CLASSES = (
-    # "anti-CD38 therapy", "anti-TIGIT antibody", "anti-PD-1": the target after "anti"
-    re.compile(rf"(?i)\banti[\s-]*{_TARGET}(?:[\s-]+(?:{_CLASS_NOUN}))?(?![\w-])"),
-    # "VEGF-TKI", "KRAS G12C inhibitor", "BCMA-directed therapy", "TROP2 ADC"
-    re.compile(rf"(?<![\w-])\(?{_TARGET}\)?{_VARIANT_WORD}[\s-]*(?:(?P<how>{_HOW})[\s-]*)?{_CLASS_NOUN}(?![\w-])", re.I),
-    # "inhibitor of MEK", "inhibitors of PARP"
-    re.compile(rf"(?i)\b(?P<noun>inhibitors?|antagonists?|blockers?|degraders?)\s+of\s+(?:the\s+)?{_TARGET}(?![\w-])"),
-)
-_ANY_GENERIC = re.compile(r"(?i)anti|inhibit|tki|antagon|block|degrad|antibod|mab|adc|conjugate|bispecific|car|directed|targeted|targeting")
+# "anti-CD38 therapy", "anti-TIGIT antibody", "anti-PD-1": the target after "anti"
+_ANTI_TARGET = re.compile(rf"(?i)\banti[\s-]*{_TARGET}(?:[\s-]+(?:{_CLASS_NOUN}))?(?![\w-])")
+# "VEGF-TKI", "KRAS G12C inhibitor", "BCMA-directed therapy", "TROP2 ADC": a class noun, then the target before it
+_NOUN = re.compile(rf"(?i)(?<!\w){_CLASS_NOUN}(?![\w-])")
+_TARGET_BEFORE = re.compile(rf"(?i)(?<![\w-])\(?{_TARGET}\)?{_VARIANT_WORD}[\s-]*(?:(?P<how>{_HOW})[\s-]*)?$")
+# "inhibitor of MEK", "inhibitors of PARP"
+_NOUN_OF_TARGET = re.compile(rf"(?i)\b(?P<noun>inhibitors?|antagonists?|blockers?|degraders?)\s+of\s+(?:the\s+)?{_TARGET}(?![\w-])")
+# A noun that says too little without "targeted" or "directed": "EGFR therapy" is no class, "HER2-targeted therapy" is.
+_VAGUE_NOUN = re.compile(r"(?i)therap(?:y|ies)|agents?|drugs?|treatments?|medications?|immunotherap(?:y|ies)")
+_ANY_GENERIC = re.compile(r"(?i)\banti|inhibit|\btki|antagon|blocke|degrad|antibod|\bmabs?\b|\badcs?\b|conjugate|bispecific|\bcar\b|directed|targeted|targeting")
 
 
+def _generic_matches(text: str) -> Iterator[tuple[int, int, str, str | None, str | None]]:
+    """(start, end, target, noun, variant) of every target-and-noun wording."""
+    for match in _ANTI_TARGET.finditer(text):
+        yield match.start(), match.end(), match.group("target"), match.group("noun"), None
+    for noun in _NOUN.finditer(text):
+        before = _TARGET_BEFORE.search(text, max(0, noun.start() - 60), noun.start())
+        if before and (before.group("how") or not _VAGUE_NOUN.fullmatch(noun.group())):
+            yield before.start(), noun.end(), before.group("target"), noun.group(), before.group("variant")
+    for match in _NOUN_OF_TARGET.finditer(text):
+        yield match.start(), match.end(), match.group("target"), match.group("noun"), None
+
+
+@functools.lru_cache(maxsize=64)
 def generic_classes(text: str) -> list[Hit[str]]:
     """Classes named generically by a target and a class noun, whether or not a row names them:
     "anti-CD38 therapy" -> anti-cd38 antibody, "inhibitor of MEK" -> mek inhibitor."""
     if not _ANY_GENERIC.search(text):
         return []
     found: list[Hit[str]] = []
-    for index, pattern in enumerate(_GENERIC_CLASSES):
-        for match in pattern.finditer(text):
-            target, noun = match.group("target"), match.group("noun")
-            if index == 1 and not match.group("how") and not noun:
-                continue
-            if index == 1 and re.fullmatch(r"(?i)therap(?:y|ies)|agents?|drugs?|treatments?|medications?", noun or "") and not match.group("how"):
-                continue  # "EGFR therapy" without "targeted" says too little; "HER2-targeted therapy" says it
-            parts = [part for part in re.split(r"/", target) if part]
-            symbols = [marker_symbols(part) for part in parts]
-            if not parts or not all(symbols):
-                continue
-            variant = match.groupdict().get("variant")
-            classes = [target_class(found_symbols, part, noun, variant) for found_symbols, part in zip(symbols, parts)]
-            if classes[0] and all(cls == classes[0] for cls in classes):
-                found.append(Hit(match.start(), match.end(), classes[0]))
+    for start, end, target, noun, variant in _generic_matches(text):
+        parts = [part for part in target.split("/") if part]
+        symbols = [marker_symbols(part) for part in parts]
+        if not parts or not all(symbols):
+            continue
+        classes = [target_class(found_symbols, part, noun, variant) for found_symbols, part in zip(symbols, parts)]
+        if classes[0] and all(cls == classes[0] for cls in classes):
+            found.append(Hit(start, end, classes[0]))
     found.sort(key=lambda hit: (hit.start, -hit.end))
     kept: list[Hit[str]] = []
     for hit in found:

@@ -43,7 +43,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from extract.rules.vocab import VOCAB_DIR, CancerType, Lexicon, fold_key, load_tsv, marker_of, with_curated_markers
+from extract.rules.vocab import VOCAB_DIR, CancerType, Lexicon, fold_key, load_tsv, marker_of, tokens, with_curated_markers
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCES = ROOT.parent / "shared" / "data" / "vocab-sources"
@@ -364,6 +364,8 @@ def cancer_rows(sources: Sources, words: Counter) -> list[dict[str, str]]:
         key = fold_key(term)
         if not key or key in _GENERIC_DISEASE or re.search(r"[,()\[\]]", term) or len(term.split()) > 8:
             return
+        if " " not in term and (_is_word(term, words) or any(char.isupper() for char in term[1:])):
+            return  # "aRMS", "ReAd": abbreviations; "arms": a word
         if not any(char.islower() for char in term):
             return  # "ALL", "MM", "PCNSL": abbreviations are the curated layer's (cancer_types.tsv)
         terms.setdefault(key, (term, code, source))
@@ -389,10 +391,18 @@ def cancer_rows(sources: Sources, words: Counter) -> list[dict[str, str]]:
 # -- writing ---------------------------------------------------------------------------------------
 
 
+# A phrase opening with one of these ("a disintegrin and metalloproteinase 17", "(-)-leuprolide", "5-HT", "in situ
+# carcinoma") would make every "a", "(" and "in" of a criterion a place to look: such phrases are never how
+# criteria name a gene, drug or tumour.
+_NO_OPENER = re.compile(r"(?i)[^\w\s]|\d+$|(?:a|an|the|of|in|at|on|as|be|by|to|or|and|with|within|for|from|no|not|other|who|is|are)$")
+
+
 def _lexicon(rows: list[dict[str, str]], column: str, value) -> Lexicon:
     lexicon: Lexicon = Lexicon()
     for row in rows:
-        lexicon.add(row[column], value(row), exact=row["case"] == "exact")
+        first = tokens(row[column])[:1]
+        if first and not _NO_OPENER.match(first[0].folded):
+            lexicon.add(row[column], value(row), exact=row["case"] == "exact")
     return lexicon
 
 
