@@ -65,42 +65,15 @@ def load_built_lexicon(name: str, decode) -> "Lexicon":
     return Lexicon.from_data(json.loads(gzip.decompress(path.read_bytes())), decode)
 
 
-def phrase_key(written: str) -> str:
-    """A phrase without its spaces and hyphens: "PD-L1", "PD L1" and "PDL1" are one key."""
-    return re.sub(r"[\s-]+", "", written)
-
-
-def by_case(rows: list[dict[str, str]], column: str) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    """The rows by the `phrase_key` of their `column`: (exact, folded). A row whose `case` is "exact"
-    matches only as written ("AR", not "ar"); the others match in any case, keyed in lower case."""
-    exact = {phrase_key(row[column]): row for row in rows if row["case"] == "exact"}
-    folded = {phrase_key(row[column]).lower(): row for row in rows if row["case"] != "exact"}
-    return exact, folded
-
-
-def lookup(exact: dict[str, dict[str, str]], folded: dict[str, dict[str, str]], written: str) -> dict[str, str]:
-    """The row a matched phrase names: the exact-case row first, else the case-folded one."""
-    key = phrase_key(written)
-    return exact.get(key) or folded[key.lower()]
-
-
 def is_abbreviation(phrase: str) -> bool:
     """Short with a capital ("PT", "Hb"): matched as written, where a name ignores case."""
     return len(phrase) <= 5 and any(char.isupper() for char in phrase)
 
 
-def phrase_regex(phrases: list[str]) -> str:
-    """One regex matching any of `phrases`, built as a trie so a long vocabulary stays fast.
-
-    Where a phrase has a space or a hyphen, any run of spaces and hyphens, or none, matches
-    ("PD-L1" also matches "PD L1" and "PDL1"). Longer phrases win over their prefixes.
-    """
-    return _trie_regex(_trie(phrases, separators=" -"), re.escape)
-
-
 def trie_alternation(phrases: list[str]) -> str:
-    """Like `phrase_regex`, but stricter about separators: a space matches a run of at least one
-    white space or hyphen ("anti PD-1", "anti-PD-1"), and a hyphen only a hyphen."""
+    """One regex matching any of `phrases` (the labs' analytes and units), built as a trie so a long list
+    stays fast: a space matches a run of at least one white space or hyphen ("anti PD-1", "anti-PD-1"),
+    and a hyphen only a hyphen. Longer phrases win over their prefixes."""
     return _trie_regex(_trie(phrases, separators=""), _space_or_char)
 
 
