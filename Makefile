@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ELIGEX := $(BIN)/eligex
 SHARED := ../shared/data
 
-.PHONY: demo test install bench lock clean
+.PHONY: demo test install bench vocab lock clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Rebuild extract/rules/vocab/built/ from ../shared/data/vocab-sources (by hand; the result is committed).
+vocab: install
+	$(BIN)/python -m extract.rules.vocab_build
 
 # Refresh requirements.lock after changing dependencies in pyproject.toml.
 lock:

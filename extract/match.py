@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from extract.rules.vocab import drug_classes, load_tsv
+from extract.rules.vocab import class_ancestors, drug_classes
 from extract.units import lab_threshold
 from schemas import EligibilityRecord
 from schemas.patient import Patient, PatientBiomarker, PatientLab, PatientTherapy
@@ -283,23 +283,12 @@ def _measurable(patient: Patient, measurable) -> Iterator[Requirement]:
 # -- prior therapies ---------------------------------------------------------------------------------
 
 
-@functools.cache
-def _parents() -> dict[str, str]:
-    return {row["class"]: row["parent"] for row in load_tsv("class_parents.tsv")}
-
-
 @functools.lru_cache(maxsize=4096)
 def therapy_kinds(therapy: str) -> frozenset[str]:
-    """What a therapy counts as: itself, its classes and their parents (trastuzumab: anti-her2 therapy,
-    targeted therapy, systemic therapy)."""
-    kinds, todo = set(), [therapy, *drug_classes(therapy)]
-    while todo:
-        kind = todo.pop()
-        if kind not in kinds:
-            kinds.add(kind)
-            if kind in _parents():
-                todo.append(_parents()[kind])
-    if drug_classes(therapy) and "systemic therapy" not in kinds:
+    """What a therapy counts as: itself, its classes and their broader ones (trastuzumab: anti-her2 therapy,
+    targeted therapy, systemic therapy; a class: itself and its broader classes)."""
+    kinds = {therapy, *drug_classes(therapy), *class_ancestors(therapy)}
+    if drug_classes(therapy):
         kinds.add("systemic therapy")  # a drug is systemic therapy, whatever its class
     return frozenset(kinds)
 
@@ -352,7 +341,7 @@ def _lines(patient: Patient, counted: list[PatientTherapy], therapy: str) -> int
 
 def _unrecognised(patient: Patient) -> bool:
     """Does the patient name a therapy the vocabulary cannot place (so absence cannot be told)?"""
-    return any(not drug_classes(t.therapy) and t.therapy not in _parents() and t.therapy != "systemic therapy"
+    return any(not drug_classes(t.therapy) and not class_ancestors(t.therapy) and t.therapy != "systemic therapy"
                for t in patient.prior_therapies or [])  # fmt: skip
 
 

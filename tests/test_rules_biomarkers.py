@@ -132,3 +132,37 @@ RECALL_CASES = [
 @pytest.mark.parametrize(("text", "kind", "expected"), RECALL_CASES)
 def test_recall_cases(text: str, kind: str, expected: list) -> None:
     assert _rules(text, kind) == expected
+
+
+# Symbols that are also clinical words (HGNC: "CR" names three genes; CR1, RP2, PI3, CD4 are genes too) count
+# only in a biomarker context; the same words as markers do (real criteria, ../shared/data/ctgov-2026).
+VOCABULARY_CASES = [
+    # NCT05797831: a response, not a marker
+    ("Subjects with advanced or recurrent disease must have completed a single line of up to 6 cycles of "
+     "taxane-platinum based chemo and achieved a CR or PR per RECIST V1.1", "inclusion", []),
+    # NCT01962636: remissions numbered, not complement receptors
+    ("Lymphoplasmacytic Lymphoma, Mantle-Cell Lymphoma, Prolymphocytic Leukemia are eligible after initial therapy in "
+     "CR1+ or PR1+.", "inclusion", []),
+    # NCT04005690: a cell count
+    ("CD4 counts >= 350 mm^3", "inclusion", []),
+    # NCT03516617: a drug's target
+    ("Prior exposure to ibrutinib or to a BCR inhibitor (e.g. Btk or PI3 kinase or Syk inhibitors) or a BCL-2 "
+     "inhibitor (e.g. venetoclax)", "exclusion", []),
+    # NCT06623110: RP2 is the study drug here
+    ("WOCBP and men should plan to use an adequate method to avoid pregnancy for 90 days after the last dose of RP2.",
+     "inclusion", []),
+    # NCT02945579: PR as the progesterone receptor
+    ("ER and/or PR positive, HER2 negative", "inclusion",
+     [("required", [("ESR1", "positive", "expression", None, None, None), ("PGR", "positive", "expression", None, None, None)]),
+      ("required", [("ERBB2", "negative", None, None, None, None)])]),
+    # NCT04262466: a gene no curated list names, from HGNC
+    ("PRAME positive tumor", "inclusion", [("required", [("PRAME", "positive", None, None, None, None)])]),
+    # GUIDE's wording, not a registry criterion: a fusion named by both genes, the 3' gene its marker
+    ("NSCLC with an EML4-ALK fusion", "inclusion", [("required", [("ALK", "positive", "fusion", "EML4::ALK", None, None)])]),
+    ("Ph+ ALL", "inclusion", [("required", [("ABL1", "positive", "fusion", "BCR::ABL1", None, None)])]),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "expected"), VOCABULARY_CASES)
+def test_vocabulary_cases(text: str, kind: str, expected: list) -> None:
+    assert _rules(text, kind) == expected

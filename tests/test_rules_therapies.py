@@ -45,11 +45,14 @@ CASES = [
     ("Intermediate and high risk tumor lysis Richter transformation (RT): previously treated CLL and biopsy-proven Richter "
      "transformation", "inclusion", []),
     ("Prior treatment with PARP inhibitor, FUDR or FTD/TPI", "exclusion",
-     [("excluded", "parp inhibitor", [], None, None), ("excluded", "floxuridine", ["floxuridine"], None, None)]),
+     [("excluded", "parp inhibitor", [], None, None), ("excluded", "floxuridine", ["floxuridine"], None, None),
+      ("excluded", "trifluridine/tipiracil", ["trifluridine/tipiracil"], None, None)]),
     (
         "Has received prior therapy with an anti-PD-1, anti-PD-L1, anti-PD-L2, anti-CTLA4, or anti-Lag-3 antibodies.",
         "exclusion",
-        [("excluded", "anti-pd-1/pd-l1 therapy", [], None, None), ("excluded", "anti-ctla-4 therapy", [], None, None)],
+        # anti-LAG-3: a class the vocabulary names through its target (class_signals.tsv)
+        [("excluded", "anti-pd-1/pd-l1 therapy", [], None, None), ("excluded", "anti-ctla-4 therapy", [], None, None),
+         ("excluded", "immune checkpoint inhibitor", [], None, None)],
     ),
     ("Patient must have received prior endocrine therapy with CDK4/6 inhibitor.", "inclusion",
      [("required", "endocrine therapy", [], None, None), ("required", "cdk4/6 inhibitor", [], None, None)]),
@@ -136,8 +139,8 @@ PRECISION_CASES = [
      [("excluded", "antibody-drug conjugate", [], None, None)]),
     ("Prior lines of systemic therapy should include an anti-CD20 monoclonal antibody and anthracycline containing "
      "chemotherapy regimen", "inclusion",
-     [("required", "systemic therapy", [], None, None), ("required", "anthracycline", [], None, None),
-      ("required", "chemotherapy", [], None, None)]),
+     [("required", "systemic therapy", [], None, None), ("required", "anti-cd20 antibody", [], None, None),
+      ("required", "anthracycline", [], None, None), ("required", "chemotherapy", [], None, None)]),
     # planned therapy and washout windows are not prior therapies
     ("Participant must be medically and surgically appropriate to undergo neoadjuvant chemotherapy regimen followed by "
      "standard of care local therapy as determined by their treating physician.", "inclusion", []),

@@ -13,7 +13,7 @@ from typing import Any
 
 from extract.backend import RULE_KEY, Draft
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
-from extract.rules.vocab import VOCAB_DIR
+from extract.rules.vocab import VOCAB_DIR, built_dir
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, SINGLE_FIELDS, STRICTER
 
@@ -32,9 +32,12 @@ FINDERS = (
 
 
 def _vocab_digest() -> str:
+    """A digest of every vocabulary file, the built ones in subfolders (or ELIGEX_VOCAB_DIR's) included."""
     digest = hashlib.sha256()
-    for path in sorted(VOCAB_DIR.glob("*")):
-        digest.update(path.name.encode() + path.read_bytes())
+    folders = dict.fromkeys([VOCAB_DIR, built_dir()])
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

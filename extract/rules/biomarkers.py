@@ -23,21 +23,77 @@ from extract.rules.polarity import (
     sentence_bounds,
     stated_requirement,
 )
-from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
+from extract.rules.vocab import Marker, markers
 from schemas import Criterion
 
 
-_ROWS = load_tsv("markers.tsv")
-_EXACT_ALIASES, _FOLDED_ALIASES = by_case(_ROWS, "alias")
-_FOLDED_REGEX = phrase_regex([row["alias"].lower() for row in _ROWS if row["case"] != "exact"])
-_EXACT_REGEX = phrase_regex([row["alias"] for row in _ROWS if row["case"] == "exact"])
-_ANY_ALIAS = rf"(?:(?i:{_FOLDED_REGEX})|{_EXACT_REGEX})"
-# "human epidermal growth factor receptor 2 (HER2)" is one mention.
 # "BRAFV600E", "BRAFV600": a protein variant written onto the gene's name.
-_MENTION = re.compile(
-    rf"(?<![\w-])(?P<alias>{_ANY_ALIAS})(?P<glued>[ACDEFGHIKLMNPQRSTVWY]\d{{2,4}}[ACDEFGHIKLMNPQRSTVWY]?)?"
-    rf"(?:\s*\(\s*{_ANY_ALIAS}\s*\))?(?!\w)"
+_GLUED = re.compile(r"\b(?P<alias>[A-Z][A-Z0-9]+)(?P<glued>[ACDEFGHIKLMNPQRSTVWY]\d{2,4}[ACDEFGHIKLMNPQRSTVWY]?)\b")
+# A marker's name then its abbreviation in parentheses is one mention: "human epidermal growth factor receptor 2 (HER2)".
+_OPEN, _CLOSE = re.compile(r"\s*\(\s*"), re.compile(r"\s*\)")
+# What makes a short or word-like symbol ("CR1", "MET", "PI3") a marker: a finding or a test named beside it.
+_BIOMARKER_CONTEXT = re.compile(
+    r"(?i)\b(?:mutat\w*|mutant|positiv\w*|negativ\w*|amplifi\w*|(?:over)?express\w*|fusions?|fused|rearrange\w*|"
+    r"translocat\w*|wild[\s-]?type|alteration\w*|altered|aberration\w*|deletions?|deleted|loss|variants?|IHC|FISH|"
+    r"immunohisto\w*|gene)\b"
 )
+
+
+@dataclass
+class _Hit:
+    """A marker named in the text: its span, what the vocabulary says of it, a variant written onto it."""
+
+    start: int
+    end: int
+    marker: Marker
+    glued: str | None = None
+
+
+def _marker_hits(text: str) -> list[_Hit]:
+    """The marker names in a text (vocab.markers()), longest first at each word."""
+    found = [_Hit(hit.start, hit.end, hit.value) for hit in markers().scan(text)]
+    covered = {hit.start for hit in found}
+    for glued in _GLUED.finditer(text):
+        marker = markers().get(glued.group("alias")) if glued.start() not in covered else None
+        if marker is not None and not marker.context:
+            found.append(_Hit(glued.start(), glued.end(), marker, glued.group("glued")))
+    found.sort(key=lambda hit: hit.start)
+    merged: list[_Hit] = []
+    for hit in found:
+        previous = merged[-1] if merged else None
+        opened = previous and _OPEN.fullmatch(text, previous.end, hit.start)
+        closed = _CLOSE.match(text, hit.end)
+        if previous and opened and closed and previous.glued is None:
+            previous.end = closed.end()  # "... receptor 2 (HER2)": one mention
+        elif previous and _is_fusion(text, previous, hit):
+            five, three = previous.marker.markers[0], hit.marker.markers[0]
+            merged[-1] = _Hit(previous.start, hit.end, Marker((three,), None, "fusion", f"{five}::{three}", False, "fusion"))
+        else:
+            merged.append(hit)
+    return [hit for hit in merged if not _inside_word(text, hit.start)]
+
+
+# "EML4::ALK", "EWSR1-FLI1 translocation": two genes joined are their fusion, the 3' gene its marker (GUIDE).
+_FUSION_JOINT = re.compile(r"\s*(?:::|[-–]\s*)\s*")
+_FUSION_WORD = re.compile(r"(?i)[\s-]*(?:gene\s+)?(?:fusions?|fused|translocations?|rearrangements?)\b")
+
+
+def _is_fusion(text: str, first: _Hit, second: _Hit) -> bool:
+    if len(first.marker.markers) != 1 or len(second.marker.markers) != 1 or first.glued or second.glued:
+        return False
+    joint = _FUSION_JOINT.fullmatch(text, first.end, second.start)
+    return bool(joint) and ("::" in joint.group() or bool(_FUSION_WORD.match(text, second.end)))
+
+
+def _inside_word(text: str, start: int) -> bool:
+    """ "anti-HER2", "non-BRCA": a name glued by a hyphen to a word before it is part of that word."""
+    return start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum()
+
+
+def _in_biomarker_context(text: str, start: int, end: int) -> bool:
+    clause_start, clause_end = clause_bounds(text, start, end)
+    return bool(_BIOMARKER_CONTEXT.search(text, max(clause_start, start - 40), min(clause_end, end + 50)))
+
 
 _VALUE = (
     r"(?:(?:TPS|CPS|TC|IC|tumou?r\s+proportion\s+score|combined\s+positive\s+score)\s*(?:\(\w+\)\s*|\[\w+\]\s*)?"
@@ -244,34 +300,35 @@ def _quote(text: str, start: int, end: int) -> str:
 
 
 def _mentions(text: str) -> list[_Mention]:
-    matches = list(_MENTION.finditer(text))
+    hits = _marker_hits(text)
     mentions = []
-    for index, match in enumerate(matches):
-        following = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        mention = _mention(text, match, following)
+    for index, hit in enumerate(hits):
+        following = hits[index + 1].start if index + 1 < len(hits) else len(text)
+        mention = _mention(text, hit, following)
         if mention is not None and (not mentions or mention.start >= mentions[-1].fact_end):
             mentions.append(mention)
     return mentions
 
 
-def _mention(text: str, match: re.Match, following: int) -> _Mention | None:
+def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
     """One marker mention with whatever its own wording says; None for a therapy ("anti-HER2")."""
-    alias = match.group("alias")
-    row = lookup(_EXACT_ALIASES, _FOLDED_ALIASES, alias)
-    start, end = match.span()
+    row = hit.marker
+    start, end = hit.start, hit.end
+    if row.context and not _in_biomarker_context(text, start, end):
+        return None  # "CR or PR", "CR1+": a clinical word, not a marker
     if _TARGET_BEFORE.search(text, max(0, start - 12), start) or _CELLS_AFTER.match(text, end):
         return None
     if _UNKNOWN_BEFORE.search(text, max(0, start - 120), start) or _ABSENCE_BEFORE.search(text, max(0, start - 30), start):
         return None
-    mention = _Mention(start, end, row["markers"].split("|"), row["status"] or None, row["alteration"] or None)
+    mention = _Mention(start, end, list(row.markers), row.status, row.alteration)
     mention.fact_start, mention.fact_end = start, end
-    if row["variant"]:
-        mention.variants.append(row["variant"])
-    if match.group("glued"):
-        mention.variants.append(match.group("glued"))  # "BRAFV600E"
+    if row.variant:
+        mention.variants.append(row.variant)
+    if hit.glued:
+        mention.variants.append(hit.glued)  # "BRAFV600E"
     if mention.status is None:
         _read_status_after(text, mention)
-    if mention.status in ("positive", "negative") and not row["status"] and _TESTING_AFTER.match(text, mention.fact_end):
+    if mention.status in ("positive", "negative") and not row.status and _TESTING_AFTER.match(text, mention.fact_end):
         mention.status = None  # "available for NECTIN4 gene amplification testing": a test, not a finding
     if mention.status is None and _THERAPY_AFTER.match(text, end):
         return None  # "EGFR TKI", "KRAS G12C inhibitor", "HER2-targeted therapy"
@@ -317,9 +374,10 @@ def _read_status_after(text: str, mention: _Mention) -> None:
     elif kind == "low" and mention.markers == ["ERBB2"]:
         mention.status, mention.alteration, mention.value, mention.method = "positive", "expression", _HER2_LOW_VALUE, "IHC"
     elif kind in ("negative", "low"):
-        mention.status, mention.alteration = "negative", _alteration_named(words)
+        mention.status, mention.alteration = "negative", _alteration_named(words) or mention.alteration
     else:
-        mention.status, mention.alteration = "positive", kind if kind in _ALTERATION_KINDS else None
+        # the term's own alteration ("BCR::ABL1" is a fusion) unless the status word names one
+        mention.status, mention.alteration = "positive", kind if kind in _ALTERATION_KINDS else mention.alteration
         then = _THEN_STATUS.match(text, mention.fact_end)
         if then:
             mention.status = "negative" if then.group("negative") else "positive"

@@ -1,4 +1,5 @@
-"""Cancer types: the tumour types a trial requires or excludes, named through vocab/cancer_types.tsv.
+"""Cancer types: the tumour types a trial requires or excludes, named through vocab.cancer_types()
+(OncoTree, Mondo and DO names with their OncoTree code, and the curated cancer_types.tsv).
 
 Conservative on purpose. A required type comes from an inclusion criterion that states the
 disease ("histologically confirmed metastatic breast cancer"); an excluded type from an exclusion
@@ -13,16 +14,9 @@ import re
 from typing import Any, Iterator
 
 from extract.rules.polarity import cohort_specific, evidence, requirement
-from extract.rules.vocab import by_case, load_tsv, lookup, phrase_regex
+from extract.rules.vocab import cancer_types
 from schemas import Criterion
 
-_EXACT, _FOLDED = by_case(load_tsv("cancer_types.tsv"), "pattern")
-# Folded patterns are matched on the lower-cased text: much faster than a case-insensitive regex.
-_FOLDED_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex([row['pattern'].lower() for row in _FOLDED.values()])})(?![\w-])")
-# Every folded pattern holds one of these: a cheap test that skips most criteria.
-_FOLDED_WORDS = ("cancer", "oma", "leuk", "syndrome", "tumor")
-assert all(any(word in key for word in _FOLDED_WORDS) for key in _FOLDED), "extend _FOLDED_WORDS for the new pattern"
-_EXACT_TYPE = re.compile(rf"(?<![\w-])(?:{phrase_regex([row['pattern'] for row in _EXACT.values()])})(?![\w-])")
 # The inclusion states the diagnosis: "histologically confirmed", "diagnosis of", "patients with".
 _DIAGNOSIS = re.compile(
     r"(?i)\b(?:histolog\w*|cytolog\w*|patholog\w*|confirmed|diagnos\w*|documented|proven|"
@@ -44,24 +38,26 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     text = criterion.text
     if cohort_specific(text):
         return
-    lowered = text.lower()
-    worth_scanning = len(lowered) == len(text) and any(word in lowered for word in _FOLDED_WORDS)
-    folded = _FOLDED_TYPE.finditer(lowered) if worth_scanning else ()
-    matches = sorted([*folded, *_EXACT_TYPE.finditer(text)], key=lambda match: match.start())
+    # whole words, not glued by a hyphen to a word before or after ("breast cancer-related")
+    matches = [hit for hit in cancer_types().scan(text) if not _glued(text, hit.start, hit.end)]
     # An exclusion that speaks of another cancer anywhere excludes no type of its own: searched once, not per match.
     other_cancer = bool(matches) and criterion.kind == "exclusion" and bool(_OTHER_CANCER.search(text))
     seen = set()
     for match in matches:
-        row = lookup(_EXACT, _FOLDED, match.group(0))
-        if row["name"] in seen or not _states_the_type(criterion, match.start(), match.end(), other_cancer):
+        found = match.value
+        if found.name in seen or not _states_the_type(criterion, match.start, match.end, other_cancer):
             continue
-        seen.add(row["name"])
+        seen.add(found.name)
         yield "cancer_types", {
-            "name": row["name"],
-            "requirement": requirement(criterion, match.start(), match.end()),
-            "code": {"system": "oncotree", "code": row["oncotree"]} if row["oncotree"] else None,
-            "evidence": evidence(criterion, text[match.start() : match.end()]),
+            "name": found.name,
+            "requirement": requirement(criterion, match.start, match.end),
+            "code": {"system": "oncotree", "code": found.oncotree} if found.oncotree else None,
+            "evidence": evidence(criterion, text[match.start : match.end]),
         }
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    return (start >= 1 and text[start - 1] == "-") or text.startswith("-", end)
 
 
 def _states_the_type(criterion: Criterion, start: int, end: int, other_cancer: bool) -> bool:

@@ -16,53 +16,57 @@ from typing import Iterator
 
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
-from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
+from extract.rules.vocab import drugs, generic_classes, is_abbreviation, therapy_classes
 from schemas import Criterion
 
 
-def _key(written: str) -> str:
-    """A lookup key: runs of spaces and hyphens as one space, "therapies" as "therapy"."""
-    return re.sub(r"therapies$", "therapy", re.sub(r"[\s-]+", " ", written))
-
-
 class _Vocabulary:
-    """A vocabulary's phrases as two regexes (names for lower-cased text, abbreviations for the text
-    as written) and the row each phrase names, by `_key`."""
+    """Phrases of a vocabulary (vocab.drugs() or vocab.therapy_classes()) as found in criteria: whole
+    words, not glued to a word before; "chemotherapy-naive" still names chemotherapy, "chemotherapy-induced"
+    does not name it as given."""
 
-    def __init__(self, name: str, column: str, value: str) -> None:
-        rows = load_tsv(name)
-        phrases = [row[column] for row in rows]
-        self.values = {_key(p if is_abbreviation(p) else p.lower()): row[value] for p, row in zip(phrases, rows)}
-        self.names = self._compile([p.lower() for p in phrases if not is_abbreviation(p)])
-        self.abbreviations = self._compile([p for p in phrases if is_abbreviation(p)])
-
-    @staticmethod
-    def _compile(phrases: list[str]) -> re.Pattern:
-        # "chemotherapy-naive" still names chemotherapy; "chemotherapy-induced" does not name it as given;
-        # "therapy" at the end of a phrase also stands for "therapies".
-        pattern = rf"(?<![\w-])(?:{trie_alternation(phrases)})(?!\w|-(?!na[iï]ve\b|free\b)\w)"
-        return re.compile(pattern.replace("therapy", "therap(?:y|ies)"))
+    def __init__(self, lexicon, generic=None) -> None:
+        self.lexicon = lexicon
+        self.generic = generic  # a function finding more mentions (the class grammar), or None
 
     def mentions(self, text: str, lower: str, start: int, end: int) -> list[tuple[int, int, str]]:
         """(start, end, value) for every phrase named in text[start:end]."""
-        found = [*self.names.finditer(lower, start, end), *(m for m in self.abbreviations.finditer(text, start, end) if self._as_named(m.group(), text, lower))]
-        return [(m.start(), m.end(), self._value(m.group())) for m in found]
+        found = [(hit.start, hit.end, hit.value) for hit in self.lexicon().scan(text, start, end)]
+        if self.generic is not None:
+            found = _longest([*found, *((h.start, h.end, h.value) for h in self.generic(text) if start <= h.start and h.end <= end)])
+        return [m for m in found if self._stands_alone(text, m[0], m[1]) and self._as_named(text[m[0] : m[1]], m[2], text)]
 
-    def _value(self, written: str) -> str:
-        return self.values.get(_key(written)) or self.values[_key(written.lower())]
+    @staticmethod
+    def _stands_alone(text: str, start: int, end: int) -> bool:
+        before = start >= 2 and text[start - 1] == "-" and not text[start - 2].isspace()
+        after = _GLUED_AFTER.match(text, end)
+        return not before and not after
 
-    def _as_named(self, abbreviation: str, text: str, lower: str) -> bool:
-        """Does the text use the abbreviation as the vocabulary does? "Richter transformation (RT)" defines
+    def _as_named(self, written: str, value: str, text: str) -> bool:
+        """Does the text use an abbreviation as the vocabulary does? "Richter transformation (RT)" defines
         RT as something else."""
-        defined = text.find(f"({abbreviation})")
+        if not is_abbreviation(written):
+            return True
+        defined = text.find(f"({written})")
         if defined < 0:
             return True
-        value = self._value(abbreviation)
-        return any(self._value(m.group()) == value for m in self.names.finditer(lower, max(0, defined - 80), defined))
+        return any(hit.value == value for hit in self.lexicon().scan(text, max(0, defined - 80), defined))
 
 
-_DRUGS = _Vocabulary("drugs.tsv", "name", "inn")
-_CLASSES = _Vocabulary("therapy_classes.tsv", "phrase", "class")
+def _longest(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping mentions: the longest, then the first."""
+    kept: list[tuple[int, int, str]] = []
+    for mention in sorted(found, key=lambda m: (m[0], -m[1])):
+        if kept and mention[0] < kept[-1][1]:
+            continue
+        kept.append(mention)
+    return kept
+
+
+# "chemotherapy-induced": a phrase glued by a hyphen to a word after it, unless "-naive", "-free".
+_GLUED_AFTER = re.compile(r"-(?!na[iï]ve\b|free\b)\w")
+_DRUGS = _Vocabulary(drugs)
+_CLASSES = _Vocabulary(therapy_classes, generic_classes)
 
 
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
@@ -263,6 +267,9 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
         item = _item(criterion, lower, "required", therapy, [], match.start(), max([match.end(), *(c[1] for c in named[:1])]))
         item["min_lines"], item["max_lines"] = bounds
         counted_until = max([match.end(), *(c[1] for c in named[:1])])
+        aside = _ASIDE.match(lower, counted_until)
+        if aside:  # "1 prior chemotherapy (which includes antibody drug conjugates)": what counts as a line
+            consumed.update(c[0] for c in classes if counted_until <= c[0] < aside.end())
         yield item
     mentions = sorted(
         [(s, e, "class", name) for s, e, name in classes if s not in consumed and e <= stop]
