@@ -25,6 +25,10 @@ class UpstreamError(EligexError):
     exit_code = 3
 
 
+class UpstreamUnreachable(UpstreamError):
+    """Nothing answers at the upstream's address: the whole command stops, not just one record."""
+
+
 def one_line(text: str, limit: int = 200) -> str:
     """The first line of a message, at most `limit` characters: errors are reported on one line."""
     return (text.strip().splitlines() or [""])[0][:limit]
