@@ -29,9 +29,10 @@ from pydantic import Field, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import InputError, UpstreamError, one_line, redact, retry_after
+from extract.errors import Billed, InputError, UpstreamError, one_line, redact, retry_after
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
+from extract.transport import Breaker, checked_url
 from schemas import SCHEMA_VERSION, Criterion, Trial
 from schemas.record import (
     BiomarkerRule,
@@ -228,7 +229,7 @@ class Settings:
     requests_per_minute: int = 500
     tokens_per_minute: int = 200_000
     max_in_flight: int = 256  # requests at once; the pipeline's --concurrency (at most 256) is the real bound
-    timeout_seconds: float = 120.0
+    timeout_seconds: float = 120.0  # for the whole answer of one attempt
     attempts: int = 4  # transport attempts per request
     backoff_seconds: float = 1.0  # first wait between attempts without Retry-After, then doubled
     max_wait_seconds: float = 30.0  # cap on any wait between attempts, Retry-After included
@@ -238,6 +239,8 @@ class Settings:
 
 def transient(error: BaseException) -> bool:
     """Worth another attempt: rate limits, server errors, timeouts and lost connections."""
+    if isinstance(error, TimeoutError):  # the attempt's deadline
+        return True
     if isinstance(error, openai.APIStatusError):
         return error.status_code in (408, 409, 429) or error.status_code >= 500
     return isinstance(error, openai.APIConnectionError)
@@ -253,6 +256,8 @@ def server_wait(error: BaseException | None) -> float | None:
 
 
 def describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return str(error)
     if isinstance(error, openai.APITimeoutError):
         return "the request timed out"
     if isinstance(error, openai.APIConnectionError):
@@ -292,6 +297,7 @@ class OpenAIBackend:
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._requests = AsyncLimiter(self.settings.requests_per_minute, 60)
         self._tokens = AsyncLimiter(self.settings.tokens_per_minute, 60)
+        self._breaker = Breaker(redact(f"the LLM endpoint at {self.client.base_url}"))
 
     @property
     def prompt_version(self) -> str:
@@ -303,6 +309,8 @@ class OpenAIBackend:
         api_key, base_url = os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL")
         if not api_key and not base_url:
             raise InputError("the openai backend needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server")
+        if base_url:
+            checked_url(base_url, "OPENAI_BASE_URL")
         settings = Settings(
             mode=os.environ.get("ELIGEX_LLM_MODE", "tools"),
             requests_per_minute=_positive_env("ELIGEX_RPM", Settings.requests_per_minute),
@@ -328,12 +336,22 @@ class OpenAIBackend:
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
+        # Every part to its end, even when one fails: what the others cost was billed all the same.
         answers = await asyncio.gather(
-            *(self._ask(trial, part, usage) for part in self.parts(criteria))
+            *(self._ask(trial, part, usage) for part in self.parts(criteria)), return_exceptions=True
         )
+        failed = next((answer for answer in answers if isinstance(answer, BaseException)), None)
+        if failed is not None:
+            raise self.billed(failed, usage)
         answer = merge(answers)
         self.remember(key, answer, usage)
         return self.draft(answer, usage)
+
+    def billed(self, error: BaseException, usage: Usage, price_factor: float = 1.0) -> BaseException:
+        """`error`, carrying what its trial was billed for (`extract.errors.billed` reads it)."""
+        spent = self.draft({}, usage, price_factor)
+        error.billed = Billed(spent.input_tokens, spent.output_tokens, spent.cost_usd if usage.input_tokens else None)
+        return error
 
     def remember(self, cache_key: str, answer: dict[str, Any], usage: Usage) -> None:
         """Cache a trial's merged answer (the Batch API path fills the same cache); written with its record."""
@@ -399,15 +417,34 @@ class OpenAIBackend:
         try:
             async for attempt in retrying:
                 with attempt:
+                    self._breaker.check()
                     await self._requests.acquire()
                     await self._tokens.acquire(estimate)
                     async with self._in_flight:
-                        return await self.client.chat.completions.create(**request)
-        except openai.OpenAIError as error:
+                        response = await self._attempt(request)
+                    return response
+        except (openai.OpenAIError, TimeoutError) as error:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise UpstreamError(
                 redact(f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}")
             ) from error
+
+    async def _attempt(self, request: dict[str, Any]) -> Any:
+        """One request with a deadline for its whole answer (the client's timeout restarts with every
+        byte); every outcome tells the breaker whether anybody answered."""
+        try:
+            async with asyncio.timeout(self.settings.timeout_seconds):
+                response = await self.client.chat.completions.create(**request)
+        except TimeoutError:
+            raise TimeoutError(f"no complete answer within {self.settings.timeout_seconds:g} s") from None
+        except openai.APIStatusError:
+            self._breaker.answered()
+            raise
+        except openai.APIConnectionError as error:
+            self._breaker.failed(error, describe(error))
+            raise
+        self._breaker.answered()
+        return response
 
     def _tokens_estimate(self, request: dict[str, Any]) -> int:
         """Roughly what the provider counts against tokens per minute: four characters a token."""

@@ -29,12 +29,18 @@ def checked_url(url: str, what: str) -> str:
     return url
 
 
-def cannot_connect(error: BaseException) -> bool:
+# httpx's, and by name those of the httpx fork the openai client uses (httpx2, httpcore2): same names.
+_CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout)
+_CONNECT_FAILURE_NAMES = {cls.__name__ for cls in _CONNECT_FAILURES}
+
+
+def cannot_connect(error: BaseException | None) -> bool:
     """Did the request fail before any server answered: refused, no route, unknown host, connect timeout?
 
-    The openai client wraps httpx's errors, so the causes are followed too."""
+    Clients wrap these (openai.APIConnectionError also means a connection broken mid-answer), so the
+    causes are followed."""
     while error is not None:
-        if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)):
+        if isinstance(error, _CONNECT_FAILURES) or type(error).__name__ in _CONNECT_FAILURE_NAMES:
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -4,7 +4,9 @@ POST /v1/chat/completions, and GET /v1/_stats (the request count; with `?request
 body too) for a client in another process. Each request takes the first scripted reply whose `when` text occurs
 in its body (or that has no `when`), so concurrent trials get their own answers; with nothing left to
 say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
-failed trial. `latency` makes every call wait that long first, as a model's thinking would.
+failed trial. `latency` makes every call wait that long first, as a model's thinking would. A reply
+with `drip` sends its body one byte every `drip` seconds; `refuse_connections()` stops listening, so
+that every new connection is refused, as at a base URL where nothing runs.
 
 Run as a script (`python tests/openai_server.py --latency 0.3`) it serves in a process of its own,
 answering every call with `first_criterion_answer`, and prints its base URL on the first line of
@@ -33,6 +35,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering
+    drip: float = 0.0  # seconds between the bytes of the body (each read is quick, the whole never)
     when: str | None = None
     echo_authorization: bool = False  # a careless server: the error message ends with the Authorization header
 
@@ -156,7 +159,11 @@ class OpenAIServer:
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    for piece in _pieces(payload, reply.drip):
+                        if reply.drip and server._closing.wait(reply.drip):
+                            return
+                        self.wfile.write(piece)
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test): nothing to answer
 
@@ -184,10 +191,20 @@ class OpenAIServer:
     def start(self) -> None:
         self._thread.start()
 
+    def refuse_connections(self) -> None:
+        """Stop listening: every new connection to `base_url` is refused from now on."""
+        self._http.shutdown()
+        self._http.socket.close()
+
     def stop(self) -> None:
         self._closing.set()
         self._http.shutdown()
         self._http.server_close()
+
+
+def _pieces(payload: bytes, drip: float) -> list[bytes]:
+    """The body in one write, or byte by byte when dripping."""
+    return [payload[i : i + 1] for i in range(len(payload))] if drip else [payload]
 
 
 @pytest.fixture
