@@ -230,13 +230,16 @@ class BatchServer(OpenAIServer):
     Each GET of a batch moves it one state on: validating, in_progress, then completed (or expired).
     On finishing, every input line takes a scripted reply as a chat completion would (and is recorded
     in `requests`): a 200 goes to the output file, any other status to the error file, and an
-    `expired_line` to the error file as `batch_expired`.
+    `expired_line` to the error file as `batch_expired`. `cut_output_lines` maps a line number of
+    the output file (0 first) to the bytes it keeps: a file cut short, or a line written half.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}  # every batch created, by id
+        self.cut_output_lines: dict[int, int] = {}
+        self.drip = 0.0  # seconds between the bytes of every Batch API answer (0: all at once)
 
     def _add_file(self, data: bytes, purpose: str, filename: str) -> dict:
         file_id = f"file-{len(self.files) + 1}"
@@ -288,7 +291,10 @@ class BatchServer(OpenAIServer):
             files = ((output, "output_file_id", "output.jsonl"), (errors, "error_file_id", "errors.jsonl"))
             for lines, key, name in files:
                 if lines:
-                    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                    texts = [json.dumps(line) for line in lines]
+                    if key == "output_file_id":
+                        texts = [text[: self.cut_output_lines.get(i, len(text))] for i, text in enumerate(texts)]
+                    data = "".join(text + "\n" for text in texts).encode()
                     batch[key] = self._add_file(data, "batch_output", name)["id"]
         expired = any(line.get("error") for line in errors)
         batch["status"] = "expired" if expired else "completed"
@@ -328,7 +334,14 @@ class BatchServer(OpenAIServer):
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    for piece in _pieces(payload, server.drip):
+                        if server.drip and server._closing.wait(server.drip):
+                            return
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up at its deadline
 
         return Handler
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -13,7 +14,7 @@ from test_llm import ANSWER, API_KEY, OTHER, OTHER_ANSWER, TRIAL, rows, workspac
 
 from cli import main
 from extract import batch
-from extract.errors import InputError
+from extract.errors import InputError, UpstreamError
 from extract.llm import ExtractedEligibility, OpenAIBackend
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
@@ -173,6 +174,61 @@ def test_a_failed_line_fails_its_trial_and_the_rest_is_stored(batch_server, work
     assert workspace.current_record(TRIAL) is None
     if reply.status != 200:
         assert (batch.batch_dir(workspace, report["run_id"]) / "errors.jsonl").exists()
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_line_of_the_output_file_cut_short_fails_its_trial_and_the_rest_is_stored(batch_server, workspace):
+    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, usage=USAGE, when=TRIAL))
+    batch_server.cut_output_lines = {0: 300}  # OTHER's line (input order) stops mid-answer
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.extracted == 1 and list(summary.failures) == [OTHER]
+    assert summary.failures[OTHER].startswith("UpstreamError: line 1 of output.jsonl is not JSON (cut short?)")
+    assert workspace.current_record(TRIAL).extraction.input_tokens == USAGE[0]
+    assert workspace.current_record(OTHER) is None
+    assert batch.find(workspace, report["run_id"])["collected_at"] is not None  # collected once, for good
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_line_cut_before_its_custom_id_is_named_in_the_reason_of_the_trial_it_leaves_without_a_result(
+    batch_server, workspace
+):
+    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, when=TRIAL))
+    batch_server.cut_output_lines = {1: 12}  # '{"id": "batc': whose line it was cannot be known
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.extracted == 1
+    assert summary.failures == {TRIAL: "UpstreamError: no result in the batch output "
+                                       "(1 line of output.jsonl could not be read: line 2)"}  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_billed_line_that_fails_records_its_tokens_at_the_batch_price(batch_server, workspace):
+    batch_server.script(json_content(invalid(ANSWER), usage=USAGE, when=TRIAL), json_content(OTHER_ANSWER, when=OTHER))
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert list(summary.failures) == [TRIAL]
+    stored = workspace.db.execute("SELECT input_tokens, output_tokens, cost_usd FROM extractions WHERE nct_id = ?",
+                                  [TRIAL]).fetchone()  # fmt: skip
+    assert stored == (*USAGE, pytest.approx(0.5 * (1000 * 1.0 + 200 * 2.0) / 1e6))
+
+
+def test_a_batch_api_dripping_its_answers_meets_the_deadline(batch_server, workspace, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, batch_server.base_url, API_KEY, ELIGEX_MODEL="test-model",
+                   ELIGEX_LLM_TIMEOUT="0.5")  # fmt: skip
+    report = submit(workspace)
+    batch_server.drip = 0.1  # every read within 0.5 s, the whole answer in a minute
+
+    started = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"Batch API batch status .* no complete answer within 0.5 s"):
+        asyncio.run(batch.poll(workspace, llm(workspace).client, report["run_id"]))
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.usefixtures("environment")
