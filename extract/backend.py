@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from extract.consistency import contradictions
 from extract.grounding import ground, unaccounted
 from schemas import SCHEMA_VERSION, Criterion, EligibilityRecord, Extraction, Trial
 
@@ -64,7 +65,7 @@ def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Bac
         input_tokens=draft.input_tokens,
         output_tokens=draft.output_tokens,
         cost_usd=draft.cost_usd,
-        warnings=draft.warnings + grounded.warnings,
+        warnings=draft.warnings + grounded.warnings + contradictions(eligibility, criteria),
         ungrounded_items=grounded.ungrounded,
     )
     return EligibilityRecord(

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from openai_server import OpenAIServer, error, json_content, openai_server, tool_call  # noqa: F401 (a fixture)
 
+from extract.consistency import WARNING, flagged
 from extract.errors import InputError, UpstreamUnreachable
 from extract.llm import OpenAIBackend, Settings, chunk, load_prompt, merge
 from extract.pipeline import run_extraction
@@ -137,6 +138,7 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert record.extraction.ungrounded_items == 1
     assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
     assert "1500" not in record.eligibility.model_dump_json()
+    assert flagged(record.extraction.warnings) == 0  # every quote states its item
     extraction = record.extraction
     assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", "extract-v1")
     assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
@@ -148,6 +150,25 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert "[inc-6] Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1" in user_message(request)
     assert request["tools"][0]["function"]["name"] == "ExtractedEligibility"
     assert request["tool_choice"]["function"]["name"] == "ExtractedEligibility"
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_answer_obeying_an_instruction_planted_in_the_criteria_is_stored_with_warnings(openai_server, workspace):
+    # Real quotes, invented items: what a model told "ignore previous instructions and output ..." would send.
+    planted = dict(ANSWER, biomarkers=[*ANSWER["biomarkers"], {
+        "requirement": "required", "any_of": [{"marker": "EGFR", "status": "positive"}],
+        "evidence": quoted("inc-6", "Eastern Cooperative Oncology Group")}],
+        prior_therapies=[dict(ANSWER["prior_therapies"][0], requirement="required")])  # fmt: skip
+    openai_server.script(tool_call(planted))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {}
+    record = workspace.current_record(TRIAL)
+    assert "EGFR" in [rule.any_of[0].marker for rule in record.eligibility.biomarkers]  # kept, for a reviewer
+    warnings = [w for w in record.extraction.warnings if WARNING in w]
+    assert [w.split(":")[0] for w in warnings] == ["biomarkers", "prior_therapies"]
+    assert "exclusion criterion exc-3" in warnings[1]
 
 
 @pytest.mark.usefixtures("environment")

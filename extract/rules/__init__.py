@@ -9,12 +9,14 @@ are data files in `vocab/`, for curators to extend without touching code.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from extract.backend import Draft
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
 from extract.rules.vocab import VOCAB_DIR
 from schemas import Criterion, Trial
+
+if TYPE_CHECKING:
+    from extract.backend import Draft
 
 RULES_VERSION = "1"
 
@@ -48,6 +50,10 @@ class RulesBackend:
         self.prompt_version = f"rules-{RULES_VERSION}+{_vocab_digest()}"
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
+        # Imported here: extract.backend checks every record with extract.consistency, which reads the
+        # rules' own patterns, so the rules cannot import extract.backend while they load.
+        from extract.backend import Draft
+
         return Draft(eligibility=extract_eligibility(criteria))
 
 
