@@ -116,7 +116,8 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Search: stop after this many studies.")
 @click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Search: studies per request.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True, help="Requests per minute.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True, help="Seconds per request.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+              help="Seconds for a whole answer, per attempt.")
 @click.pass_obj
 def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, updated_since, limit, page_size, rate,
           timeout) -> None:  # fmt: skip
@@ -124,8 +125,10 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
 
     Studies are stored as `import` stores them: one whose content is unchanged is not rewritten.
     Requests are spaced to --rate and retried on 429, 5xx, timeouts and broken connections. An id
-    that is unknown or cannot be had is named and the rest goes on (exit code 1); a search page
-    that cannot be had ends the search (exit code 3), keeping what was stored before it.
+    that is unknown, cannot be had or comes back as another study is named and the rest goes on
+    (exit code 1); a search page that cannot be had ends the search (exit code 3), keeping what was
+    stored before it. A search ends at --limit, at the registry's total count, or at a page that
+    brings no new study. A registry that cannot be reached stops the fetch at once (exit code 3).
     """
     from extract.fetch import DEFAULT_URL, Search, Settings, comma_list, fetch_ids, fetch_search
 

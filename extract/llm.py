@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import random
-import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from extract.backend import Draft
 from extract.errors import Billed, InputError, UpstreamError, one_line, redact, retry_after
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
+from extract.text import SEGMENTER_VERSION
 from extract.transport import Breaker, checked_url
 from schemas import SCHEMA_VERSION, Criterion, Trial
 from schemas.record import (
@@ -48,7 +49,7 @@ from schemas.record import (
 )
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
-PROMPT_FILE = PROMPTS / "extract-v1.md"  # bump its version whenever it or ExtractedEligibility changes
+PROMPT_FILE = PROMPTS / "extract-v1.md"  # its version follows its text and ExtractedEligibility (prompt_version)
 PRICES_FILE = PROMPTS / "prices.json"
 DEFAULT_MODEL = "gpt-4.1-mini"
 MODES = {"tools": Mode.TOOLS, "json": Mode.JSON}
@@ -144,17 +145,25 @@ def to_eligibility(answer: dict[str, Any]) -> dict[str, Any]:
 # -- the prompt: a stable prefix (instructions, conventions; the schema travels as the tool) -----------
 
 
+def prompt_version(name: str, system: str, schema: dict[str, Any], segmenter: str = SEGMENTER_VERSION) -> str:
+    """The version of what the model is asked: the prompt's text, the answer's schema (the tool) and
+    the segmenter that numbers the criteria (cached answers name criterion ids). It keys the answer
+    cache and says when a record is up to date, so an edit to any of them is asked afresh."""
+    return f"{name}+{canonical_sha256({'system': system, 'schema': schema, 'segmenter': segmenter})[:12]}"
+
+
 @dataclass(frozen=True)
 class Prompt:
-    version: str
+    name: str  # the file's name, for people: "extract-v1"
     system: str
+
+    @cached_property
+    def version(self) -> str:
+        return prompt_version(self.name, self.system, ExtractedEligibility.model_json_schema())
 
 
 def load_prompt(path: Path = PROMPT_FILE) -> Prompt:
-    match = re.fullmatch(r"---\nversion: (\S+)\n---\n(.*)", path.read_text(encoding="utf-8"), re.DOTALL)
-    if match is None:
-        raise InputError(f"{path} does not start with its '---', 'version: ...', '---' header")
-    return Prompt(version=match[1], system=match[2].strip())
+    return Prompt(name=path.stem, system=path.read_text(encoding="utf-8").strip())
 
 
 def trial_message(trial: Trial, criteria: list[Criterion]) -> str:

@@ -15,7 +15,7 @@ from test_llm import ANSWER, API_KEY, OTHER, OTHER_ANSWER, TRIAL, rows, workspac
 from cli import main
 from extract import batch
 from extract.errors import InputError, UpstreamError
-from extract.llm import ExtractedEligibility, OpenAIBackend
+from extract.llm import ExtractedEligibility, OpenAIBackend, load_prompt
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
 from extract.store import Workspace
@@ -90,7 +90,8 @@ def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, 
     text = (batch.batch_dir(workspace, first["run_id"]) / "input.jsonl").read_bytes()
     assert text == (batch.batch_dir(again, second["run_id"]) / "input.jsonl").read_bytes()
     lines = [json.loads(line) for line in text.decode().splitlines()]
-    assert [line["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0", f"{TRIAL}:extract-v1:0"]
+    version = load_prompt().version
+    assert [line["custom_id"] for line in lines] == [f"{OTHER}:{version}:0", f"{TRIAL}:{version}:0"]
     backend = llm(workspace)
     trial = next(workspace.trials([TRIAL]))
     body = lines[1]["body"]
@@ -288,7 +289,7 @@ def test_collect_waits_for_a_finished_batch_and_cached_trials_need_no_request(ba
 
     assert again["from_cache"] == 1 and again["requests"] == 1
     lines = (batch.batch_dir(workspace, again["run_id"]) / "input.jsonl").read_text().splitlines()
-    assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0"]
+    assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:{load_prompt().version}:0"]
     assert workspace.db.execute("SELECT status FROM extractions WHERE run_id = ? AND nct_id = ?",
                                 [again["run_id"], TRIAL]).fetchone() == ("ok",)  # fmt: skip
 

@@ -140,7 +140,7 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert "1500" not in record.eligibility.model_dump_json()
     assert flagged(record.extraction.warnings) == 0  # every quote states its item
     extraction = record.extraction
-    assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", "extract-v1")
+    assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", load_prompt().version)
     assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
     assert extraction.cost_usd == pytest.approx(1200 * 1.0 / 1e6 + 300 * 2.0 / 1e6)
     # One request: the stable prefix first (prompt, tool schema), the trial's criteria with their ids last.

@@ -8,17 +8,19 @@ are data files in `vocab/`, for curators to extend without touching code.
 
 from __future__ import annotations
 
-import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from extract.hashing import canonical_sha256, files_sha256
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
 from extract.rules.vocab import VOCAB_DIR
+from extract.text import SEGMENTER_VERSION
 from schemas import Criterion, Trial
 
 if TYPE_CHECKING:
     from extract.backend import Draft
 
-RULES_VERSION = "1"
+RULES_DIR = Path(__file__).parent
 
 FINDERS = (
     ages.find,
@@ -34,11 +36,18 @@ _LIST_FIELDS = ("cancer_types", "biomarkers", "performance_status", "prior_thera
 _SCALAR_FIELDS = ("min_age_years", "max_age_years")
 
 
-def _vocab_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(VOCAB_DIR.glob("*")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
+def rules_version(code_dir: Path = RULES_DIR, vocab_dir: Path = VOCAB_DIR, segmenter: str = SEGMENTER_VERSION) -> str:
+    """What made a rules record: the rules' code, every vocabulary file (in sub-folders too) and the
+    segmenter. Any edit to one of them is a new version, so `extract` redoes the records it may change."""
+    code = files_sha256(code_dir, code_dir.glob("*.py"))
+    vocabularies = files_sha256(vocab_dir, (path for path in vocab_dir.rglob("*") if _is_data(path, vocab_dir)))
+    return "rules-" + canonical_sha256({"code": code, "vocabularies": vocabularies, "segmenter": segmenter})[:12]
+
+
+def _is_data(path: Path, root: Path) -> bool:
+    """A vocabulary file: not a folder, and nothing hidden or cached (an editor's swap file, __pycache__)."""
+    parts = path.relative_to(root).parts
+    return path.is_file() and not any(part.startswith((".", "__")) for part in parts)
 
 
 class RulesBackend:
@@ -46,8 +55,7 @@ class RulesBackend:
     model = None
 
     def __init__(self) -> None:
-        # Changes to the vocabularies change the version, so records say which rules made them.
-        self.prompt_version = f"rules-{RULES_VERSION}+{_vocab_digest()}"
+        self.prompt_version = rules_version()
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         # Imported here: extract.backend checks every record with extract.consistency, which reads the
