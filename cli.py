@@ -379,12 +379,14 @@ def runs(workspace: Workspace) -> None:
     help="Extract the split's gold trials now with this backend. Default: as for `extract`.",
 )
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
-@click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
+@click.option("--split", type=click.Choice(["dev", "test", "all"]), help="Gold trials of evals/splits.json.  [default: dev]")
+@click.option("--gold", "gold_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score against every gold file (NCT*.json) in this folder instead of the project's split.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: evals/reports/<run_id>.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
 @click.option("--compare", nargs=2, metavar="RUN_A RUN_B", help="Print per-field deltas of two stored runs on the split.")
 @click.pass_obj
-def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
+def eval_command(workspace: Workspace, run_id, backend, model, split, gold_dir, out, fail_under, compare) -> None:
     """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
 
     Without --run, extracts the split's gold trials now (a new stored run) and scores them; with
@@ -398,8 +400,16 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
         raise InputError("pass one of --run, --backend and --compare")
-    gold = harness.load_gold()
-    nct_ids = harness.split_ids(split)
+    if gold_dir is not None and split is not None:
+        raise InputError("--split picks among the project's gold files; with --gold every file in the folder is scored")
+    gold = harness.load_gold(gold_dir or harness.GOLD_DIR)
+    if gold_dir is None:
+        split = split or "dev"
+        nct_ids = harness.split_ids(split)
+    elif not gold:
+        raise InputError(f"no gold files (NCT*.json) in {gold_dir}")
+    else:
+        split, nct_ids = str(gold_dir), sorted(gold)
     if compare:
         run_a, run_b = (harness.evaluate_run(workspace, run, nct_ids, split, gold)[0] for run in compare)
         click.echo(render_comparison(run_a, run_b, *compare), nl=False)
