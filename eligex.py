@@ -124,10 +124,10 @@ def score(record: EligibilityRecord | None, gold: dict[str, Any], nct_id: str | 
     field tp/fp/fn, the facts found, missed and spurious with their quotes, polarity errors,
     ungrounded and contradicted items. None scores as an empty extraction (a failed one)."""
     nct_id = nct_id or (record.nct_id if record else gold.get("nct_id"))
-    entry = gold.get(nct_id, gold) if "eligibility" not in gold else gold
-    if "eligibility" not in entry:
+    one = gold if "eligibility" in gold else gold.get(nct_id)  # a gold file, or a mapping of them
+    if not isinstance(one, dict) or "eligibility" not in one:
         raise InputError(f"no gold for {nct_id}")
-    return score_trial(nct_id, entry["eligibility"], record.model_dump(mode="json") if record else None)
+    return score_trial(nct_id, one["eligibility"], record.model_dump(mode="json") if record else None)
 
 
 def evaluate(records: Iterable[EligibilityRecord], gold: dict[str, dict[str, Any]], resamples: int = 1000) -> dict[str, Any]:

@@ -121,14 +121,15 @@ _THERAPY_NAMES = _names(load_tsv("drugs.tsv"), "name", "inn", "class")
 for _value, _phrases in _names(load_tsv("therapy_classes.tsv"), "phrase", "class").items():
     _THERAPY_NAMES[_value] += _phrases
 _THERAPY_NAMES["surgery"] += ["surgical", "resection", "resected", "operation"]  # a class the rules do not extract
+_AGE = ("age", "aged", "years", "old", "adult", "child", "pediatric", "month")
 # Words that speak of an item whatever its value, by field (or by what the item holds).
 _CUES = {
     "stage": ("stage", "advanced", "localised", "localized", "resectable", "operable"),
     "performance_status": ("performance", "ECOG", "Eastern", "Karnofsky", "KPS", "Lansky", "Zubrod", "WHO", "PS"),
     "brain_metastases": ("brain", "CNS", "central nervous system", "intracranial", "cerebral", "leptomeningeal"),
     "measurable_disease": ("measurable", "evaluable", "RECIST", "RANO", "iwCLL", "Lugano", "lesion"),
-    "min_age_years": ("age", "aged", "years", "old", "adult", "child", "pediatric", "month"),
-    "max_age_years": ("age", "aged", "years", "old", "adult", "child", "pediatric", "month"),
+    "min_age_years": _AGE,
+    "max_age_years": _AGE,
     "uln": ("ULN", "upper limit of normal", "normal limits", "normal range", "institutional normal"),
     "lines": ("line", "lines", "regimen", "regimens"),
     "adequate": ("adequate", "laboratory", "function"),

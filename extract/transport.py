@@ -49,8 +49,8 @@ def cannot_connect(error: BaseException | None) -> bool:
 class Breaker:
     """Counts connection failures in a row across every request to one upstream; an answer resets it.
 
-    `failed` says whether to go on: at CONNECTION_FAILURES it raises UpstreamUnreachable, and so
-    does every later attempt, so that concurrent requests stop too instead of retrying for minutes.
+    At CONNECTION_FAILURES `failed` raises UpstreamUnreachable, and `check` does before every later
+    attempt, so that concurrent requests stop too instead of retrying for minutes.
     """
 
     def __init__(self, upstream: str, limit: int = CONNECTION_FAILURES):

@@ -159,13 +159,21 @@ class OpenAIServer:
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    for piece in _pieces(payload, reply.drip):
-                        if reply.drip and server._closing.wait(reply.drip):
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up (a timeout test): nothing to answer
+                self._write_body(payload, reply.drip)
+
+            def _write_body(self, payload: bytes, drip: float) -> None:
+                """The body at once, or one byte every `drip` seconds; until the client hangs up."""
+                pieces = [payload[i : i + 1] for i in range(len(payload))] if drip else [payload]
+                try:
+                    for piece in pieces:
+                        if drip and server._closing.wait(drip):
                             return
                         self.wfile.write(piece)
                         self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test): nothing to answer
+                    pass  # the client gave up (at its deadline): nothing to answer
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
@@ -200,11 +208,6 @@ class OpenAIServer:
         self._closing.set()
         self._http.shutdown()
         self._http.server_close()
-
-
-def _pieces(payload: bytes, drip: float) -> list[bytes]:
-    """The body in one write, or byte by byte when dripping."""
-    return [payload[i : i + 1] for i in range(len(payload))] if drip else [payload]
 
 
 @pytest.fixture
@@ -334,14 +337,7 @@ class BatchServer(OpenAIServer):
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                try:
-                    for piece in _pieces(payload, server.drip):
-                        if server.drip and server._closing.wait(server.drip):
-                            return
-                        self.wfile.write(piece)
-                        self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up at its deadline
+                self._write_body(payload, server.drip)
 
         return Handler
 
