@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ELIGEX := $(BIN)/eligex
 SHARED := ../shared/data
 
-.PHONY: demo test install bench vocab lock clean
+.PHONY: demo test install bench vocab lock wheel clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest
 
+# The wheel, built offline with the pinned setuptools (dist/).
+wheel: install
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --no-index -w dist .
+
 bench: install
 	$(BIN)/python bench/run.py
 
@@ -48,7 +52,7 @@ vocab: install
 lock:
 	rm -rf /tmp/eligex-lock && $(PYTHON) -m venv /tmp/eligex-lock
 	/tmp/eligex-lock/bin/pip install --quiet -e '.[test]'
-	/tmp/eligex-lock/bin/pip freeze --exclude-editable > requirements.lock
+	/tmp/eligex-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip==' > requirements.lock  # --all: setuptools too
 
 clean:
-	rm -rf $(VENV) raw/clinicaltrials.gov raw/local structured/*.json eligex.duckdb reports
+	rm -rf $(VENV) build dist raw/clinicaltrials.gov raw/local structured/*.json eligex.duckdb reports

@@ -164,7 +164,8 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Search: stop after this many studies.")
 @click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Search: studies per request.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True, help="Requests per minute.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True, help="Seconds per request.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+              help="Seconds for a whole answer, per attempt.")
 @click.pass_obj
 def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, updated_since, limit, page_size, rate,
           timeout) -> None:  # fmt: skip
@@ -172,8 +173,10 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
 
     Studies are stored as `import` stores them: one whose content is unchanged is not rewritten.
     Requests are spaced to --rate and retried on 429, 5xx, timeouts and broken connections. An id
-    that is unknown or cannot be had is named and the rest goes on (exit code 1); a search page
-    that cannot be had ends the search (exit code 3), keeping what was stored before it.
+    that is unknown, cannot be had or comes back as another study is named and the rest goes on
+    (exit code 1); a search page that cannot be had ends the search (exit code 3), keeping what was
+    stored before it. A search ends at --limit, at the registry's total count, or at a page that
+    brings no new study. A registry that cannot be reached stops the fetch at once (exit code 3).
     """
     from extract.fetch import DEFAULT_URL, Search, Settings, comma_list, fetch_ids, fetch_search
 
@@ -543,14 +546,16 @@ def runs(workspace: Workspace, as_json: bool) -> None:
     help="Extract the split's gold trials now with this backend. Default: as for `extract`.",
 )
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
-@click.option("--split", type=click.Choice(["dev", "test", "all"]), default="dev", show_default=True)
+@click.option("--split", type=click.Choice(["dev", "test", "all"]), help="Gold trials of evals/splits.json.  [default: dev]")
+@click.option("--gold", "gold_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score against every gold file (NCT*.json) in this folder instead of the project's split.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder. Default: reports/<run_id> in the workspace.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), metavar="F1", help="Exit 1 when micro F1 is below F1.")
 @click.option("--compare", nargs=2, metavar="RUN_A RUN_B",
               help="Print per-field deltas of two stored runs on the split; compare.html (in --out) adds, per trial, "
               "what B fixed and broke.")
 @click.pass_obj
-def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_under, compare) -> None:
+def eval_command(workspace: Workspace, run_id, backend, model, split, gold_dir, out, fail_under, compare) -> None:
     """Score extractions against the hand-labelled gold files in evals/gold (split in evals/splits.json).
 
     Without --run, extracts the split's gold trials now (a new stored run, which changes no record
@@ -567,8 +572,16 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, out, fail_
 
     if sum(map(bool, (run_id, backend, compare))) > 1:
         raise InputError("pass one of --run, --backend and --compare")
-    gold = harness.load_gold()
-    nct_ids = harness.split_ids(split)
+    if gold_dir is not None and split is not None:
+        raise InputError("--split picks among the project's gold files; with --gold every file in the folder is scored")
+    gold = harness.load_gold(gold_dir or harness.GOLD_DIR)
+    if gold_dir is None:
+        split = split or "dev"
+        nct_ids = harness.split_ids(split)
+    elif not gold:
+        raise InputError(f"no gold files (NCT*.json) in {gold_dir}")
+    else:
+        split, nct_ids = str(gold_dir), sorted(gold)
     failures: dict[str, str] = {}
     with workspace.writing():
         if compare:

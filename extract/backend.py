@@ -14,13 +14,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from extract.consistency import contradictions
 from extract.errors import one_line
 from extract.grounding import ground, unaccounted
 from schemas import SCHEMA_VERSION, Criterion, EligibilityRecord, Extraction, Trial
-from schemas.fields import ITEM_FIELDS, SCALAR_FIELDS, STRICTER
+from schemas.fields import ITEM_FIELDS, RULE_KEY, SCALAR_FIELDS, STRICTER
 
-# A draft item may name what made it (the rules finder) under this key; it is reported, not stored.
-RULE_KEY = "_rule"
 
 
 @dataclass
@@ -67,7 +66,7 @@ def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Bac
         input_tokens=draft.input_tokens,
         output_tokens=draft.output_tokens,
         cost_usd=draft.cost_usd,
-        warnings=draft.warnings + grounded.warnings + invalid,
+        warnings=draft.warnings + grounded.warnings + invalid + contradictions(eligibility, criteria),
         ungrounded_items=grounded.ungrounded,
     )
     return EligibilityRecord(

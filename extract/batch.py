@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +36,8 @@ MAX_REQUESTS = 50_000  # the provider's limit per batch
 FINISHED = ("completed", "expired", "cancelled", "failed")
 # Why a request has no line in the output or error file, by the batch's final state.
 MISSING = {"expired": "batch expired", "cancelled": "batch cancelled", "failed": "batch failed"}
+DEFAULT_DEADLINE = 120.0  # seconds, for a client configured without a plain timeout
+TRANSFER_DEADLINE_FACTOR = 20  # input and output files run to hundreds of megabytes
 # Keywords strict structured outputs reject; pydantic still checks them on our side.
 _NOT_STRICT = {"default", "title", "examples", "minLength", "maxLength"}
 
@@ -145,7 +148,7 @@ async def submit(
         if not path.exists():  # removed since: the same requests make the same file
             atomic_write(path, text.encode())
         upload = client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
-        uploaded = await _call("upload", client, upload)
+        uploaded = await _call("upload", client, upload, transfer=True)
         workspace.save_batch(row["run_id"], state="uploaded", input_file_id=uploaded.id)
         row = _row(workspace, row["run_id"])
     if row["state"] == "uploaded" and stop_after not in ("write", "upload"):
@@ -241,17 +244,17 @@ async def collect(workspace: Workspace, llm: OpenAIBackend, row: dict[str, Any])
     if batch.status not in FINISHED:
         raise InputError(f"batch {batch.id} is {batch.status}: wait with `eligex batch status {batch.id} --wait`")
     lines: dict[str, dict[str, Any]] = {}
+    unreadable: list[str] = []
     for name, file_id in (("output.jsonl", batch.output_file_id), ("errors.jsonl", batch.error_file_id)):
         if file_id:
-            content = await _call("download", client, client.files.content(file_id))
+            content = await _call("download", client, client.files.content(file_id), transfer=True)
             atomic_write(batch_dir(workspace, row["run_id"]) / name, content.content)
-            for text in content.text.splitlines():
-                if text.strip():
-                    line = json.loads(text)
-                    lines[line["custom_id"]] = line
+            unreadable += read_lines(name, content.text, lines)
     missing = MISSING.get(batch.status, "no result in the batch output")
     if batch.status == "failed" and batch.errors and batch.errors.data:
         missing += f": {batch.errors.data[0].message}".splitlines()[0]
+    if unreadable:  # some request's result may have been one of them
+        missing += f" ({'; '.join(unreadable)})"
     answers = Answers(llm, lines, row, missing)
     summary = RunSummary(run_id=row["run_id"], backend=llm.name)
     trials = {trial.nct_id: trial for trial in workspace.trials(list(row["cache_keys"]))}
@@ -264,6 +267,37 @@ async def collect(workspace: Workspace, llm: OpenAIBackend, row: dict[str, Any])
     workspace.finish_run(row["run_id"], summary.as_dict() | {"failures": summary.failures, "batch_id": batch.id})
     workspace.save_batch(row["run_id"], collected_at=datetime.now(timezone.utc))
     return summary
+
+
+_CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"([^"\\]+)"')
+
+
+def read_lines(name: str, text: str, lines: dict[str, dict[str, Any]]) -> list[str]:
+    """Add the file's lines to `lines` by custom_id. A line that cannot be read (a file cut short)
+    becomes its request's error when its custom_id can still be read; the others are returned, as
+    one note naming them, for the reason of the requests left without a result."""
+    lost = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError as error:
+            problem = f"is not JSON (cut short?): {error}"
+        else:
+            if isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+                lines[line["custom_id"]] = line
+                continue
+            problem = "is not a batch result (no custom_id)"
+        found = _CUSTOM_ID.search(raw)
+        if found:
+            lines[found[1]] = {"unreadable": f"line {number} of {name} {problem}"}
+        else:
+            lost.append(number)
+    if not lost:
+        return []
+    count = f"{len(lost)} line{'s' if len(lost) > 1 else ''}"
+    return [f"{count} of {name} could not be read: line{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost[:10]))}"]
 
 
 @dataclass
@@ -290,8 +324,15 @@ class Answers:
             raise InputError("the trial's text changed after the batch was submitted: submit it again")
         usage = Usage()
         prefix = f"{trial.nct_id}:"
-        parts = [cid for cid in self.row["custom_ids"] if cid.startswith(prefix)]
-        answer = merge([answer_of(self.lines.get(cid), usage, self.missing) for cid in parts])
+        answers, failed = [], None
+        for cid in (cid for cid in self.row["custom_ids"] if cid.startswith(prefix)):
+            try:  # every part read, so that a failure carries what all of them were billed
+                answers.append(answer_of(self.lines.get(cid), usage, self.missing))
+            except UpstreamError as error:
+                failed = failed or error
+        if failed is not None:
+            raise self.llm.billed(failed, usage, BATCH_PRICE_FACTOR)
+        answer = merge(answers)
         self.llm.remember(key, answer, usage)
         return self.llm.draft(answer, usage, price_factor=BATCH_PRICE_FACTOR)
 
@@ -300,6 +341,8 @@ def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[s
     """One line of the output or error file as a validated answer, or UpstreamError with a one-line reason."""
     if line is None:
         raise UpstreamError(missing)
+    if "unreadable" in line:
+        raise UpstreamError(one_line(line["unreadable"], 300))
     error, response = line.get("error"), line.get("response") or {}
     if error:
         if error.get("code") == "batch_expired":
@@ -333,9 +376,17 @@ def _client(llm: OpenAIBackend) -> openai.AsyncOpenAI:
     return llm.client.with_options(max_retries=3)
 
 
-async def _call(what: str, client: openai.AsyncOpenAI, request: Awaitable[Any]) -> Any:
+async def _call(what: str, client: openai.AsyncOpenAI, request: Awaitable[Any], transfer: bool = False) -> Any:
+    """One control call, within a deadline: the client's timeout (ELIGEX_LLM_TIMEOUT), the client's own
+    retries included; a file's upload or download, `TRANSFER_DEADLINE_FACTOR` times that."""
+    deadline = client.timeout if isinstance(client.timeout, (int, float)) else DEFAULT_DEADLINE
+    deadline *= TRANSFER_DEADLINE_FACTOR if transfer else 1
     try:
-        return await request
+        async with asyncio.timeout(deadline):
+            return await request
+    except TimeoutError:
+        raise UpstreamError(redact(f"Batch API {what} at {client.base_url} failed: "
+                                   f"no complete answer within {deadline:g} s")) from None  # fmt: skip
     except openai.OpenAIError as error:
         raise UpstreamError(redact(f"Batch API {what} at {client.base_url} failed: {describe(error)}")) from error
 

@@ -7,6 +7,7 @@ so a bug still shows its traceback.
 import email.utils
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 # Notices a run gives while it goes on (retries); the command line shows them on stderr.
@@ -27,6 +28,24 @@ class UpstreamError(EligexError):
     """A service we depend on failed: the registry API or the LLM endpoint, after retries."""
 
     exit_code = 3
+
+
+class UpstreamUnreachable(UpstreamError):
+    """Nothing answers at the upstream's address: the whole command stops, not just one record."""
+
+
+@dataclass(frozen=True)
+class Billed:
+    """What a provider charged for work that then failed (the tokens it reported): stored with the failure."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+def billed(error: BaseException) -> Billed:
+    """The spend a backend attached to a failure (`error.billed`), else none."""
+    return getattr(error, "billed", None) or Billed()
 
 
 def one_line(text: str, limit: int = 200) -> str:

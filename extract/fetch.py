@@ -1,9 +1,14 @@
 """`eligex fetch`: studies from the ClinicalTrials.gov API v2 into the workspace, politely.
 
 Requests go one at a time through a rate limiter; 429, 5xx, timeouts, broken connections and
-bodies cut short are tried again (honouring Retry-After, within a bound). A study that cannot be
-had is a failure in the summary and the rest goes on; a search page that cannot be had ends the
-search with an UpstreamError, keeping what was stored before it.
+bodies cut short are tried again (honouring Retry-After, within a bound). Each attempt has a
+deadline for the whole answer. A study that cannot be had, or that comes back under another id, is
+a failure in the summary and the rest goes on; a search page that cannot be had ends the search
+with an UpstreamError, keeping what was stored before it. A registry that cannot be reached at all
+stops everything after a few connection failures in a row (UpstreamUnreachable).
+
+Paging trusts nothing it is sent: it ends at --limit, at the registry's own totalCount, and at the
+first page that brings no study it has not seen, whatever page tokens keep coming.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from datetime import date, datetime, timezone
 from importlib.metadata import version
 from typing import Any, Callable
 
+import asyncio
+
 import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from extract.errors import InputError, UpstreamError, one_line, retry_after, retry_notice
+from extract.errors import InputError, UpstreamError, UpstreamUnreachable, one_line, retry_after, retry_notice
 from extract.importer import Summary, store
 from extract.sources import Parsed, RecordError, checked, v2_study
 from extract.store import Workspace
+from extract.transport import Breaker, checked_url
 
 DEFAULT_URL = "https://clinicaltrials.gov/api/v2"
 MAX_PAGE_SIZE = 1000  # the API's own limit
@@ -33,10 +41,13 @@ Progress = Callable[[int, int | None], None]  # (records done, records expected 
 class Settings:
     base_url: str = DEFAULT_URL
     rate: float = 50  # requests per minute; the registry asks for about 50
-    timeout: float = 30  # seconds without progress before a request is given up (and tried again)
+    timeout: float = 30  # seconds for a whole answer before the attempt is given up (and tried again)
     attempts: int = 5
     backoff: float = 1.0  # first wait between attempts, doubled each time
     max_wait: float = 60  # cap on any wait, a server's Retry-After included
+
+    def __post_init__(self):
+        checked_url(self.base_url, "the registry URL (ELIGEX_CTGOV_URL)")
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class Registry:
         self.settings = settings
         # One request per 60/rate seconds: spaced out, not the burst a bucket of `rate` would allow.
         self._limiter = AsyncLimiter(1, 60 / settings.rate)
+        self._breaker = Breaker(f"the registry at {settings.base_url}")
         self._client = httpx.AsyncClient(
             base_url=settings.base_url,
             headers={"User-Agent": f"eligex/{version('eligex')} (+https://github.com/eligex)", "Accept": "application/json"},
@@ -129,8 +141,17 @@ class Registry:
             raise UpstreamError(_reason(error)) from None
 
     async def _get_once(self, path: str, params: dict[str, Any] | None) -> Any:
-        async with self._limiter:
-            response = await self._client.get(path, params=params)
+        self._breaker.check()
+        await self._limiter.acquire()
+        try:
+            async with asyncio.timeout(self.settings.timeout):  # httpx's timeout restarts with every byte
+                response = await self._client.get(path, params=params)
+        except TimeoutError:
+            raise Transient(f"no complete answer within {self.settings.timeout:g} s") from None
+        except httpx.TransportError as error:
+            self._breaker.failed(error, _reason(error))
+            raise
+        self._breaker.answered()
         if response.status_code == 429 or response.status_code >= 500:
             raise Transient(f"HTTP {response.status_code}", retry_after(response.headers.get("Retry-After")))
         if response.status_code != 200:
@@ -160,16 +181,23 @@ def _reason(error: Exception) -> str:
 async def fetch_ids(
     workspace: Workspace, nct_ids: list[str], settings: Settings, on_progress: Progress = lambda done, total: None
 ) -> Summary:
-    """Each study by id; one that is unknown or cannot be had is a failure and the rest goes on."""
+    """Each study by id; one that is unknown, cannot be had or comes back as another study is a
+    failure and the rest goes on."""
     summary = Summary()
     async with Registry(settings) as registry:
         for done, nct_id in enumerate(nct_ids, 1):
             try:
                 study = await registry.get(f"/studies/{nct_id}")
+            except UpstreamUnreachable as error:
+                raise UpstreamUnreachable(f"{error} (stored before it: {summary.line()})") from None
             except (Rejected, UpstreamError) as error:
                 summary.failures.append(f"{nct_id}: {error}")
             else:
-                store(workspace, _parsed(study), nct_id, summary)
+                answered = _study_id(study)
+                if answered is None or answered == nct_id or nct_id in _aliases(study):
+                    store(workspace, _parsed(study), nct_id, summary)
+                else:  # never store what was not asked for
+                    summary.failures.append(f"{nct_id}: the registry answered with another study ({answered[:20]})")
             on_progress(done, len(nct_ids))
     return summary
 
@@ -186,29 +214,66 @@ async def fetch_search(
     summary = Summary()
     # The API refuses a pageToken unless every other parameter is the same as on the first page.
     params = search.params() | {"pageSize": min(page_size, limit or page_size, MAX_PAGE_SIZE), "countTotal": "true"}
-    done, total, token, number = 0, limit, None, 1
-    seen: set[str] = set()
+    done, reported, token, number = 0, None, None, 1
+    seen_ids: set[str] = set()
+    seen_tokens: set[str] = set()
     async with Registry(settings) as registry:
-        while limit is None or done < limit:
+        while done < min(limit or float("inf"), reported if reported is not None else float("inf")):
             page = await _search_page(registry, params | ({"pageToken": token} if token else {}), number, summary)
-            if "totalCount" in page:  # sent with the first page only
-                total = min(page["totalCount"], limit or page["totalCount"])
-            for study in page["studies"][: None if limit is None else limit - done]:
+            if isinstance(page.get("totalCount"), int):  # sent with the first page only
+                reported = page["totalCount"]
+            fresh = [study for study in page["studies"] if _first_sight(study, seen_ids)]
+            if not fresh:
+                if page["studies"] or (reported is not None and done < reported):
+                    of = f" of {reported}" if reported is not None else ""
+                    raise UpstreamError(f"search page {number} brought no new study after {done}{of} "
+                                        f"(stored: {summary.line()})")  # fmt: skip
+                break  # the empty page after the last study
+            for study in fresh[: None if limit is None else limit - done]:
                 store(workspace, _parsed(study), f"search page {number}", summary)
                 done += 1
-                on_progress(done, total)
+                on_progress(done, min(filter(None, (reported, limit)), default=None))
             token, number = page.get("nextPageToken"), number + 1
             if not token:
                 break
-            if token in seen:  # a server handing back a token it gave before would page forever
+            if token in seen_tokens:  # a server handing back a token it gave before would page forever
                 raise UpstreamError(f"search page {number}: the registry repeated a page token (stored: {summary.line()})")
-            seen.add(token)
+            seen_tokens.add(token)
     return summary
+
+
+def _study_id(study: Any) -> str | None:
+    """The id a study says it has, read without trusting its shape."""
+    try:
+        nct_id = study["protocolSection"]["identificationModule"]["nctId"]
+    except (KeyError, TypeError):
+        return None
+    return nct_id if isinstance(nct_id, str) else None
+
+
+def _aliases(study: Any) -> list[str]:
+    """The old ids the registry lists for a study (an old id redirects to its current record)."""
+    aliases = (study["protocolSection"]["identificationModule"]).get("nctIdAliases")
+    return aliases if isinstance(aliases, list) else []
+
+
+def _first_sight(study: Any, seen: set[str]) -> bool:
+    """Is this a study the search has not received yet? (One without an id counts as new: it is a
+    failure of its own when stored.)"""
+    nct_id = _study_id(study)
+    if nct_id is None:
+        return True
+    if nct_id in seen:
+        return False
+    seen.add(nct_id)
+    return True
 
 
 async def _search_page(registry: Registry, params: dict[str, Any], number: int, summary: Summary) -> dict:
     try:
         page = await registry.get("/studies", params)
+    except UpstreamUnreachable as error:
+        raise UpstreamUnreachable(f"{error} (stored before it: {summary.line()})") from None
     except Rejected as error:
         if error.status == 400:  # the search built from the options was refused: say why
             raise InputError(f"the registry refused the search: {error}") from None

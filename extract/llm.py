@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import random
-import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,17 @@ from pydantic import Field, ValidationError, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import InputError, UpstreamError, one_line, redact, retry_after, retry_notice
+from extract.errors import Billed, InputError, UpstreamError, one_line, redact, retry_after, retry_notice
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
+from extract.text import SEGMENTER_VERSION
+from extract.transport import Breaker, checked_url
 from schemas import SCHEMA_VERSION, Criterion, Trial
 from schemas.fields import ITEM_FIELDS, ItemField, with_evidence
 from schemas.record import Contract, NonNegative
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
-PROMPT_FILE = PROMPTS / "extract-v1.md"  # bump its version whenever it or ExtractedEligibility changes
+PROMPT_FILE = PROMPTS / "extract-v1.md"  # its version follows its text and ExtractedEligibility (prompt_version)
 PRICES_FILE = PROMPTS / "prices.json"
 DEFAULT_MODEL = "gpt-4.1-mini"
 MODES = {"tools": Mode.TOOLS, "json": Mode.JSON}
@@ -102,17 +104,25 @@ def to_eligibility(answer: dict[str, Any]) -> dict[str, Any]:
 # -- the prompt: a stable prefix (instructions, conventions; the schema travels as the tool) -----------
 
 
+def prompt_version(name: str, system: str, schema: dict[str, Any], segmenter: str = SEGMENTER_VERSION) -> str:
+    """The version of what the model is asked: the prompt's text, the answer's schema (the tool) and
+    the segmenter that numbers the criteria (cached answers name criterion ids). It keys the answer
+    cache and says when a record is up to date, so an edit to any of them is asked afresh."""
+    return f"{name}+{canonical_sha256({'system': system, 'schema': schema, 'segmenter': segmenter})[:12]}"
+
+
 @dataclass(frozen=True)
 class Prompt:
-    version: str
+    name: str  # the file's name, for people: "extract-v1"
     system: str
+
+    @cached_property
+    def version(self) -> str:
+        return prompt_version(self.name, self.system, ExtractedEligibility.model_json_schema())
 
 
 def load_prompt(path: Path = PROMPT_FILE) -> Prompt:
-    match = re.fullmatch(r"---\nversion: (\S+)\n---\n(.*)", path.read_text(encoding="utf-8"), re.DOTALL)
-    if match is None:
-        raise InputError(f"{path} does not start with its '---', 'version: ...', '---' header")
-    return Prompt(version=match[1], system=match[2].strip())
+    return Prompt(name=path.stem, system=path.read_text(encoding="utf-8").strip())
 
 
 def trial_message(trial: Trial, criteria: list[Criterion]) -> str:
@@ -187,7 +197,7 @@ class Settings:
     requests_per_minute: int = 500
     tokens_per_minute: int = 200_000
     max_in_flight: int = 256  # requests at once; the pipeline's --concurrency (at most 256) is the real bound
-    timeout_seconds: float = 120.0
+    timeout_seconds: float = 120.0  # for the whole answer of one attempt
     attempts: int = 4  # transport attempts per request
     backoff_seconds: float = 1.0  # first wait between attempts without Retry-After, then doubled
     max_wait_seconds: float = 30.0  # cap on any wait between attempts, Retry-After included
@@ -197,6 +207,8 @@ class Settings:
 
 def transient(error: BaseException) -> bool:
     """Worth another attempt: rate limits, server errors, timeouts and lost connections."""
+    if isinstance(error, TimeoutError):  # the attempt's deadline
+        return True
     if isinstance(error, openai.APIStatusError):
         return error.status_code in (408, 409, 429) or error.status_code >= 500
     return isinstance(error, openai.APIConnectionError)
@@ -212,6 +224,8 @@ def server_wait(error: BaseException | None) -> float | None:
 
 
 def describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return str(error)
     if isinstance(error, openai.APITimeoutError):
         return "the request timed out"
     if isinstance(error, openai.APIConnectionError):
@@ -251,6 +265,7 @@ class OpenAIBackend:
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._requests = AsyncLimiter(self.settings.requests_per_minute, 60)
         self._tokens = AsyncLimiter(self.settings.tokens_per_minute, 60)
+        self._breaker = Breaker(redact(f"the LLM endpoint at {self.client.base_url}"))
 
     @property
     def prompt_version(self) -> str:
@@ -262,6 +277,8 @@ class OpenAIBackend:
         api_key, base_url = os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL")
         if not api_key and not base_url:
             raise InputError("the openai backend needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server")
+        if base_url:
+            checked_url(base_url, "OPENAI_BASE_URL")
         settings = Settings(
             mode=os.environ.get("ELIGEX_LLM_MODE", "tools"),
             requests_per_minute=_positive_env("ELIGEX_RPM", Settings.requests_per_minute),
@@ -287,12 +304,22 @@ class OpenAIBackend:
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
+        # Every part to its end, even when one fails: what the others cost was billed all the same.
         answers = await asyncio.gather(
-            *(self._ask(trial, part, usage) for part in self.parts(criteria))
+            *(self._ask(trial, part, usage) for part in self.parts(criteria)), return_exceptions=True
         )
+        failed = next((answer for answer in answers if isinstance(answer, BaseException)), None)
+        if failed is not None:
+            raise self.billed(failed, usage)
         answer = merge(answers)
         self.remember(key, answer, usage)
         return self.draft(answer, usage)
+
+    def billed(self, error: BaseException, usage: Usage, price_factor: float = 1.0) -> BaseException:
+        """`error`, carrying what its trial was billed for (`extract.errors.billed` reads it)."""
+        spent = self.draft({}, usage, price_factor)
+        error.billed = Billed(spent.input_tokens, spent.output_tokens, spent.cost_usd if usage.input_tokens else None)
+        return error
 
     def remember(self, cache_key: str, answer: dict[str, Any], usage: Usage) -> None:
         """Cache a trial's merged answer (the Batch API path fills the same cache); written with its record."""
@@ -359,11 +386,13 @@ class OpenAIBackend:
         try:
             async for attempt in retrying:
                 with attempt:
+                    self._breaker.check()
                     await self._requests.acquire()
                     await self._tokens.acquire(estimate)
                     async with self._in_flight:
-                        return await self.client.chat.completions.create(**request)
-        except openai.OpenAIError as error:
+                        response = await self._attempt(request)
+                    return response
+        except (openai.OpenAIError, TimeoutError) as error:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise UpstreamError(
                 redact(f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}")
@@ -375,6 +404,23 @@ class OpenAIBackend:
             self._tokens_estimate(self._prefix | {"messages": [*self._prefix["messages"], self.messages(trial, part)[-1]]})
             for part in self.parts(criteria)
         )
+
+    async def _attempt(self, request: dict[str, Any]) -> Any:
+        """One request with a deadline for its whole answer (the client's timeout restarts with every
+        byte); every outcome tells the breaker whether anybody answered."""
+        try:
+            async with asyncio.timeout(self.settings.timeout_seconds):
+                response = await self.client.chat.completions.create(**request)
+        except TimeoutError:
+            raise TimeoutError(f"no complete answer within {self.settings.timeout_seconds:g} s") from None
+        except openai.APIStatusError:
+            self._breaker.answered()
+            raise
+        except openai.APIConnectionError as error:
+            self._breaker.failed(error, describe(error))
+            raise
+        self._breaker.answered()
+        return response
 
     def _tokens_estimate(self, request: dict[str, Any]) -> int:
         """Roughly what the provider counts against tokens per minute: four characters a token."""

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from extract.backend import Backend, assemble
-from extract.errors import one_line, redact
+from extract.errors import Billed, UpstreamUnreachable, billed, one_line, redact
 from extract.store import Workspace
 from extract.text import segment
 from schemas import EligibilityRecord, Trial
@@ -144,24 +144,36 @@ async def run_extraction(
     return summary
 
 
-async def extract_one(backend: Backend, trial: Trial) -> EligibilityRecord | str:
-    """The trial's record, or why it has none: one trial's failure never stops the batch."""
+@dataclass(frozen=True)
+class Failure:
+    reason: str  # one line, redacted
+    billed: Billed = Billed()  # what the provider charged for the failed work
+
+
+async def extract_one(backend: Backend, trial: Trial) -> EligibilityRecord | Failure:
+    """The trial's record, or why it has none: one trial's failure never stops the batch (an
+    upstream that cannot be reached at all does: every other trial would fail the same way)."""
     try:
         criteria = segment(trial.eligibility_text)
         draft = await backend.extract(trial, criteria)
         return assemble(trial, criteria, draft, backend)
+    except UpstreamUnreachable:
+        raise
     except Exception as error:
-        return redact(one_line(f"{type(error).__name__}: {error}", limit=1000))
+        return Failure(redact(one_line(f"{type(error).__name__}: {error}", limit=1000)), billed(error))
 
 
-async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | str, summary: RunSummary,
+async def store_one(workspace: Workspace, trial: Trial, outcome: EligibilityRecord | Failure, summary: RunSummary,
                     serve: bool = True) -> None:  # fmt: skip
     # The writes (record file with fsync, DuckDB row) go to a worker thread, grouped with the other
     # trials' (Workspace.write_rows): the event loop goes on with the trials in flight meanwhile, and
     # this trial counts as done only once its file and row are on disk.
-    if isinstance(outcome, str):
-        summary.failures[trial.nct_id] = outcome
-        await workspace.save_error(summary.run_id, trial, outcome)
+    if isinstance(outcome, Failure):
+        summary.failures[trial.nct_id] = outcome.reason
+        summary.input_tokens += outcome.billed.input_tokens
+        summary.output_tokens += outcome.billed.output_tokens
+        summary.cost_usd += outcome.billed.cost_usd or 0.0
+        await workspace.save_error(summary.run_id, trial, outcome.reason, outcome.billed)
         return
     await workspace.save_record(summary.run_id, outcome, serve=serve)
     summary.extracted += 1

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import duckdb
 from filelock import FileLock, Timeout
 
-from extract.errors import InputError
+from extract.errors import Billed, InputError
 from extract.sources import RawRecord
 from schemas import EligibilityRecord, Trial, is_nct_id
 
@@ -470,8 +470,8 @@ class Workspace:
         path = self.structured_dir / f"{record.nct_id}.json"
         await self.write_rows(rows + [("current_records", [record.nct_id, run_id])], [(path, document.encode())])
 
-    async def save_error(self, run_id: str, trial: Trial, reason: str) -> None:
-        await self.write_rows([("extractions", _error_row(run_id, trial, reason))])
+    async def save_error(self, run_id: str, trial: Trial, reason: str, billed: Billed = Billed()) -> None:
+        await self.write_rows([("extractions", _error_row(run_id, trial, reason, billed))])
 
     def current_record(self, nct_id: str) -> EligibilityRecord | None:
         path = self.structured_dir / f"{nct_id}.json"
@@ -616,8 +616,9 @@ def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[A
             extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now()]  # fmt: skip
 
 
-def _error_row(run_id: str, trial: Trial, reason: str) -> list[Any]:
-    return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None, 0, 0, None, _now()]
+def _error_row(run_id: str, trial: Trial, reason: str, billed: Billed) -> list[Any]:
+    return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None,
+            billed.input_tokens, billed.output_tokens, billed.cost_usd, _now()]  # fmt: skip
 
 
 _CACHE_ENTRY = "SELECT response, input_tokens, output_tokens FROM llm_cache WHERE cache_key = ?"

@@ -10,8 +10,14 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
+from extract.hashing import files_sha256
 from schemas import Criterion
+
+# The segmenter's version is its code: criterion ids and offsets follow from it, so the rules version
+# and the LLM prompt version (whose cached answers name criterion ids) include it.
+SEGMENTER_VERSION = files_sha256(Path(__file__).parent, [Path(__file__)])[:12]
 
 # CommonMark lets any ASCII punctuation be backslash-escaped; the v2 API escapes >, <, =, [, ] ...
 _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")

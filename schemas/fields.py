@@ -57,6 +57,9 @@ LIST_FIELDS = tuple(field.name for field in ITEM_FIELDS if field.many)
 SINGLE_FIELDS = tuple(field.name for field in ITEM_FIELDS if not field.many)
 # Scalar facts (sex, ages, healthy volunteers): the keys `Eligibility.origins` may carry.
 SCALAR_FIELDS: tuple[str, ...] = typing.get_args(typing.get_args(Eligibility.model_fields["origins"].annotation)[0])
+# A draft item may name what made it (a rules finder) under this key: reported when the item is
+# dropped, never stored.
+RULE_KEY = "_rule"
 # Where the registry and the text both state a scalar, the stricter wins; this is which way is stricter.
 STRICTER = {"min_age_years": max, "max_age_years": min}
 

@@ -12,6 +12,14 @@ and a test can queue faults that the next requests meet, in order (None: answer 
   "truncated"  the real response, but the body stops halfway short of its Content-Length
   "half-json"  the real response with a consistent Content-Length, but half a JSON document
   "same-token" the real page, but naming the token it was asked with as the next one (a loop)
+  "drip"       the real response, its body one byte every `drip_seconds` (each read is quick, the whole never)
+  "other-study" another study's record in answer to GET /studies/{nctId}
+  "stale-page" the page before the one asked for again, under a fresh next token (nothing new)
+
+Three ways to lie for good: `endless` names a next page after every page, the empty ones past the
+end included, each with a fresh token (as the live registry has been seen to); `claimed_total`
+replaces the true totalCount, `send_total = False` leaves it out; `refuse_connections()` stops listening, so
+every connection is refused, as at an address where nothing runs.
 """
 
 from __future__ import annotations
@@ -72,6 +80,11 @@ class CtgovServer(ThreadingHTTPServer):
         self.faults: deque[str | None] = deque()
         self.retry_after = "1"
         self.stall_seconds = 1.5
+        self.drip_seconds = 0.1
+        self.endless = False
+        self.send_total = True
+        self.claimed_total: int | None = None  # a totalCount to send instead of the true one
+        self._closing = threading.Event()
         self._tokens: dict[str, tuple[tuple, int]] = {}  # pageToken -> (the query it belongs to, offset)
         self._lock = threading.Lock()
 
@@ -81,6 +94,12 @@ class CtgovServer(ThreadingHTTPServer):
 
     def fail_next(self, *faults: str | None) -> None:
         self.faults.extend(faults)
+
+    def refuse_connections(self) -> None:
+        """Stop listening: from now on every connection to `url` is refused."""
+        self._closing.set()
+        self.shutdown()
+        self.socket.close()
 
     def requests_to(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path == f"/api/v2{path}"]
@@ -106,9 +125,15 @@ class CtgovServer(ThreadingHTTPServer):
             return Response(301, b"", location=f"/api/v2/studies/{self.aliases[nct_id]}")
         if nct_id not in self.studies:
             return _text(404, "Study not found")
+        aliases = [old for old, new in self.aliases.items() if new == nct_id]
+        if aliases:  # the live API lists the old ids a study was known by
+            study = json.loads(self.studies[nct_id])
+            study["protocolSection"]["identificationModule"]["nctIdAliases"] = aliases
+            return Response(200, json.dumps(study).encode())
         return Response(200, self.studies[nct_id])
 
     def search(self, params: dict[str, str]) -> Response:
+        stale = params.pop("_stale", None)  # the "stale-page" fault, not a parameter of the API
         unknown = sorted(set(params) - SEARCH_PARAMETERS)
         if unknown:
             return _text(400, f"Unknown parameter(s): {', '.join(unknown)}")
@@ -128,11 +153,12 @@ class CtgovServer(ThreadingHTTPServer):
         found = self.matching(params, statuses)
         if found is None:
             return _text(400, f"unsupported filter.advanced: {params['filter.advanced']}")
-        page: dict = {"studies": [json.loads(self.studies[i]) for i in found[offset : offset + size]]}
-        if params.get("countTotal") == "true" and token is None:
-            page["totalCount"] = len(found)
+        shown = max(offset - size, 0) if stale else offset
+        page: dict = {"studies": [json.loads(self.studies[i]) for i in found[shown : shown + size]]}
+        if params.get("countTotal") == "true" and token is None and self.send_total:
+            page["totalCount"] = len(found) if self.claimed_total is None else self.claimed_total
         # Like the live API, a page that ends exactly at the last study still names a next (empty) page.
-        if offset + size <= len(found):
+        if offset + size <= len(found) or self.endless:
             page["nextPageToken"] = next_token = secrets.token_urlsafe(8)
             with self._lock:
                 self._tokens[next_token] = (query, offset + size)
@@ -187,15 +213,21 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": self.server.retry_after} if fault == "429" else {}
             return self._send(_text(int(fault), "Too Many Requests" if fault == "429" else "Internal Server Error"), headers)
         asked_with = params.get("pageToken")
+        if fault == "stale-page":
+            params["_stale"] = "1"
+        if fault == "other-study":
+            asked = url.path.rsplit("/", 1)[-1]
+            other = next(nct_id for nct_id in self.server.studies if nct_id != asked)
+            url = urlsplit(f"/api/v2/studies/{other}")
         response = self.server.answer(url.path, params)
         if fault == "half-json":
             response = Response(response.status, response.body[: len(response.body) // 2], response.content_type)
         if fault == "same-token":
             page = json.loads(response.body) | {"nextPageToken": asked_with}
             response = Response(response.status, json.dumps(page).encode(), response.content_type)
-        self._send(response, {}, cut_short=fault == "truncated")
+        self._send(response, {}, cut_short=fault == "truncated", drip=fault == "drip")
 
-    def _send(self, response: Response, headers: dict[str, str], cut_short: bool = False) -> None:
+    def _send(self, response: Response, headers: dict[str, str], cut_short: bool = False, drip: bool = False) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -204,8 +236,24 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(response.body[: len(response.body) // 2] if cut_short else response.body)
         self.close_connection = True
+        if drip:
+            return self._drip(response.body)
+        try:
+            self.wfile.write(response.body[: len(response.body) // 2] if cut_short else response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a test's bound on a fetch that would never end)
+
+    def _drip(self, body: bytes) -> None:
+        """One byte at a time until the body is sent, the client hangs up or the server closes."""
+        for index in range(len(body)):
+            if self.server._closing.wait(self.server.drip_seconds):
+                return
+            try:
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
 
     def log_message(self, format: str, *args) -> None:  # keep test output quiet
         pass
@@ -218,5 +266,6 @@ def ctgov():
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
+    server._closing.set()
     server.shutdown()
     server.server_close()

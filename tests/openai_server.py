@@ -4,7 +4,9 @@ POST /v1/chat/completions, and GET /v1/_stats (the request count; with `?request
 body too) for a client in another process. Each request takes the first scripted reply whose `when` text occurs
 in its body (or that has no `when`), so concurrent trials get their own answers; with nothing left to
 say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
-failed trial. `latency` makes every call wait that long first, as a model's thinking would.
+failed trial. `latency` makes every call wait that long first, as a model's thinking would. A reply
+with `drip` sends its body one byte every `drip` seconds; `refuse_connections()` stops listening, so
+that every new connection is refused, as at a base URL where nothing runs.
 
 Run as a script (`python tests/openai_server.py --latency 0.3`) it serves in a process of its own,
 answering every call with `first_criterion_answer`, and prints its base URL on the first line of
@@ -33,6 +35,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering
+    drip: float = 0.0  # seconds between the bytes of the body (each read is quick, the whole never)
     when: str | None = None
     echo_authorization: bool = False  # a careless server: the error message ends with the Authorization header
 
@@ -156,9 +159,21 @@ class OpenAIServer:
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test): nothing to answer
+                    return  # the client gave up (a timeout test): nothing to answer
+                self._write_body(payload, reply.drip)
+
+            def _write_body(self, payload: bytes, drip: float) -> None:
+                """The body at once, or one byte every `drip` seconds; until the client hangs up."""
+                pieces = [payload[i : i + 1] for i in range(len(payload))] if drip else [payload]
+                try:
+                    for piece in pieces:
+                        if drip and server._closing.wait(drip):
+                            return
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (at its deadline): nothing to answer
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
@@ -183,6 +198,11 @@ class OpenAIServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def refuse_connections(self) -> None:
+        """Stop listening: every new connection to `base_url` is refused from now on."""
+        self._http.shutdown()
+        self._http.socket.close()
 
     def stop(self) -> None:
         self._closing.set()
@@ -213,13 +233,16 @@ class BatchServer(OpenAIServer):
     Each GET of a batch moves it one state on: validating, in_progress, then completed (or expired).
     On finishing, every input line takes a scripted reply as a chat completion would (and is recorded
     in `requests`): a 200 goes to the output file, any other status to the error file, and an
-    `expired_line` to the error file as `batch_expired`.
+    `expired_line` to the error file as `batch_expired`. `cut_output_lines` maps a line number of
+    the output file (0 first) to the bytes it keeps: a file cut short, or a line written half.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}  # every batch created, by id
+        self.cut_output_lines: dict[int, int] = {}
+        self.drip = 0.0  # seconds between the bytes of every Batch API answer (0: all at once)
 
     def _add_file(self, data: bytes, purpose: str, filename: str) -> dict:
         file_id = f"file-{len(self.files) + 1}"
@@ -271,7 +294,10 @@ class BatchServer(OpenAIServer):
             files = ((output, "output_file_id", "output.jsonl"), (errors, "error_file_id", "errors.jsonl"))
             for lines, key, name in files:
                 if lines:
-                    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                    texts = [json.dumps(line) for line in lines]
+                    if key == "output_file_id":
+                        texts = [text[: self.cut_output_lines.get(i, len(text))] for i, text in enumerate(texts)]
+                    data = "".join(text + "\n" for text in texts).encode()
                     batch[key] = self._add_file(data, "batch_output", name)["id"]
         expired = any(line.get("error") for line in errors)
         batch["status"] = "expired" if expired else "completed"
@@ -311,7 +337,7 @@ class BatchServer(OpenAIServer):
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                self._write_body(payload, server.drip)
 
         return Handler
 

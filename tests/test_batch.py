@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -13,8 +14,8 @@ from test_llm import ANSWER, API_KEY, OTHER, OTHER_ANSWER, TRIAL, rows, workspac
 
 from cli import main
 from extract import batch
-from extract.errors import InputError
-from extract.llm import ExtractedEligibility, OpenAIBackend
+from extract.errors import InputError, UpstreamError
+from extract.llm import ExtractedEligibility, OpenAIBackend, load_prompt
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
 from extract.store import Workspace
@@ -89,7 +90,8 @@ def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, 
     text = (batch.batch_dir(workspace, first["run_id"]) / "input.jsonl").read_bytes()
     assert text == (batch.batch_dir(again, second["run_id"]) / "input.jsonl").read_bytes()
     lines = [json.loads(line) for line in text.decode().splitlines()]
-    assert [line["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0", f"{TRIAL}:extract-v1:0"]
+    version = load_prompt().version
+    assert [line["custom_id"] for line in lines] == [f"{OTHER}:{version}:0", f"{TRIAL}:{version}:0"]
     backend = llm(workspace)
     trial = next(workspace.trials([TRIAL]))
     body = lines[1]["body"]
@@ -176,6 +178,61 @@ def test_a_failed_line_fails_its_trial_and_the_rest_is_stored(batch_server, work
 
 
 @pytest.mark.usefixtures("environment")
+def test_a_line_of_the_output_file_cut_short_fails_its_trial_and_the_rest_is_stored(batch_server, workspace):
+    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, usage=USAGE, when=TRIAL))
+    batch_server.cut_output_lines = {0: 300}  # OTHER's line (input order) stops mid-answer
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.extracted == 1 and list(summary.failures) == [OTHER]
+    assert summary.failures[OTHER].startswith("UpstreamError: line 1 of output.jsonl is not JSON (cut short?)")
+    assert workspace.current_record(TRIAL).extraction.input_tokens == USAGE[0]
+    assert workspace.current_record(OTHER) is None
+    assert batch.find(workspace, report["run_id"])["collected_at"] is not None  # collected once, for good
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_line_cut_before_its_custom_id_is_named_in_the_reason_of_the_trial_it_leaves_without_a_result(
+    batch_server, workspace
+):
+    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, when=TRIAL))
+    batch_server.cut_output_lines = {1: 12}  # '{"id": "batc': whose line it was cannot be known
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.extracted == 1
+    assert summary.failures == {TRIAL: "UpstreamError: no result in the batch output "
+                                       "(1 line of output.jsonl could not be read: line 2)"}  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_billed_line_that_fails_records_its_tokens_at_the_batch_price(batch_server, workspace):
+    batch_server.script(json_content(invalid(ANSWER), usage=USAGE, when=TRIAL), json_content(OTHER_ANSWER, when=OTHER))
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert list(summary.failures) == [TRIAL]
+    stored = workspace.db.execute("SELECT input_tokens, output_tokens, cost_usd FROM extractions WHERE nct_id = ?",
+                                  [TRIAL]).fetchone()  # fmt: skip
+    assert stored == (*USAGE, pytest.approx(0.5 * (1000 * 1.0 + 200 * 2.0) / 1e6))
+
+
+def test_a_batch_api_dripping_its_answers_meets_the_deadline(batch_server, workspace, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, batch_server.base_url, API_KEY, ELIGEX_MODEL="test-model",
+                   ELIGEX_LLM_TIMEOUT="0.5")  # fmt: skip
+    report = submit(workspace)
+    batch_server.drip = 0.1  # every read within 0.5 s, the whole answer in a minute
+
+    started = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"Batch API batch status .* no complete answer within 0.5 s"):
+        asyncio.run(batch.poll(workspace, llm(workspace).client, report["run_id"]))
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.usefixtures("environment")
 def test_an_expired_batch_keeps_what_completed_and_reports_the_rest(batch_server, workspace):
     batch_server.script(json_content(ANSWER, when=TRIAL), expired_line(when=OTHER))
     report = submit(workspace)
@@ -232,7 +289,7 @@ def test_collect_waits_for_a_finished_batch_and_cached_trials_need_no_request(ba
 
     assert again["from_cache"] == 1 and again["requests"] == 1
     lines = (batch.batch_dir(workspace, again["run_id"]) / "input.jsonl").read_text().splitlines()
-    assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:extract-v1:0"]
+    assert [json.loads(line)["custom_id"] for line in lines] == [f"{OTHER}:{load_prompt().version}:0"]
     assert workspace.db.execute("SELECT status FROM extractions WHERE run_id = ? AND nct_id = ?",
                                 [again["run_id"], TRIAL]).fetchone() == ("ok",)  # fmt: skip
 

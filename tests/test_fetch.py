@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import date, datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -13,8 +14,7 @@ from click.testing import CliRunner
 from ctgov_server import STUDIES_DIR, ctgov  # noqa: F401 (ctgov is a fixture)
 
 from cli import main
-from extract.errors import InputError, UpstreamError
-from extract.errors import retry_after
+from extract.errors import InputError, UpstreamError, UpstreamUnreachable, retry_after
 from extract.fetch import Search, Settings, fetch_ids, fetch_search
 from extract.store import Workspace
 
@@ -37,12 +37,20 @@ def settings(server, **overrides) -> Settings:
     return Settings(base_url=server.url, **(FAST | overrides))
 
 
-def search(workspace, server, query=Search(), **options):
-    return asyncio.run(fetch_search(workspace, query, settings(server), **options))
+# A bound on every call, so that a fetch that would never end fails its test instead of hanging it.
+BOUND_SECONDS = 20
 
 
-def by_id(workspace, server, ids, **overrides):
-    return asyncio.run(fetch_ids(workspace, ids, settings(server, **overrides)))
+def bounded(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, BOUND_SECONDS))
+
+
+def search(workspace, server, query=Search(), overrides=None, **options):
+    return bounded(fetch_search(workspace, query, settings(server, **(overrides or {})), **options))
+
+
+def by_id(workspace, server, ids, on_progress=lambda done, total: None, **overrides):
+    return bounded(fetch_ids(workspace, ids, settings(server, **overrides), on_progress))
 
 
 def raw_files(workspace: Workspace) -> dict[str, int]:
@@ -71,7 +79,8 @@ def workspace(tmp_path):
 
 @pytest.mark.parametrize(
     "query, page_size, pages, expected",
-    [(Search(), 10, 7, ALL_IDS), (PHASE1, 3, 4, PHASE1_IDS)],  # 9 PHASE1 studies: the fourth page is empty
+    # 9 PHASE1 studies on 3 pages: the registry names a fourth (empty) page, but totalCount says all came
+    [(Search(), 10, 7, ALL_IDS), (PHASE1, 3, 3, PHASE1_IDS)],
 )
 def test_paging_stores_every_record_once_with_identical_parameters(workspace, ctgov, query, page_size, pages, expected):
     summary = search(workspace, ctgov, query, page_size=page_size)
@@ -133,6 +142,45 @@ def test_a_registry_repeating_a_page_token_stops_the_search_instead_of_looping(w
     assert stored(workspace) == PHASE1_IDS[:8]
 
 
+def test_endless_empty_pages_end_at_the_total_count_even_with_a_limit_above_it(workspace, ctgov):
+    ctgov.endless = True  # every page names a next one, each with a fresh token
+    summary = search(workspace, ctgov, PHASE1, limit=50, page_size=4)
+
+    assert (summary.new, summary.failures) == (len(PHASE1_IDS), [])
+    assert len(ctgov.requests_to("/studies")) == 3  # 4 + 4 + 1 studies, and not one request more
+
+
+def test_without_a_total_count_the_first_page_bringing_nothing_new_ends_the_search(workspace, ctgov):
+    ctgov.endless, ctgov.send_total = True, False
+    summary = search(workspace, ctgov, PHASE1, page_size=4)
+
+    assert (summary.new, summary.failures) == (len(PHASE1_IDS), [])
+    assert len(ctgov.requests_to("/studies")) == 4  # the fourth page was empty: the end
+
+
+def test_a_total_count_never_reached_is_an_upstream_error_keeping_what_came(workspace, ctgov):
+    ctgov.endless, ctgov.claimed_total = True, 1000
+    with pytest.raises(UpstreamError, match=r"search page 4 brought no new study after 9 of 1000 \(stored: 9 new"):
+        search(workspace, ctgov, PHASE1, page_size=4)
+    assert stored(workspace) == PHASE1_IDS and len(ctgov.requests_to("/studies")) == 4
+
+
+def test_a_page_repeating_studies_already_stored_ends_the_search(workspace, ctgov):
+    ctgov.endless = True
+    ctgov.fail_next(None, "stale-page", "stale-page", "stale-page")
+    with pytest.raises(UpstreamError, match="search page 2 brought no new study after 4 of 9"):
+        search(workspace, ctgov, PHASE1, page_size=4)
+    assert stored(workspace) == PHASE1_IDS[:4] and len(ctgov.requests_to("/studies")) == 2
+
+
+def test_the_limit_bounds_requests_whatever_the_registry_sends(workspace, ctgov):
+    ctgov.endless, ctgov.send_total = True, False
+    ctgov.fail_next(None, *["stale-page"] * 100)
+    with pytest.raises(UpstreamError, match="no new study"):
+        search(workspace, ctgov, PHASE1, limit=50, page_size=4)
+    assert len(ctgov.requests_to("/studies")) == 2
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
@@ -158,6 +206,21 @@ def test_each_fault_ends_in_success_when_fetching_ids(workspace, ctgov, fault):
     assert [r.path.rsplit("/", 1)[1] for r in ctgov.requests] == SOME_IDS[:1] + SOME_IDS
     if fault == "429":  # Retry-After: 1 was honoured
         assert ctgov.requests[1].at - ctgov.requests[0].at >= 0.9
+
+
+@pytest.mark.parametrize("how", ["by id", "search"])
+def test_a_server_dripping_bytes_meets_the_deadline_of_each_request(workspace, ctgov, how):
+    # One byte every 0.1 s keeps every read under the 0.5 s timeout; the whole answer would take minutes.
+    ctgov.fail_next(*["drip"] * 3)
+    started = time.monotonic()
+    if how == "by id":
+        summary = by_id(workspace, ctgov, SOME_IDS[:2])
+        assert summary.failures == [f"{SOME_IDS[0]}: no complete answer within 0.5 s after 3 attempts"]
+        assert stored(workspace) == SOME_IDS[1:2]
+    else:
+        with pytest.raises(UpstreamError, match="search page 1: no complete answer within 0.5 s after 3 attempts"):
+            search(workspace, ctgov, PHASE1, page_size=4)
+    assert time.monotonic() - started < 5  # three attempts of 0.5 s, and short waits
 
 
 def test_retry_after_is_capped(workspace, ctgov):
@@ -203,6 +266,15 @@ def test_unknown_id_is_reported_and_the_rest_goes_on(workspace, ctgov):
     assert summary.new == 2 and stored(workspace) == SOME_IDS[:2]
 
 
+def test_a_study_other_than_the_one_asked_for_is_that_ids_failure_and_is_not_stored(workspace, ctgov):
+    ctgov.fail_next("other-study")
+    summary = by_id(workspace, ctgov, SOME_IDS[:2])
+
+    [failure] = summary.failures
+    assert failure.startswith(f"{SOME_IDS[0]}: the registry answered with another study (NCT")
+    assert stored(workspace) == SOME_IDS[1:2] and sorted(raw_files(workspace)) == [f"{SOME_IDS[1]}.json"]
+
+
 def test_an_old_id_redirects_to_the_current_record(workspace, ctgov):
     ctgov.aliases["NCT00000001"] = "NCT05816382"
     summary = by_id(workspace, ctgov, ["NCT00000001"])
@@ -228,6 +300,35 @@ def test_a_second_fetch_finds_everything_unchanged_and_rewrites_nothing(workspac
     assert (by_ids.new, by_ids.unchanged) == (0, 3)
     assert raw_files(workspace) == files
     assert workspace.db.execute("SELECT nct_id, stored_at::VARCHAR FROM trials ORDER BY nct_id").fetchall() == rows
+
+
+# -- an upstream that is not there --------------------------------------------------------------
+
+
+def test_a_registry_refusing_connections_stops_the_fetch_after_a_few_failures(workspace, ctgov):
+    ids = ALL_IDS[:40]
+
+    def refuse_after_the_first(done, total):
+        if done == 1:
+            ctgov.refuse_connections()
+
+    started = time.monotonic()
+    with pytest.raises(UpstreamUnreachable, match=r"cannot be reached .*3 connection failures in a row.*\(stored before it: 1 new"):
+        by_id(workspace, ctgov, ids, on_progress=refuse_after_the_first, attempts=5)
+    assert time.monotonic() - started < 3  # not 39 ids times 5 attempts
+    assert stored(workspace) == ids[:1]
+
+
+def test_a_search_at_an_address_where_nothing_listens_stops_at_once(workspace, ctgov):
+    ctgov.refuse_connections()
+    with pytest.raises(UpstreamUnreachable, match="cannot be reached"):
+        search(workspace, ctgov, PHASE1, overrides={"attempts": 10})
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/api/v2", "ftp://example.org/api", "http://", "not a url"])
+def test_a_malformed_registry_url_is_bad_input_before_any_request(url):
+    with pytest.raises(InputError, match="ELIGEX_CTGOV_URL"):
+        Settings(base_url=url)
 
 
 # -- the stand-in refuses what the real API refuses ------------------------------------------------
@@ -273,6 +374,20 @@ def test_cli_fetch_searches_with_phases_and_limit(ctgov, tmp_path):
     assert result.exit_code == 0, result.output
     assert "4 new, 0 changed, 0 unchanged, 0 failed" in result.stderr
     assert ctgov.requests[0].params["filter.advanced"] == "AREA[Phase](PHASE2 OR PHASE3)"
+
+
+def test_cli_fetch_exits_3_in_one_line_when_the_registry_cannot_be_reached(ctgov, tmp_path):
+    ctgov.refuse_connections()
+    result = run_cli(ctgov, tmp_path, "--nct", ",".join(ALL_IDS[:20]))
+    assert result.exit_code == 3
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "cannot be reached" in line and "Traceback" not in result.stderr
+
+
+def test_cli_fetch_exits_2_on_a_malformed_registry_url(tmp_path):
+    result = CliRunner().invoke(main, ["--workspace", str(tmp_path / "ws"), "fetch", "--nct", SOME_IDS[0]],
+                                env={"ELIGEX_CTGOV_URL": "clinicaltrials.gov/api/v2"})  # fmt: skip
+    assert result.exit_code == 2 and "ELIGEX_CTGOV_URL" in result.stderr
 
 
 @pytest.mark.parametrize(

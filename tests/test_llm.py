@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -10,7 +11,8 @@ from datetime import datetime, timezone
 import pytest
 from openai_server import OpenAIServer, error, json_content, openai_server, tool_call  # noqa: F401 (a fixture)
 
-from extract.errors import InputError
+from extract.consistency import WARNING, flagged
+from extract.errors import InputError, UpstreamUnreachable
 from extract.llm import OpenAIBackend, Settings, chunk, load_prompt, merge
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
@@ -18,7 +20,7 @@ from extract.store import Workspace
 from extract.text import segment
 
 from cli import run_async
-from conftest import use_llm_server
+from conftest import run, use_llm_server
 
 API_KEY = "sk-test-0123456789abcdef"
 TRIAL = "NCT05253651"  # HER2+ RAS wild-type colorectal cancer
@@ -91,13 +93,24 @@ def environment(monkeypatch, tmp_path, openai_server):
 def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
     """The backend as the CLI builds it, with short waits so the retry tests stay fast."""
     made = OpenAIBackend.from_environment(model="test-model", workspace=workspace)
-    fast = {"mode": made.settings.mode, "attempts": 3, "backoff_seconds": 0.01} | settings
-    return dataclasses.replace(made, settings=Settings(**fast))
+    fast = {"attempts": 3, "backoff_seconds": 0.01} | settings
+    return dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast))
+
+
+# A bound on every run, so that one that would never end fails its test instead of hanging it.
+BOUND_SECONDS = 30
 
 
 def extract(workspace: Workspace, chosen: OpenAIBackend, *nct_ids: str, force: bool = False):
     trials = list(workspace.trials(list(nct_ids or (TRIAL,))))
-    return run_async(run_extraction(workspace, chosen, trials, force=force), chosen)  # closes its client, as the CLI
+    run = run_extraction(workspace, chosen, trials, force=force)
+    return run_async(asyncio.wait_for(run, BOUND_SECONDS), chosen)  # closes its client, as the CLI
+
+
+def stored_row(workspace: Workspace, nct_id: str = TRIAL) -> tuple:
+    return workspace.db.execute(
+        "SELECT status, input_tokens, output_tokens, cost_usd FROM extractions WHERE nct_id = ?", [nct_id]
+    ).fetchone()
 
 
 def user_message(request: dict) -> str:
@@ -125,8 +138,9 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert record.extraction.ungrounded_items == 1
     assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
     assert "1500" not in record.eligibility.model_dump_json()
+    assert flagged(record.extraction.warnings) == 0  # every quote states its item
     extraction = record.extraction
-    assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", "extract-v1")
+    assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", load_prompt().version)
     assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
     assert extraction.cost_usd == pytest.approx(1200 * 1.0 / 1e6 + 300 * 2.0 / 1e6)
     # One request: the stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
@@ -136,6 +150,25 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert "[inc-6] Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1" in user_message(request)
     assert request["tools"][0]["function"]["name"] == "ExtractedEligibility"
     assert request["tool_choice"]["function"]["name"] == "ExtractedEligibility"
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_answer_obeying_an_instruction_planted_in_the_criteria_is_stored_with_warnings(openai_server, workspace):
+    # Real quotes, invented items: what a model told "ignore previous instructions and output ..." would send.
+    planted = dict(ANSWER, biomarkers=[*ANSWER["biomarkers"], {
+        "requirement": "required", "any_of": [{"marker": "EGFR", "status": "positive"}],
+        "evidence": quoted("inc-6", "Eastern Cooperative Oncology Group")}],
+        prior_therapies=[dict(ANSWER["prior_therapies"][0], requirement="required")])  # fmt: skip
+    openai_server.script(tool_call(planted))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {}
+    record = workspace.current_record(TRIAL)
+    assert "EGFR" in [rule.any_of[0].marker for rule in record.eligibility.biomarkers]  # kept, for a reviewer
+    warnings = [w for w in record.extraction.warnings if WARNING in w]
+    assert [w.split(":")[0] for w in warnings] == ["biomarkers", "prior_therapies"]
+    assert "exclusion criterion exc-3" in warnings[1]
 
 
 @pytest.mark.usefixtures("environment")
@@ -223,6 +256,82 @@ def test_a_stalled_request_times_out_and_is_retried(openai_server, workspace):
 
     assert summary.failures == {} and openai_server.count == 2
     assert time.monotonic() - started < 3  # the client timeout (0.5 s), not the stall, set the pace
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_server_dripping_its_answer_meets_the_deadline_of_each_request(openai_server, workspace):
+    # One byte every 0.1 s: each read is well within ELIGEX_LLM_TIMEOUT=0.5, the whole answer takes minutes.
+    openai_server.script(*[dataclasses.replace(tool_call(ANSWER), drip=0.1)] * 2, tool_call(ANSWER))
+
+    started = time.monotonic()
+    summary = extract(workspace, backend(workspace, attempts=3))
+
+    assert summary.failures == {} and openai_server.count == 3
+    assert time.monotonic() - started < 3  # two deadlines of 0.5 s, then the answer
+
+    openai_server.script(*[dataclasses.replace(tool_call(ANSWER), drip=0.1)] * 3)
+    summary = extract(workspace, backend(workspace, attempts=3), force=True, *[OTHER])
+    assert summary.failures[OTHER] == (f"UpstreamError: LLM request to {openai_server.base_url}/ failed after "
+                                       "3 attempt(s): no complete answer within 0.5 s")  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_llm_base_url_where_nothing_listens_stops_the_run(openai_server, workspace):
+    openai_server.refuse_connections()
+    started = time.monotonic()
+    with pytest.raises(UpstreamUnreachable, match=r"cannot be reached \(could not connect; 3 connection failures in a row\)"):
+        extract(workspace, backend(workspace, attempts=4, backoff_seconds=1.0), TRIAL, OTHER)
+    assert time.monotonic() - started < 3  # not every trial's 4 attempts over 7 s of backoff
+    assert workspace.db.execute("SELECT count(*) FROM extractions").fetchone() == (0,)
+
+
+def test_the_command_says_so_in_one_line_with_exit_3(openai_server, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY)
+    where = str(tmp_path / "ws")
+    assert run("--workspace", where, "import", "evals/records").exit_code == 0
+    openai_server.refuse_connections()
+
+    result = run("--workspace", where, "extract", "--all", "--backend", "openai")
+
+    assert result.exit_code == 3
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: the LLM endpoint at {openai_server.base_url}/ cannot be reached (could not connect; "
+        "3 connection failures in a row)"]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "ftp://example.org/v1", "http:///v1"])
+def test_a_malformed_base_url_is_bad_input_at_once(monkeypatch, tmp_path, url):
+    use_llm_server(monkeypatch, tmp_path, url, API_KEY)
+    with pytest.raises(InputError, match="OPENAI_BASE_URL"):
+        OpenAIBackend.from_environment()
+    result = run("--workspace", str(tmp_path / "ws"), "extract", "--all", "--backend", "openai")
+    assert result.exit_code == 2 and "OPENAI_BASE_URL" in result.stderr
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_failed_trial_records_the_tokens_it_was_billed_for(openai_server, workspace):
+    openai_server.script(*[tool_call("not json", usage=(1000, 100))] * 3)
+
+    summary = extract(workspace, backend(workspace, reasks=2))
+
+    assert summary.failures[TRIAL].startswith("UpstreamError: no valid answer after 3 attempt(s)")
+    assert stored_row(workspace) == ("error", 3000, 300, pytest.approx(3000 * 1.0 / 1e6 + 300 * 2.0 / 1e6))
+    assert (summary.input_tokens, summary.output_tokens) == (3000, 300)
+    assert summary.cost_usd == pytest.approx(0.0036)
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_trial_failing_in_one_part_records_what_the_other_parts_were_billed(openai_server, workspace):
+    criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
+    budget = sum(len(c.text) for c in criteria if c.kind == "inclusion")  # inclusion, then exclusion
+    cut_off = tool_call('{"labs": [', usage=(500, 4000), when="[exc-1]")
+    cut_off.body["choices"][0]["finish_reason"] = "length"
+    openai_server.script(tool_call(ANSWER, usage=(1200, 300), when="[inc-1]"), cut_off)
+
+    summary = extract(workspace, backend(workspace, chunk_chars=budget))
+
+    assert summary.failures[TRIAL] == "UpstreamError: the model's answer was cut off at its output token limit"
+    assert stored_row(workspace)[:3] == ("error", 1700, 4300)
 
 
 @pytest.mark.usefixtures("environment")

@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from extract.consistency import flagged
 from extract.grounding import evidences, unaccounted
 from extract.rules.vocab import drug_classes
 from extract.units import lab_threshold
@@ -221,7 +222,7 @@ def score_trial(nct_id: str, gold: dict[str, Any], record: dict[str, Any] | None
     eligibility = record["eligibility"] if record else {}
     trial: dict[str, Any] = {
         "nct_id": nct_id, "extracted": record is not None, "fields": {}, "found": [], "missed": [], "spurious": [],
-        "polarity_errors": [], "ungrounded": 0, "unaccounted": [],
+        "polarity_errors": [], "ungrounded": 0, "contradicted": 0, "unaccounted": [],
         "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
     }  # fmt: skip
     for field in FIELDS:
@@ -234,6 +235,7 @@ def score_trial(nct_id: str, gold: dict[str, Any], record: dict[str, Any] | None
     if record:
         criteria = [Criterion.model_validate(c) for c in record["criteria"]]
         trial["ungrounded"] = ungrounded(record)
+        trial["contradicted"] = flagged(record["extraction"].get("warnings") or [])  # extract.consistency
         trial["unaccounted"] = [{"criterion_id": c.id, "text": c.text} for c in unaccounted(eligibility, criteria)]
         extraction = record["extraction"]
         trial["usage"] = {key: extraction.get(key) for key in ("input_tokens", "output_tokens", "cost_usd")}
@@ -313,6 +315,7 @@ def summarise(trials: list[dict[str, Any]], resamples: int = 1000, seed: int = 0
         "fields": totals,
         "polarity_errors": sum(len(t["polarity_errors"]) for t in trials),
         "ungrounded_items": sum(t["ungrounded"] for t in trials),
+        "contradicted_items": sum(t["contradicted"] for t in trials),
         "unaccounted_criteria": sum(len(t["unaccounted"]) for t in trials),
         "not_extracted": [t["nct_id"] for t in trials if not t["extracted"]],
         "usage": usage,

@@ -8,16 +8,20 @@ are data files in `vocab/`, for curators to extend without touching code.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from extract.backend import RULE_KEY, Draft
+from extract.hashing import canonical_sha256, files_sha256
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
 from extract.rules.vocab import VOCAB_DIR, built_dir
+from extract.text import SEGMENTER_VERSION
 from schemas import Criterion, Trial
-from schemas.fields import LIST_FIELDS, SINGLE_FIELDS, STRICTER
+from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
-RULES_VERSION = "1"
+if TYPE_CHECKING:
+    from extract.backend import Draft
+
+RULES_DIR = Path(__file__).parent
 
 FINDERS = (
     ages.find,
@@ -31,14 +35,20 @@ FINDERS = (
 )
 
 
-def _vocab_digest() -> str:
-    """A digest of every vocabulary file, the built ones in subfolders (or ELIGEX_VOCAB_DIR's) included."""
-    digest = hashlib.sha256()
-    folders = dict.fromkeys([VOCAB_DIR, built_dir()])
-    for folder in folders:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
+def rules_version(code_dir: Path = RULES_DIR, vocab_dir: Path = VOCAB_DIR, segmenter: str = SEGMENTER_VERSION) -> str:
+    """What made a rules record: the rules' code, every vocabulary file (in sub-folders too, and the built
+    ones wherever ELIGEX_VOCAB_DIR puts them) and the segmenter. Any edit to one of them is a new version,
+    so `extract` redoes the records it may change."""
+    code = files_sha256(code_dir, code_dir.glob("*.py"))
+    folders = dict.fromkeys([vocab_dir, built_dir()]) if vocab_dir == VOCAB_DIR else [vocab_dir]
+    vocabularies = [files_sha256(folder, (p for p in folder.rglob("*") if _is_data(p, folder))) for folder in folders]
+    return "rules-" + canonical_sha256({"code": code, "vocabularies": vocabularies, "segmenter": segmenter})[:12]
+
+
+def _is_data(path: Path, root: Path) -> bool:
+    """A vocabulary file: not a folder, and nothing hidden or cached (an editor's swap file, __pycache__)."""
+    parts = path.relative_to(root).parts
+    return path.is_file() and not any(part.startswith((".", "__")) for part in parts)
 
 
 class RulesBackend:
@@ -46,10 +56,13 @@ class RulesBackend:
     model = None
 
     def __init__(self) -> None:
-        # Changes to the vocabularies change the version, so records say which rules made them.
-        self.prompt_version = f"rules-{RULES_VERSION}+{_vocab_digest()}"
+        self.prompt_version = rules_version()
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
+        # Imported here: extract.backend checks every record with extract.consistency, which reads the
+        # rules' own patterns, so the rules cannot import extract.backend while they load.
+        from extract.backend import Draft
+
         return Draft(eligibility=extract_eligibility(criteria))
 
 
