@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from extract.rules.polarity import stated_requirement
 from extract.rules.stage import _SETTING, _STAGE
+from extract.rules import vocab
 from extract.rules.vocab import load_tsv
 from schemas import Criterion
 
@@ -121,12 +122,26 @@ _THERAPY_NAMES = _names(load_tsv("drugs.tsv"), "name", "inn", "class")
 for _value, _phrases in _names(load_tsv("therapy_classes.tsv"), "phrase", "class").items():
     _THERAPY_NAMES[_value] += _phrases
 _THERAPY_NAMES["surgery"] += ["surgical", "resection", "resected", "operation"]  # a class the rules do not extract
+# A lab named by the condition its value defines ("hypokalemia": a potassium threshold).
+_ANALYTE_CONDITIONS = {
+    "potassium": "hypokalemia hyperkalemia hypokalaemia hyperkalaemia",
+    "magnesium": "hypomagnesemia hypermagnesemia hypomagnesaemia",
+    "calcium": "hypocalcemia hypercalcemia hypocalcaemia hypercalcaemia",
+    "glucose": "hypoglycemia hyperglycemia hypoglycaemia hyperglycaemia",
+    "total_bilirubin": "hyperbilirubinemia hyperbilirubinaemia", "platelets": "thrombocytopenia",
+    "anc": "neutropenia", "hemoglobin": "anemia anaemia",
+}  # fmt: skip
+for _analyte, _words_of in _ANALYTE_CONDITIONS.items():
+    _ANALYTE_NAMES[_analyte] += _words_of.split()
 _AGE = ("age", "aged", "years", "old", "adult", "child", "pediatric", "month")
 # Words that speak of an item whatever its value, by field (or by what the item holds).
 _CUES = {
-    "stage": ("stage", "advanced", "localised", "localized", "resectable", "operable"),
+    # "progressed after the last regimen", "failure of": relapsed or refractory disease is `recurrent`
+    "stage": ("stage", "advanced", "localised", "localized", "resectable", "operable", "progressed", "progression",
+              "failure", "failed"),
     "performance_status": ("performance", "ECOG", "Eastern", "Karnofsky", "KPS", "Lansky", "Zubrod", "WHO", "PS"),
-    "brain_metastases": ("brain", "CNS", "central nervous system", "intracranial", "cerebral", "leptomeningeal"),
+    "brain_metastases": ("brain", "CNS", "central nervous system", "intracranial", "cerebral", "leptomeningeal",
+                         "lumbar puncture", "cerebrospinal", "CSF"),
     "measurable_disease": ("measurable", "evaluable", "RECIST", "RANO", "iwCLL", "Lugano", "lesion"),
     "min_age_years": _AGE,
     "max_age_years": _AGE,
@@ -176,9 +191,32 @@ def _names_and_cues(field: str, item: dict[str, Any]) -> tuple[list[str], tuple[
     return [], cues
 
 
+def _named_by_vocabulary(field: str, item: dict[str, Any], quote: str) -> bool:
+    """Does a vocabulary find the item's value in the quote under a name the word lists lack ("MEK1/2"
+    is MAP2K1, "MMAE-based therapy" an antibody-drug conjugate, "chemoradiation" chemotherapy)?"""
+    if field == "biomarkers":
+        tests = item.get("any_of") or []
+        wanted = {test["marker"] for test in tests}
+        if any(test.get("variant") and test["variant"].lower() in quote.lower() for test in tests):
+            return True  # a variant glued to its gene ("H3K27M") names it
+        return any(wanted & set(hit.value.markers) for hit in vocab.markers().scan(quote))
+    if field == "prior_therapies":
+        wanted = {item["therapy"], *(item.get("drugs") or [])}
+        found = [hit.value for hit in (*vocab.drugs().scan(quote), *vocab.therapy_classes().scan(quote),
+                                       *vocab.generic_classes(quote))]  # fmt: skip
+        kinds = {kind for value in found for kind in (value, *vocab.drug_classes(value), *vocab.class_ancestors(value))}
+        compound = {"chemotherapy", "radiotherapy"} if "chemoradi" in quote.lower() else set()  # "chemoradiation"
+        return bool(wanted & (kinds | compound))
+    if field == "cancer_types":
+        return any(hit.value.name.lower() == item["name"].lower() for hit in vocab.cancer_types().scan(quote))
+    return False
+
+
 def carries_value(field: str, item: dict[str, Any], quote: str) -> bool:
     """Does the quote name the item's value? True where there is nothing to compare."""
     if field == "stage" and (_STAGE.search(quote) or _SETTING.search(quote)):  # the rules' own stage words
+        return True
+    if _named_by_vocabulary(field, item, quote):
         return True
     names, cues = _names_and_cues(field, item)
     return not (names or cues) or _names_in(quote, names, cues)
