@@ -92,12 +92,12 @@ def test_the_rules_version_follows_every_vocabulary_file_in_sub_folders_too(tmp_
     with open(vocab / "markers.tsv", "a", encoding="utf-8") as markers:
         markers.write("HER2-low\tERBB2\t\t\t\t\n")
     versions.append(rules_version(vocab_dir=vocab))
-    (vocab / "built").mkdir()
-    (vocab / "built" / "genes.tsv").write_text("alias\tmarkers\nBRAF\tBRAF\n")
+    (vocab / "more").mkdir()
+    (vocab / "more" / "genes.tsv").write_text("alias\tmarkers\nBRAF\tBRAF\n")
     versions.append(rules_version(vocab_dir=vocab))
-    (vocab / "built" / "genes.tsv").write_text("alias\tmarkers\nBRAF\tBRAF\nKRAS\tKRAS\n")
+    (vocab / "more" / "genes.tsv").write_text("alias\tmarkers\nBRAF\tBRAF\nKRAS\tKRAS\n")
     versions.append(rules_version(vocab_dir=vocab))
-    (vocab / "built" / ".genes.tsv.swp").write_bytes(b"an editor's swap file")
+    (vocab / "more" / ".genes.tsv.swp").write_bytes(b"an editor's swap file")
     versions.append(rules_version(vocab_dir=vocab))
 
     assert len(set(versions[:4])) == 4 and versions[4] == versions[3]

@@ -40,7 +40,8 @@ def rules_version(code_dir: Path = RULES_DIR, vocab_dir: Path = VOCAB_DIR, segme
     ones wherever ELIGEX_VOCAB_DIR puts them) and the segmenter. Any edit to one of them is a new version,
     so `extract` redoes the records it may change."""
     code = files_sha256(code_dir, code_dir.glob("*.py"))
-    folders = dict.fromkeys([vocab_dir, built_dir()]) if vocab_dir == VOCAB_DIR else [vocab_dir]
+    built = built_dir()  # ELIGEX_VOCAB_DIR may put the built files outside vocab/
+    folders = [vocab_dir] if vocab_dir != VOCAB_DIR or built.is_relative_to(vocab_dir) else [vocab_dir, built]
     vocabularies = [files_sha256(folder, (p for p in folder.rglob("*") if _is_data(p, folder))) for folder in folders]
     return "rules-" + canonical_sha256({"code": code, "vocabularies": vocabularies, "segmenter": segmenter})[:12]
 
