@@ -77,10 +77,14 @@ def test_import_extract_and_eval_with_a_gold_folder_from_outside_the_checkout(in
     assert "micro F1" in result.stderr and "(2 trials)" in result.stderr
     metrics = json.loads((outside / "report" / "metrics.json").read_text())
     assert metrics["n_trials"] == 2 and metrics["micro"]["f1"] > 0.5
-    # The shipped gold and splits are in the wheel too: the project's own split is found.
-    shipped = _run(["eligex", "eval", "--run", metrics["run"]["run_id"], "--split", "dev", "--out", str(outside / "dev")],
+    # The shipped gold and splits are in the wheel too: the project's own split is found and scores
+    # the `extract --all` run (the eval above made a run of its own, of the gold folder's trials).
+    runs = [json.loads(line) for line in _run(["eligex", "runs", "--json"], outside, env).stdout.splitlines()]
+    [extract_all] = [run for run in runs if run["run_id"] != metrics["run"]["run_id"]]
+    shipped = _run(["eligex", "eval", "--run", extract_all["run_id"], "--split", "dev", "--out", str(outside / "dev")],
                    outside, env)  # fmt: skip
-    assert "on dev (40 trials)" in shipped.stderr
+    n_dev = len(json.loads((CHECKOUT / "evals" / "splits.json").read_text())["dev"])
+    assert f"on dev ({n_dev} trials)" in shipped.stderr
 
 
 def test_the_openai_backend_finds_its_prompt_in_the_wheel(installed):
