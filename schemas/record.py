@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1"
-NCT_ID_PATTERN = r"^NCT\d{8}$"
-_NCT_ID = re.compile(NCT_ID_PATTERN, re.ASCII)  # ASCII digits only: "NCT１２３４５６７８" is not an id
+NCT_ID_PATTERN = r"^NCT[0-9]{8}$"
+_NCT_ID = re.compile(NCT_ID_PATTERN)  # [0-9], not \d: "NCT１２３４５６７８" is not an id, in Python or in JSON Schema
 
 NctId = Annotated[str, Field(pattern=NCT_ID_PATTERN, examples=["NCT06450314"])]
 Requirement = Literal["required", "excluded"]

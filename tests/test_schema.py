@@ -57,6 +57,7 @@ def test_evidence_offsets_must_span_the_quote():
         Evidence(criterion_id="inc-1", quote="ECOG 0-1", start=0, end=5)
 
 
-def test_trial_rejects_an_invalid_nct_id():
+@pytest.mark.parametrize("nct_id", ["NCT1", "NCT\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18", "NCT\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668"])
+def test_trial_rejects_an_invalid_nct_id(nct_id):  # full-width and Arabic-Indic digits are not ASCII digits
     with pytest.raises(ValidationError, match="String should match pattern"):
-        Trial.model_validate({"nct_id": "NCT1", "source": {}, "trial": {}, "eligibility_text": ""})
+        Trial.model_validate({"nct_id": nct_id, "source": {}, "trial": {}, "eligibility_text": ""})
