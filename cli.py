@@ -231,16 +231,30 @@ def criteria(workspace: Workspace, nct_id: str, as_json: bool) -> None:
 @main.command()
 @click.option("--check", is_flag=True, help=f"Exit 1 if {SCHEMA_FILE.name} differs from the models.")
 @click.option("--patient", is_flag=True, help="The JSON Schema of the patient profile `eligex match` reads instead.")
-def schema(check: bool, patient: bool) -> None:
-    """Print the JSON Schema of the structured record (the contract, version 1), or of the patient profile."""
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True,
+              help="markdown: a field-by-field reference, the one in docs/ (record.md, patient.md).")
+def schema(check: bool, patient: bool, fmt: str) -> None:
+    """Print the JSON Schema of the structured record (the contract, version 1), or of the patient profile.
+
+    \b
+    Examples:
+      eligex schema > schemas/eligibility-record.schema.json
+      eligex schema --patient --format markdown > docs/patient.md
+    """
     if patient:
         from schemas.patient import Patient
 
-        click.echo(json.dumps(Patient.model_json_schema(), indent=2))
+        model_schema, option = Patient.model_json_schema(), " --patient"
+    else:
+        model_schema, option = record_json_schema(), ""
+    if fmt == "markdown":
+        from schemas.reference import markdown_reference
+
+        click.echo(markdown_reference(model_schema, option=f" {option.strip()}" if option else ""))
         return
-    text = json.dumps(record_json_schema(), indent=2) + "\n"
+    text = json.dumps(model_schema, indent=2) + "\n"
     if check:
-        if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
+        if patient or not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
             raise click.ClickException(f"{SCHEMA_FILE} is out of date: run `eligex schema > {SCHEMA_FILE}`")
         return
     click.echo(text, nl=False)

@@ -61,3 +61,20 @@ def test_evidence_offsets_must_span_the_quote():
 def test_trial_rejects_an_invalid_nct_id(nct_id):  # full-width and Arabic-Indic digits are not ASCII digits
     with pytest.raises(ValidationError, match="String should match pattern"):
         Trial.model_validate({"nct_id": nct_id, "source": {}, "trial": {}, "eligibility_text": ""})
+
+
+@pytest.mark.parametrize("options, name", [([], "record.md"), (["--patient"], "patient.md")])
+def test_the_field_reference_in_docs_is_in_sync_with_the_models(options, name):
+    result = CliRunner().invoke(main, ["schema", *options, "--format", "markdown"])
+    assert result.exit_code == 0
+    assert (SCHEMA_FILE.parents[1] / "docs" / name).read_text() == result.stdout, f"run: eligex schema {' '.join(options)} --format markdown > docs/{name}"
+
+
+def test_the_field_reference_names_and_describes_every_property_of_every_model():
+    reference = CliRunner().invoke(main, ["schema", "--format", "markdown"]).stdout
+    for name, model in record_json_schema()["$defs"].items():
+        assert f"## {name}\n" in reference
+        for field in model.get("properties", {}):
+            [row] = [line for line in reference.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+                     if line.startswith(f"| `{field}` |")]  # fmt: skip
+            assert not row.endswith("|  |"), f"{name}.{field} has no description"
