@@ -442,9 +442,11 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, a
 
 @main.command(name="export")
 @click.option("--out", required=True, help="File to write, or - for stdout; a folder for --format cards.")
-@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards"]),
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards", "fhir", "ctml"]),
               help="Default: from --out's extension (x.parquet), else jsonl (csv for a long table). cards: each "
-              "trial's card, NCT….md and NCT….html, in the folder --out.")  # fmt: skip
+              "trial's card, NCT….md and NCT….html, in the folder --out. fhir: one FHIR R5 Bundle (JSON) of a "
+              "ResearchStudy and its eligibility EvidenceVariable per trial. ctml: MatchMiner CTML, one JSON "
+              "document per trial and line, with what CTML cannot state in its notes.")  # fmt: skip
 @click.option("--table", type=click.Choice(TABLES), default="records", show_default=True,
               help="records: one per trial, nested as the contract; or one row per biomarker test, prior therapy or lab.")  # fmt: skip
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
@@ -453,11 +455,23 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
     """Export the current structured records for downstream apps (the JSON Schema beside them) or analysts.
 
     Parquet and CSV columns are typed from the contract, so every export has the same columns.
+
+    \b
+    Examples:
+      eligex export --out records.parquet
+      eligex export --format fhir --out trials.fhir.json    # FHIR R5 Bundle, validated by fhir.resources
+      eligex export --format ctml --out - | head -1         # CTML, validated by schemas/ctml.schema.json
     """
     from extract.export import choose_format, current_records, export, write_schema
 
     fmt = choose_format(out, fmt, table)
     records = current_records(workspace, since.date() if since else None)
+    if fmt in ("fhir", "ctml"):
+        from extract.interop import write
+
+        write(records, out, fmt)
+        click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
+        return
     if fmt == "cards":
         from extract.cards import write_cards
 

@@ -7,27 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SEED_RECORDS as RECORDS, GoldBackend, gold_record
 from extract.backend import Draft, assemble
-from extract.evaluate.harness import GOLD_DIR, read_gold
-from extract.match import match, rank, therapy_kinds
-from extract.sources import RawRecord, parse_document
 from extract.text import segment
+from extract.match import match, rank, therapy_kinds
 from schemas import EligibilityRecord
 from schemas.patient import Patient
-
-RECORDS = Path(__file__).resolve().parents[1] / "evals" / "records" / "NCT06450314.jsonl"
-
-
-class GoldBackend:
-    name, model, prompt_version = "gold", None, "gold"
-
-
-def gold_record(nct_id: str, source: Path) -> EligibilityRecord:
-    """The trial's record with the gold file's eligibility: matching judged on a record known to be right."""
-    [raw] = [r for r in parse_document(source.read_bytes(), source.name) if isinstance(r, RawRecord) and r.trial.nct_id == nct_id]
-    gold = read_gold(GOLD_DIR / f"{nct_id}.json")["eligibility"]
-    criteria = segment(raw.trial.eligibility_text)
-    return assemble(raw.trial, criteria, Draft(eligibility=gold), GoldBackend())
 
 
 @pytest.fixture(scope="module")
