@@ -509,7 +509,7 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
       eligex match --patient patient.json --all --format json
       eligex match --patient patient.json --records structured/
     """
-    from extract.match import match, rank
+    from extract.match import match_all
     from extract.match_io import load_patient, read_records, render_table
 
     patient = load_patient(patient_file)
@@ -525,7 +525,7 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
         records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
-    results = rank(match(patient, record) for record in records)
+    results = match_all(patient, records)
     if fmt == "json":
         for result in results:
             click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
