@@ -124,9 +124,8 @@ def rank(results: Iterable[MatchResult]) -> list[MatchResult]:
 
 
 def _quoted(field_name: str, outcome: Outcome, reason: str, item: Any) -> Requirement:
-    evidence = getattr(item, "evidence", None)
-    return Requirement(field_name, outcome, reason, evidence.criterion_id if evidence else None,
-                       evidence.quote if evidence else None)  # fmt: skip
+    evidence = item.evidence  # every structured item quotes its evidence
+    return Requirement(field_name, outcome, reason, evidence.criterion_id, evidence.quote)
 
 
 # -- registry facts ----------------------------------------------------------------------------------
@@ -416,7 +415,8 @@ _RENAL = {"creatinine", "creatinine_clearance", "gfr"}
 
 
 def _lab_outcome(values: dict[str, PatientLab], lab) -> tuple[Outcome, str]:
-    threshold = f"{lab.comparator} {_threshold_words(lab)}" if lab.comparator else "adequate"
+    words = _threshold_words(lab)
+    threshold = f"{lab.comparator} {words}" if lab.comparator else "adequate"
     wanted = f"{lab.analyte} {threshold}" + (f" (if {lab.condition})" if lab.condition else "")
     if lab.comparator is None:  # "adequate hepatic function": eligex has no threshold to compare with
         return "not_assessed", f"{wanted}: no threshold stated; judged at screening"
@@ -429,14 +429,20 @@ def _lab_outcome(values: dict[str, PatientLab], lab) -> tuple[Outcome, str]:
         number, limit = given.value / given.uln, lab.uln_multiple
         shown = f"{number:.2g} x ULN"
     else:
-        number, unit = lab_threshold(lab.analyte, given.value, given.unit, None)
-        limit, limit_unit = lab_threshold(lab.analyte, lab.value, lab.unit, None)
+        number, unit = _converted(lab.analyte, given.value, given.unit)
+        limit, limit_unit = _converted(lab.analyte, lab.value, lab.unit)
         if unit != limit_unit or number is None or limit is None:
             return "unknown", f"{wanted}: patient's {given.value:g} {given.unit or ''} cannot be compared".replace("  ", " ")
         shown = f"{given.value:g} {given.unit or ''}".strip()
     if _HOLDS[lab.comparator](number, limit):
-        return "meets", f"{lab.analyte} {shown} {lab.comparator} {_threshold_words(lab)}"
-    return "fails", f"{lab.analyte} {shown} {_OPPOSITE_WORD[lab.comparator]} {_threshold_words(lab)}"
+        return "meets", f"{lab.analyte} {shown} {lab.comparator} {words}"
+    return "fails", f"{lab.analyte} {shown} {_OPPOSITE_WORD[lab.comparator]} {words}"
+
+
+@functools.lru_cache(maxsize=8192)
+def _converted(analyte: str, value: float | None, unit: str | None) -> tuple[float | None, str | None]:
+    """A value in its canonical unit: records repeat the same few thresholds, converted once."""
+    return lab_threshold(analyte, value, unit, None)
 
 
 def _threshold_words(lab) -> str:
