@@ -100,9 +100,20 @@ def match(patient: Patient | PatientFacts, record: EligibilityRecord) -> MatchRe
         *_brain_metastases(patient, eligibility.brain_metastases),
         *_measurable(patient, eligibility.measurable_disease),
     ]  # fmt: skip
+    if eligibility.cohorts:
+        _for_cohorts_only(requirements, eligibility.cohorts)
     outcomes = {r.outcome for r in requirements}
     verdict: Verdict = "ineligible" if "fails" in outcomes else "uncertain" if "unknown" in outcomes else "eligible"
     return MatchResult(record.nct_id, verdict, requirements, eligibility.other)
+
+
+def _for_cohorts_only(requirements: list[Requirement], cohorts) -> None:
+    """A requirement of one cohort's criteria binds that cohort only: failing it leaves the others open."""
+    cohort_of = {criterion_id: scope.cohort for scope in cohorts for criterion_id in scope.criterion_ids}
+    for requirement in requirements:
+        cohort = cohort_of.get(requirement.criterion_id)
+        if cohort and requirement.outcome == "fails":
+            requirement.outcome, requirement.reason = "unknown", f"{requirement.reason}: applies to {cohort} only"
 
 
 def match_all(patient: Patient, records: Iterable[EligibilityRecord]) -> list[MatchResult]:

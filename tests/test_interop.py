@@ -194,3 +194,15 @@ def test_eligex_export_fhir_and_ctml(tmp_path, monkeypatch, seed):
     [line] = result.stdout.splitlines()
     jsonschema.validate(json.loads(line), ctml.schema())
     assert json.loads(line)["nct_id"] == "NCT06450314"
+
+
+def test_the_criteria_of_one_cohort_stay_out_of_the_ctml_tree_and_are_noted(seed):
+    [rule] = seed.eligibility.biomarkers
+    scoped = EligibilityRecord.model_validate(seed.model_dump() | {"eligibility": seed.eligibility.model_dump() | {
+        "cohorts": [{"cohort": "Cohort A", "criterion_ids": [rule.evidence.criterion_id]}]}})  # fmt: skip
+    document = ctml.build(scoped)
+    [tree] = document["treatment_list"]["step"][0]["match"]
+    assert "her2_status" not in json.dumps(tree)
+    assert any(n["field"] == "biomarkers" and "applies to Cohort A only" in n["reason"] for n in document["notes"])
+    variable = fhir.build(scoped)["entry"][1]["resource"]
+    assert any("apply to Cohort A only" in note["text"] for note in variable["note"])

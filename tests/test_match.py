@@ -11,7 +11,7 @@ from conftest import SEED_RECORDS as RECORDS, GoldBackend, gold_record
 from extract.backend import Draft, assemble
 from extract.text import segment
 from extract.match import match, rank, therapy_kinds
-from schemas import EligibilityRecord
+from schemas import CohortScope, EligibilityRecord
 from schemas.patient import Patient
 
 
@@ -242,3 +242,23 @@ def test_the_patient_schema_is_exported_and_describes_every_field():
     assert schema["title"] == "Patient"
     undescribed = [name for name, spec in schema["properties"].items() if not spec.get("description")]
     assert undescribed == []
+
+
+def test_a_requirement_of_one_cohort_only_never_fails_the_trial(seed):
+    """`eligibility.cohorts` marks criteria that bind one cohort: failing them leaves the other cohorts open."""
+    her2_negative = patient(biomarkers=[{"marker": "ERBB2", "status": "negative"}])
+    assert match(her2_negative, seed).verdict == "ineligible"
+    [rule] = seed.eligibility.biomarkers
+    scoped = seed.model_copy(update={"eligibility": seed.eligibility.model_copy(
+        update={"cohorts": [CohortScope(cohort="Cohort A", criterion_ids=[rule.evidence.criterion_id])]})})  # fmt: skip
+    result = match(her2_negative, scoped)
+    [her2] = [r for r in result.requirements if r.field == "biomarkers"]
+    assert her2.outcome == "unknown" and her2.reason.endswith("applies to Cohort A only")
+    assert result.verdict == "uncertain"
+
+
+def test_a_cohort_naming_a_criterion_the_record_lacks_is_not_a_record(seed):
+    document = seed.model_dump(mode="json")
+    document["eligibility"]["cohorts"] = [{"cohort": "Part 2", "criterion_ids": ["inc-99"]}]
+    with pytest.raises(ValueError, match="unknown criteria inc-99"):
+        EligibilityRecord.model_validate(document)

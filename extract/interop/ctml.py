@@ -67,7 +67,7 @@ def document(records: list[EligibilityRecord]) -> bytes:
 def build(record: EligibilityRecord) -> dict[str, Any]:
     """The record's CTML document, validated against schemas/ctml.schema.json."""
     notes: list[dict[str, Any]] = []
-    eligibility = record.eligibility
+    eligibility = _for_every_patient(record.eligibility, notes)
     nodes = [*_clinical(eligibility, notes)]
     for rule in eligibility.biomarkers:
         nodes += _rule(rule, notes)
@@ -100,6 +100,22 @@ def _note(notes: list[dict[str, Any]], field: str, item: Any, reason: str) -> No
     evidence = getattr(item, "evidence", None)
     notes.append({"field": field, "criterion_id": evidence.criterion_id if evidence else None,
                   "quote": evidence.quote if evidence else None, "reason": reason})  # fmt: skip
+
+
+def _for_every_patient(eligibility, notes: list[dict[str, Any]]):
+    """The eligibility without the diagnoses and biomarker rules of one cohort's criteria (a match tree
+    binds every patient), each of them noted."""
+    cohort_of = {criterion_id: scope.cohort for scope in eligibility.cohorts for criterion_id in scope.criterion_ids}
+    if not cohort_of:
+        return eligibility
+    kept: dict[str, list] = {"cancer_types": [], "biomarkers": []}
+    for field, items in kept.items():
+        for item in getattr(eligibility, field):
+            if cohort := cohort_of.get(item.evidence.criterion_id):
+                _note(notes, field, item, f"applies to {cohort} only: left out of the match tree")
+            else:
+                items.append(item)
+    return eligibility.model_copy(update=kept)
 
 
 # -- clinical: diagnosis, age, sex -------------------------------------------------------------------

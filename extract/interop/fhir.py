@@ -10,7 +10,8 @@ criterion id and the quote that states it:
   of the upper limit of normal a quantity in `x ULN`; ages a `valueRange` in years; ECOG and
   Karnofsky ranges a `valueRange` on their LOINC scores; prior lines `instancesRange`, a minimum
   duration `durationRange`;
-- criteria eligex did not structure are the EvidenceVariable's notes, so none is dropped.
+- criteria eligex did not structure are the EvidenceVariable's notes, so none is dropped, and so
+  are the criteria that apply to one cohort only (`eligibility.cohorts`).
 
 Every trial's resources are validated by `fhir.resources` (its R5 models) before they are written.
 """
@@ -96,6 +97,8 @@ def research_study(record: EligibilityRecord) -> dict[str, Any]:
 def evidence_variable(record: EligibilityRecord) -> dict[str, Any]:
     eligibility = record.eligibility
     notes = [f"Not structured by eligex ({o.criterion_id}, {o.kind}): {o.text}" for o in eligibility.other]
+    notes += [f"Criteria {', '.join(scope.criterion_ids)} apply to {scope.cohort} only: their characteristics "
+              "do not bind every patient." for scope in eligibility.cohorts]  # fmt: skip
     characteristics = [*_ages_and_sex(eligibility), *_cancer_types(eligibility.cancer_types),
                        *map(_biomarker_rule, eligibility.biomarkers), *_stage(eligibility.stage),
                        *map(_performance, eligibility.performance_status), *map(_prior_therapy, eligibility.prior_therapies),
