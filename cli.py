@@ -521,7 +521,7 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
         from extract.export import current_records
 
         _check_choice(nct_ids, all_trials)
-        _check_ids(list(nct_ids))
+        nct_ids = nct_ids_of(nct_ids)
         records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]

@@ -262,3 +262,19 @@ def test_a_cohort_naming_a_criterion_the_record_lacks_is_not_a_record(seed):
     document["eligibility"]["cohorts"] = [{"cohort": "Part 2", "criterion_ids": ["inc-99"]}]
     with pytest.raises(ValueError, match="unknown criteria inc-99"):
         EligibilityRecord.model_validate(document)
+
+
+def test_match_by_trial_id_from_the_workspace(tmp_path, monkeypatch):
+    from conftest import run
+
+    monkeypatch.setenv("ELIGEX_WORKSPACE", str(tmp_path / "ws"))
+    assert run("import", str(RECORDS)).exit_code == 0
+    assert run("extract", "NCT06450314", "--backend", "rules").exit_code == 0
+    path = write_patient(tmp_path, biomarkers=[{"marker": "ERBB2", "status": "negative"}])
+    result = run("match", "--patient", path, "nct06450314", "--format", "json")  # ids normalised as everywhere
+    assert result.exit_code == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["verdict"] == "ineligible"
+    missing = run("match", "--patient", path, "NCT06450314", "NCT00000002")
+    assert missing.exit_code == 1 and "NCT00000002: no structured record" in missing.stderr
+    assert run("match", "--patient", path, "NCT123").exit_code == 2
