@@ -278,3 +278,13 @@ def test_match_by_trial_id_from_the_workspace(tmp_path, monkeypatch):
     missing = run("match", "--patient", path, "NCT06450314", "NCT00000002")
     assert missing.exit_code == 1 and "NCT00000002: no structured record" in missing.stderr
     assert run("match", "--patient", path, "NCT123").exit_code == 2
+
+
+def test_the_python_api_is_the_command_s_matching(seed):
+    import eligex
+
+    profile = {"biomarkers": [{"marker": "ERBB2", "status": "positive", "alteration": "amplification", "method": "ISH"}]}
+    result = eligex.match(profile, seed.model_dump(mode="json"))  # dicts are read as a Patient and a record
+    assert isinstance(result, eligex.MatchResult)
+    assert result.as_dict() == match(Patient.model_validate(profile), seed).as_dict()
+    assert [r.nct_id for r in eligex.match_all(Patient.model_validate(profile), [seed])] == ["NCT06450314"]
