@@ -456,9 +456,11 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, a
 
 @main.command(name="export")
 @click.option("--out", required=True, help="File to write, or - for stdout; a folder for --format cards.")
-@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards"]),
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "cards", "fhir", "ctml"]),
               help="Default: from --out's extension (x.parquet), else jsonl (csv for a long table). cards: each "
-              "trial's card, NCT….md and NCT….html, in the folder --out.")  # fmt: skip
+              "trial's card, NCT….md and NCT….html, in the folder --out. fhir: one FHIR R5 Bundle (JSON) of a "
+              "ResearchStudy and its eligibility EvidenceVariable per trial. ctml: MatchMiner CTML, one JSON "
+              "document per trial and line, with what CTML cannot state in its notes.")  # fmt: skip
 @click.option("--table", type=click.Choice(TABLES), default="records", show_default=True,
               help="records: one per trial, nested as the contract; or one row per biomarker test, prior therapy or lab.")  # fmt: skip
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only records extracted on or after this date.")
@@ -467,11 +469,23 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
     """Export the current structured records for downstream apps (the JSON Schema beside them) or analysts.
 
     Parquet and CSV columns are typed from the contract, so every export has the same columns.
+
+    \b
+    Examples:
+      eligex export --out records.parquet
+      eligex export --format fhir --out trials.fhir.json    # FHIR R5 Bundle, validated by fhir.resources
+      eligex export --format ctml --out - | head -1         # CTML, validated by schemas/ctml.schema.json
     """
     from extract.export import choose_format, current_records, export, write_schema
 
     fmt = choose_format(out, fmt, table)
     records = current_records(workspace, since.date() if since else None)
+    if fmt in ("fhir", "ctml"):
+        from extract.interop import write
+
+        write(records, out, fmt)
+        click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
+        return
     if fmt == "cards":
         from extract.cards import write_cards
 
@@ -509,7 +523,7 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
       eligex match --patient patient.json --all --format json
       eligex match --patient patient.json --records structured/
     """
-    from extract.match import match, rank
+    from extract.match import match_all
     from extract.match_io import load_patient, read_records, render_table
 
     patient = load_patient(patient_file)
@@ -521,11 +535,11 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
         from extract.export import current_records
 
         _check_choice(nct_ids, all_trials)
-        _check_ids(list(nct_ids))
+        nct_ids = nct_ids_of(nct_ids)
         records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
-    results = rank(match(patient, record) for record in records)
+    results = match_all(patient, records)
     if fmt == "json":
         for result in results:
             click.echo(json.dumps(result.as_dict(), ensure_ascii=False))

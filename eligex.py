@@ -7,6 +7,7 @@
     record = eligex.extract(trial)                              # the rules backend; backend="openai" for the LLM
     record = eligex.validate(record.model_dump_json())          # any JSON document against the contract
     scores = eligex.score(record, eligex.load_gold(Path("evals/gold/NCT05253651.json")))
+    result = eligex.match(eligex.Patient.model_validate_json(Path("patient.json").read_bytes()), record)
 
 Records are `EligibilityRecord`s (../shared/SCHEMA.md as Pydantic models); `record.model_dump(mode="json")`
 is the JSON that `eligex show` prints. Nothing here touches a workspace: use the command line (or
@@ -25,14 +26,18 @@ from typing import Any, Iterable
 from extract.backend import Backend, assemble
 from extract.errors import EligexError, InputError, UpstreamError
 from extract.evaluate.scoring import score_trial, summarise
+from extract.match import MatchResult, PatientFacts, Requirement, match_all, rank
+from extract.match import match as _match
 from extract.sources import RecordError, parse_document
 from extract.text import normalise, segment
 from schemas import SCHEMA_VERSION, Criterion, EligibilityRecord, Trial
+from schemas.patient import Patient
 
 __all__ = [
-    "SCHEMA_VERSION", "Backend", "Criterion", "EligexError", "EligibilityRecord", "InputError", "Trial",
-    "UpstreamError", "evaluate", "extract", "extract_async", "json_schema", "load_gold", "make_backend",
-    "normalise", "parse_record", "parse_records", "score", "segment", "validate",
+    "SCHEMA_VERSION", "Backend", "Criterion", "EligexError", "EligibilityRecord", "InputError", "MatchResult",
+    "Patient", "Requirement", "Trial", "UpstreamError", "evaluate", "extract", "extract_async", "json_schema",
+    "load_gold", "make_backend", "match", "match_all", "normalise", "parse_record", "parse_records", "rank", "score", "segment",
+    "validate",
 ]  # fmt: skip
 
 
@@ -135,3 +140,14 @@ def evaluate(records: Iterable[EligibilityRecord], gold: dict[str, dict[str, Any
     and micro-averaged, with bootstrap intervals; every gold trial without a record scores as empty."""
     by_id = {record.nct_id: record for record in records}
     return summarise([score(by_id.get(nct_id), gold, nct_id) for nct_id in sorted(gold)], resamples)
+
+
+def match(patient: Patient | PatientFacts | dict[str, Any] | str | bytes, record: EligibilityRecord | dict[str, Any] | str | bytes) -> MatchResult:
+    """Check if a patient qualifies for one trial, as `eligex match` does (the same code): the verdict
+    (`eligible`, `ineligible`, `uncertain`) and every requirement `meets`, `fails`, `unknown` (the profile
+    lacks the fact) or `not_assessed` (a criterion eligex did not structure). A dict or JSON is read as
+    a `Patient` (`eligex schema --patient`) and a contract record. For one patient against many records,
+    `match_all(patient, records)` works the patient's facts out once and ranks the results."""
+    if not isinstance(patient, (Patient, PatientFacts)):
+        patient = Patient.model_validate_json(patient) if isinstance(patient, (str, bytes)) else Patient.model_validate(patient)
+    return _match(patient, record if isinstance(record, EligibilityRecord) else validate(record))

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from extract.text import unescape_markdown
 from schemas import Criterion
-from schemas.fields import SINGLE_FIELDS
+from schemas.fields import CRITERIA_LISTS, SINGLE_FIELDS
 
 
 def locate(text: str, quote: str, criteria: list[Criterion], criterion_id: str | None = None) -> tuple[int, int] | None:
@@ -85,7 +85,7 @@ def ground(eligibility: dict[str, Any], text: str, criteria: list[Criterion]) ->
                 key: origin if origin.get("evidence") is None else (place(origin, name) or {"origin": "registry"})
                 for key, origin in value.items()
             }
-        elif isinstance(value, list) and name != "other":
+        elif isinstance(value, list) and name not in CRITERIA_LISTS:
             result.eligibility[name] = [placed for item in value if (placed := place(item, name)) is not None]
         elif name in SINGLE_FIELDS and value is not None:
             result.eligibility[name] = place(value, name)

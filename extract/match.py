@@ -11,6 +11,7 @@ as what the patient must meet; a drug counts for its classes; lab units are conv
 from __future__ import annotations
 
 import functools
+import gc
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from extract.rules.vocab import class_ancestors, drug_classes
 from extract.units import lab_threshold
-from schemas import EligibilityRecord
+from schemas import EligibilityRecord, OtherCriterion
 from schemas.patient import Patient, PatientBiomarker, PatientLab, PatientTherapy
 
 Outcome = Literal["meets", "fails", "unknown", "not_assessed"]
@@ -36,12 +37,23 @@ class Requirement:
 
 @dataclass
 class MatchResult:
+    """A trial's verdict and its requirements. Those of the criteria eligex did not structure (`other`,
+    all `not_assessed`, which never change the verdict) are built when first read: ranking thousands of
+    trials needs only the verdicts and counts."""
+
     nct_id: str
     verdict: Verdict
-    requirements: list[Requirement] = field(default_factory=list)
+    structured: list[Requirement] = field(default_factory=list)
+    unstructured: list[OtherCriterion] = field(default_factory=list)
+
+    @functools.cached_property
+    def requirements(self) -> list[Requirement]:
+        return self.structured + [Requirement("other", "not_assessed", "not structured by eligex: read it",
+                                              o.criterion_id, o.text) for o in self.unstructured]  # fmt: skip
 
     def count(self, outcome: Outcome) -> int:
-        return sum(r.outcome == outcome for r in self.requirements)
+        found = sum(r.outcome == outcome for r in self.structured)
+        return found + len(self.unstructured) if outcome == "not_assessed" else found
 
     def as_dict(self) -> dict[str, Any]:
         counts = {outcome: self.count(outcome) for outcome in ("meets", "fails", "unknown", "not_assessed")}
@@ -49,25 +61,71 @@ class MatchResult:
                 "requirements": [asdict(r) for r in self.requirements]}  # fmt: skip
 
 
-def match(patient: Patient, record: EligibilityRecord) -> MatchResult:
-    """Every requirement of the record, met or not by the patient, and the verdict."""
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """What matching reads of a patient, worked out once: one patient against many records does it once."""
+
+    patient: Patient
+    biomarkers: dict[str, list[PatientBiomarker]]  # by marker
+    labs: dict[str, PatientLab]  # by analyte
+    scores: dict[str, int]  # performance status by scale
+    therapy_kinds: tuple[frozenset[str], ...]  # what each prior therapy counts as, in order
+    unrecognised: bool  # a therapy the vocabulary cannot place: absence of a class cannot be told
+
+    @classmethod
+    def of(cls, patient: Patient) -> PatientFacts:
+        biomarkers: dict[str, list[PatientBiomarker]] = {}
+        for result in patient.biomarkers:
+            biomarkers.setdefault(result.marker, []).append(result)
+        therapies = patient.prior_therapies or []
+        return cls(patient, biomarkers, {lab.analyte: lab for lab in patient.labs},
+                   {p.scale: p.value for p in patient.performance_status},
+                   tuple(therapy_kinds(t.therapy) for t in therapies), _unrecognised(patient))  # fmt: skip
+
+
+def match(patient: Patient | PatientFacts, record: EligibilityRecord) -> MatchResult:
+    """Every requirement of the record, met or not by the patient, and the verdict. Matching one patient
+    against many records, pass `PatientFacts.of(patient)` (or use `match_all`): its facts are worked out once."""
+    facts = patient if isinstance(patient, PatientFacts) else PatientFacts.of(patient)
+    patient = facts.patient
     eligibility = record.eligibility
     requirements = [
         *_ages_and_sex(patient, eligibility),
         *_cancer_types(patient, eligibility.cancer_types),
-        *(_biomarker_rule(patient.biomarkers, rule) for rule in eligibility.biomarkers),
+        *(_biomarker_rule(facts.biomarkers, rule) for rule in eligibility.biomarkers),
         *_stage(patient, eligibility.stage),
-        *_performance(patient, eligibility.performance_status),
-        *(_prior_therapy(patient, item) for item in eligibility.prior_therapies),
-        *_labs(patient.labs, eligibility.labs),
+        *_performance(facts.scores, eligibility.performance_status),
+        *(_prior_therapy(facts, item) for item in eligibility.prior_therapies),
+        *_labs(facts.labs, eligibility.labs),
         *_brain_metastases(patient, eligibility.brain_metastases),
         *_measurable(patient, eligibility.measurable_disease),
-        *(Requirement("other", "not_assessed", "not structured by eligex: read it", o.criterion_id, o.text)
-          for o in eligibility.other),
     ]  # fmt: skip
+    if eligibility.cohorts:
+        _for_cohorts_only(requirements, eligibility.cohorts)
     outcomes = {r.outcome for r in requirements}
     verdict: Verdict = "ineligible" if "fails" in outcomes else "uncertain" if "unknown" in outcomes else "eligible"
-    return MatchResult(record.nct_id, verdict, requirements)
+    return MatchResult(record.nct_id, verdict, requirements, eligibility.other)
+
+
+def _for_cohorts_only(requirements: list[Requirement], cohorts) -> None:
+    """A requirement of one cohort's criteria binds that cohort only: failing it leaves the others open."""
+    cohort_of = {criterion_id: scope.cohort for scope in cohorts for criterion_id in scope.criterion_ids}
+    for requirement in requirements:
+        cohort = cohort_of.get(requirement.criterion_id)
+        if cohort and requirement.outcome == "fails":
+            requirement.outcome, requirement.reason = "unknown", f"{requirement.reason}: applies to {cohort} only"
+
+
+def match_all(patient: Patient, records: Iterable[EligibilityRecord]) -> list[MatchResult]:
+    """One patient against many records, ranked (`rank`): the patient's facts are worked out once."""
+    facts = PatientFacts.of(patient)
+    collecting = gc.isenabled()
+    gc.disable()  # results make no cycles; a collection would walk every record in memory, again and again
+    try:
+        return rank(match(facts, record) for record in records)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def rank(results: Iterable[MatchResult]) -> list[MatchResult]:
@@ -77,9 +135,8 @@ def rank(results: Iterable[MatchResult]) -> list[MatchResult]:
 
 
 def _quoted(field_name: str, outcome: Outcome, reason: str, item: Any) -> Requirement:
-    evidence = getattr(item, "evidence", None)
-    return Requirement(field_name, outcome, reason, evidence.criterion_id if evidence else None,
-                       evidence.quote if evidence else None)  # fmt: skip
+    evidence = item.evidence  # every structured item quotes its evidence
+    return Requirement(field_name, outcome, reason, evidence.criterion_id, evidence.quote)
 
 
 # -- registry facts ----------------------------------------------------------------------------------
@@ -156,10 +213,10 @@ def _cancer_types(patient: Patient, cancer_types) -> Iterator[Requirement]:
 _SCORE = re.compile(r"([0-3])\s*\+")
 
 
-def _test_outcome(results: list[PatientBiomarker], test) -> tuple[Outcome, str]:
+def _test_outcome(results: dict[str, list[PatientBiomarker]], test) -> tuple[Outcome, str]:
     """Does one patient result show the test's finding (meets), show it absent (fails), or say nothing?"""
     wanted = f"{test.marker} {test.status}" + "".join(f" {v}" for v in (test.alteration, test.variant, test.method, test.value) if v)
-    relevant = [r for r in results if r.marker == test.marker]
+    relevant = results.get(test.marker, [])
     if not relevant:
         return "unknown", f"{wanted}: no {test.marker} result given"
     outcomes = [_result_outcome(r, test) for r in relevant]
@@ -192,7 +249,7 @@ def _result_outcome(result: PatientBiomarker, test) -> Outcome:
     return "meets"
 
 
-def _biomarker_rule(results: list[PatientBiomarker], rule) -> Requirement:
+def _biomarker_rule(results: dict[str, list[PatientBiomarker]], rule) -> Requirement:
     outcomes = [_test_outcome(results, test) for test in rule.any_of]
     kinds = [outcome for outcome, _ in outcomes]
     reasons = " or ".join(reason for _, reason in outcomes)
@@ -224,11 +281,10 @@ def _stage(patient: Patient, stage) -> Iterator[Requirement]:
         yield _quoted("stage", "fails", f"one of: {wanted}; patient {shown}", stage)
 
 
-def _performance(patient: Patient, items) -> Iterator[Requirement]:
+def _performance(scores: dict[str, int], items) -> Iterator[Requirement]:
     """The scales a trial names are alternatives ("ECOG 0-1 or Karnofsky >= 70")."""
     if not items:
         return
-    scores = {p.scale: p.value for p in patient.performance_status}
     judged = []
     for item in items:
         wanted = f"{item.scale} {'' if item.min is None else item.min}-{'' if item.max is None else item.max}"
@@ -293,14 +349,15 @@ def therapy_kinds(therapy: str) -> frozenset[str]:
     return frozenset(kinds)
 
 
-def _prior_therapy(patient: Patient, item) -> Requirement:
+def _prior_therapy(facts: PatientFacts, item) -> Requirement:
+    patient = facts.patient
     wanted = _describe_therapy(item)
     if patient.prior_therapies is None:
         return _quoted("prior_therapies", "unknown", f"{wanted}: prior therapies not given", item)
-    had = [t for t in patient.prior_therapies if item.therapy in therapy_kinds(t.therapy)]
+    had = [t for t, kinds in zip(patient.prior_therapies, facts.therapy_kinds) if item.therapy in kinds]
     counted = [t for t in had if not item.setting or item.setting == "any" or t.setting == item.setting]
     # the patient had it, but not said where, and the record asks for one setting
-    unsure = bool(had) and not counted or _unrecognised(patient)
+    unsure = bool(had) and not counted or facts.unrecognised
     if item.requirement == "excluded":
         if counted:
             outcome, reason = "fails", f"must not have had {wanted}: patient had {counted[0].therapy}"
@@ -369,7 +426,8 @@ _RENAL = {"creatinine", "creatinine_clearance", "gfr"}
 
 
 def _lab_outcome(values: dict[str, PatientLab], lab) -> tuple[Outcome, str]:
-    threshold = f"{lab.comparator} {_threshold_words(lab)}" if lab.comparator else "adequate"
+    words = _threshold_words(lab)
+    threshold = f"{lab.comparator} {words}" if lab.comparator else "adequate"
     wanted = f"{lab.analyte} {threshold}" + (f" (if {lab.condition})" if lab.condition else "")
     if lab.comparator is None:  # "adequate hepatic function": eligex has no threshold to compare with
         return "not_assessed", f"{wanted}: no threshold stated; judged at screening"
@@ -382,14 +440,20 @@ def _lab_outcome(values: dict[str, PatientLab], lab) -> tuple[Outcome, str]:
         number, limit = given.value / given.uln, lab.uln_multiple
         shown = f"{number:.2g} x ULN"
     else:
-        number, unit = lab_threshold(lab.analyte, given.value, given.unit, None)
-        limit, limit_unit = lab_threshold(lab.analyte, lab.value, lab.unit, None)
+        number, unit = _converted(lab.analyte, given.value, given.unit)
+        limit, limit_unit = _converted(lab.analyte, lab.value, lab.unit)
         if unit != limit_unit or number is None or limit is None:
             return "unknown", f"{wanted}: patient's {given.value:g} {given.unit or ''} cannot be compared".replace("  ", " ")
         shown = f"{given.value:g} {given.unit or ''}".strip()
     if _HOLDS[lab.comparator](number, limit):
-        return "meets", f"{lab.analyte} {shown} {lab.comparator} {_threshold_words(lab)}"
-    return "fails", f"{lab.analyte} {shown} {_OPPOSITE_WORD[lab.comparator]} {_threshold_words(lab)}"
+        return "meets", f"{lab.analyte} {shown} {lab.comparator} {words}"
+    return "fails", f"{lab.analyte} {shown} {_OPPOSITE_WORD[lab.comparator]} {words}"
+
+
+@functools.lru_cache(maxsize=8192)
+def _converted(analyte: str, value: float | None, unit: str | None) -> tuple[float | None, str | None]:
+    """A value in its canonical unit: records repeat the same few thresholds, converted once."""
+    return lab_threshold(analyte, value, unit, None)
 
 
 def _threshold_words(lab) -> str:
@@ -398,8 +462,7 @@ def _threshold_words(lab) -> str:
     return f"{lab.value:g} {lab.unit or ''}".strip() if lab.value is not None else ""
 
 
-def _labs(patient_labs: list[PatientLab], labs) -> Iterator[Requirement]:
-    values = {lab.analyte: lab for lab in patient_labs}
+def _labs(values: dict[str, PatientLab], labs) -> Iterator[Requirement]:
     judged = [(lab, *_lab_outcome(values, lab)) for lab in labs]
     conditional_met = {lab.analyte for lab, outcome, _ in judged if lab.condition and outcome == "meets"}
     renal_met = {lab.evidence.criterion_id for lab, outcome, _ in judged if lab.analyte in _RENAL and outcome == "meets"}

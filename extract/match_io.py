@@ -54,7 +54,7 @@ def render_table(results: list[MatchResult], records: dict[str, EligibilityRecor
         where = f" [{requirement.criterion_id}]" if requirement.criterion_id else ""
         quote = requirement.quote or ""
         if requirement.outcome == "not_assessed":
-            lines.append(f"  {_MARK[requirement.outcome]:<12} {'other':<18}{where} {quote[:100]}")
+            lines.append(f"  {_MARK[requirement.outcome]:<12} {requirement.field:<18}{where} {quote[:100]}")
         else:
             lines.append(f"  {_MARK[requirement.outcome]:<12} {requirement.field:<18} {requirement.reason}"
                          + (f"{where} \"{quote[:80]}\"" if quote else ""))  # fmt: skip

@@ -7,6 +7,7 @@ from schemas.record import (
     BiomarkerTest,
     BrainMetastases,
     CancerType,
+    CohortScope,
     Criterion,
     Eligibility,
     EligibilityRecord,
@@ -30,7 +31,7 @@ from schemas.trial import Trial
 
 __all__ = [
     "NCT_ID_PATTERN", "SCHEMA_VERSION", "BiomarkerRule", "BiomarkerTest", "BrainMetastases", "CancerType",
-    "Criterion", "Eligibility", "EligibilityRecord", "Evidence", "Extraction", "FieldOrigin", "Intervention",
+    "CohortScope", "Criterion", "Eligibility", "EligibilityRecord", "Evidence", "Extraction", "FieldOrigin", "Intervention",
     "Lab", "MeasurableDisease", "OtherCriterion", "PerformanceStatus", "PriorTherapy", "Source", "Stage",
     "Trial", "TrialFacts", "is_nct_id", "iter_evidence", "normalise_nct_id",
 ]  # fmt: skip

@@ -57,6 +57,9 @@ LIST_FIELDS = tuple(field.name for field in ITEM_FIELDS if field.many)
 SINGLE_FIELDS = tuple(field.name for field in ITEM_FIELDS if not field.many)
 # Scalar facts (sex, ages, healthy volunteers): the keys `Eligibility.origins` may carry.
 SCALAR_FIELDS: tuple[str, ...] = typing.get_args(typing.get_args(Eligibility.model_fields["origins"].annotation)[0])
+# Lists that point at criteria by id instead of quoting evidence: the criteria no field captures
+# (`other`) and those that bind one cohort only (`cohorts`). Grounding leaves them as they are.
+CRITERIA_LISTS = ("other", "cohorts")
 # A draft item may name what made it (a rules finder) under this key: reported when the item is
 # dropped, never stored.
 RULE_KEY = "_rule"

@@ -350,6 +350,15 @@ class OtherCriterion(Contract):
     text: str = Field(description="the criterion's text")
 
 
+class CohortScope(Contract):
+    """Criteria that hold for one cohort, part or arm of the trial only, not for every patient it takes."""
+
+    cohort: str = Field(min_length=1, description="the cohort, part or arm as the text names it", examples=["Cohort B", "Phase II"])
+    criterion_ids: list[str] = Field(
+        min_length=1, description="the criteria that apply to it only: their structured items bind its patients only"
+    )
+
+
 class FieldOrigin(Contract):
     """Where a scalar fact (sex, ages, healthy volunteers) came from; text origins carry evidence."""
 
@@ -379,6 +388,11 @@ class Eligibility(Contract):
     )
     origins: dict[Literal["sex", "min_age_years", "max_age_years", "healthy_volunteers"], FieldOrigin] = Field(
         default_factory=dict, description="extension: where each scalar fact came from"
+    )
+    cohorts: list[CohortScope] = Field(
+        default_factory=list,
+        description="extension: criteria that apply to one cohort, part or arm only (empty: none marked); "
+        "a requirement quoted from them does not bind every patient",
     )
 
 
@@ -424,6 +438,9 @@ class EligibilityRecord(Contract):
                 raise ValueError(f"evidence {evidence.quote!r} does not match eligibility_text[start:end]")
             if evidence.criterion_id is not None and evidence.criterion_id not in ids:
                 raise ValueError(f"evidence names unknown criterion {evidence.criterion_id}")
+        for scope in self.eligibility.cohorts:
+            if unknown := [i for i in scope.criterion_ids if i not in ids]:
+                raise ValueError(f"cohort {scope.cohort!r} names unknown criteria {', '.join(unknown)}")
         return self
 
 

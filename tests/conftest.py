@@ -13,6 +13,24 @@ from extract.backend import Draft
 from schemas import Criterion
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SEED_RECORDS = Path(__file__).resolve().parents[1] / "evals" / "records" / "NCT06450314.jsonl"
+
+
+class GoldBackend:
+    name, model, prompt_version = "gold", None, "gold"
+
+
+def gold_record(nct_id: str, source: Path):
+    """The trial's record with the gold file's eligibility: a record known to be right (matching, exports)."""
+    from extract.backend import assemble
+    from extract.evaluate.harness import GOLD_DIR, read_gold
+    from extract.sources import RawRecord, parse_document
+    from extract.text import segment
+
+    [raw] = [r for r in parse_document(source.read_bytes(), source.name) if isinstance(r, RawRecord) and r.trial.nct_id == nct_id]
+    gold = read_gold(GOLD_DIR / f"{nct_id}.json")["eligibility"]
+    criteria = segment(raw.trial.eligibility_text)
+    return assemble(raw.trial, criteria, Draft(eligibility=gold), GoldBackend())
 
 
 def make_criterion(text: str, kind: str = "inclusion", number: int = 1) -> Criterion:

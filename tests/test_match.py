@@ -7,27 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SEED_RECORDS as RECORDS, GoldBackend, gold_record
 from extract.backend import Draft, assemble
-from extract.evaluate.harness import GOLD_DIR, read_gold
-from extract.match import match, rank, therapy_kinds
-from extract.sources import RawRecord, parse_document
 from extract.text import segment
-from schemas import EligibilityRecord
+from extract.match import match, rank, therapy_kinds
+from schemas import CohortScope, EligibilityRecord
 from schemas.patient import Patient
-
-RECORDS = Path(__file__).resolve().parents[1] / "evals" / "records" / "NCT06450314.jsonl"
-
-
-class GoldBackend:
-    name, model, prompt_version = "gold", None, "gold"
-
-
-def gold_record(nct_id: str, source: Path) -> EligibilityRecord:
-    """The trial's record with the gold file's eligibility: matching judged on a record known to be right."""
-    [raw] = [r for r in parse_document(source.read_bytes(), source.name) if isinstance(r, RawRecord) and r.trial.nct_id == nct_id]
-    gold = read_gold(GOLD_DIR / f"{nct_id}.json")["eligibility"]
-    criteria = segment(raw.trial.eligibility_text)
-    return assemble(raw.trial, criteria, Draft(eligibility=gold), GoldBackend())
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +242,49 @@ def test_the_patient_schema_is_exported_and_describes_every_field():
     assert schema["title"] == "Patient"
     undescribed = [name for name, spec in schema["properties"].items() if not spec.get("description")]
     assert undescribed == []
+
+
+def test_a_requirement_of_one_cohort_only_never_fails_the_trial(seed):
+    """`eligibility.cohorts` marks criteria that bind one cohort: failing them leaves the other cohorts open."""
+    her2_negative = patient(biomarkers=[{"marker": "ERBB2", "status": "negative"}])
+    assert match(her2_negative, seed).verdict == "ineligible"
+    [rule] = seed.eligibility.biomarkers
+    scoped = seed.model_copy(update={"eligibility": seed.eligibility.model_copy(
+        update={"cohorts": [CohortScope(cohort="Cohort A", criterion_ids=[rule.evidence.criterion_id])]})})  # fmt: skip
+    result = match(her2_negative, scoped)
+    [her2] = [r for r in result.requirements if r.field == "biomarkers"]
+    assert her2.outcome == "unknown" and her2.reason.endswith("applies to Cohort A only")
+    assert result.verdict == "uncertain"
+
+
+def test_a_cohort_naming_a_criterion_the_record_lacks_is_not_a_record(seed):
+    document = seed.model_dump(mode="json")
+    document["eligibility"]["cohorts"] = [{"cohort": "Part 2", "criterion_ids": ["inc-99"]}]
+    with pytest.raises(ValueError, match="unknown criteria inc-99"):
+        EligibilityRecord.model_validate(document)
+
+
+def test_match_by_trial_id_from_the_workspace(tmp_path, monkeypatch):
+    from conftest import run
+
+    monkeypatch.setenv("ELIGEX_WORKSPACE", str(tmp_path / "ws"))
+    assert run("import", str(RECORDS)).exit_code == 0
+    assert run("extract", "NCT06450314", "--backend", "rules").exit_code == 0
+    path = write_patient(tmp_path, biomarkers=[{"marker": "ERBB2", "status": "negative"}])
+    result = run("match", "--patient", path, "nct06450314", "--format", "json")  # ids normalised as everywhere
+    assert result.exit_code == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["verdict"] == "ineligible"
+    missing = run("match", "--patient", path, "NCT06450314", "NCT00000002")
+    assert missing.exit_code == 1 and "NCT00000002: no structured record" in missing.stderr
+    assert run("match", "--patient", path, "NCT123").exit_code == 2
+
+
+def test_the_python_api_is_the_command_s_matching(seed):
+    import eligex
+
+    profile = {"biomarkers": [{"marker": "ERBB2", "status": "positive", "alteration": "amplification", "method": "ISH"}]}
+    result = eligex.match(profile, seed.model_dump(mode="json"))  # dicts are read as a Patient and a record
+    assert isinstance(result, eligex.MatchResult)
+    assert result.as_dict() == match(Patient.model_validate(profile), seed).as_dict()
+    assert [r.nct_id for r in eligex.match_all(Patient.model_validate(profile), [seed])] == ["NCT06450314"]
