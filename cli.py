@@ -468,13 +468,14 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
     Parquet and CSV columns are typed from the contract, so every export has the same columns.
     """
-    from extract.export import choose_format, current_records, export, write_schema
+    from extract.export import choose_format, export, iter_current_records, write_schema
 
     fmt = choose_format(out, fmt, table)
-    records = current_records(workspace, since.date() if since else None)
+    records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
     if fmt == "cards":
         from extract.cards import write_cards
 
+        records = list(records)
         folder = Path(out)
         if out == "-" or (folder.exists() and not folder.is_dir()):
             raise InputError(f"--out {out} is a file: cards are written to a folder")
@@ -483,10 +484,10 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         return
     if out != "-" and Path(out).is_dir():
         raise InputError(f"--out {out} is a folder: name the file to write")
-    export(records, out, fmt, table)
+    count = export(records, out, fmt, table)
     where = "stdout" if out == "-" else out
     schema = f" (schema: {write_schema(out, record_json_schema())})" if table == "records" and out != "-" else ""
-    click.echo(f"exported {len(records)} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
+    click.echo(f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
 
 
 @main.command(name="match")
