@@ -139,15 +139,20 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
 
     Reads ClinicalTrials.gov API v2 study JSON, v2 pages {"studies": [...]}, JSONL of studies,
     classic XML (<clinical_study>), the flat 2026 export, and plain JSONL or CSV rows with
-    nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age. A file that cannot
-    be read is reported with its reason and the rest goes on; exit code 1 if any failed.
+    nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age; and ZIP archives
+    of such files (the registry's full download), read from the archive, resumed after a crash.
+    A file that cannot be read is reported with its reason and the rest goes on; exit code 1 if
+    any failed.
     """
-    from extract.importer import files_under, import_files
+    from extract.importer import archive_members, files_under, import_files
 
     files = files_under(paths)
+    # A step per file, and per member of a ZIP archive (the registry's full download: one study each).
+    steps = sum(len(archive_members(path)) if path.suffix.lower() == ".zip" else 1 for path in files)
     with workspace.writing():
-        with progress(len(files), "importing") as bar:
-            summary = import_files(workspace, files, on_file=lambda path: bar.update(1))
+        with progress(steps, "importing") as bar:
+            summary = import_files(workspace, files, on_file=lambda path: bar.update(1), on_member=bar.update,
+                                   on_note=lambda line: click.echo(line, err=True))  # fmt: skip
     warn(summary.warnings)
     click.echo(f"imported {len(files)} files into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)

@@ -139,6 +139,11 @@ MIGRATIONS = [
         WHEN run_id IN (SELECT run_id FROM batches WHERE collected_at IS NULL) THEN 'running'
         ELSE 'interrupted' END
     """,
+    # Where long work stands, committed with the rows it wrote: an archive's import (the members
+    # stored), a sync's high-water mark.
+    """
+    CREATE TABLE marks (name VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)
+    """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
@@ -447,6 +452,16 @@ class Workspace:
             for path, data in files.items():
                 self.stage_file(path, data)
         return outcomes
+
+    def mark(self, name: str) -> Any:
+        row = self.db.execute("SELECT value FROM marks WHERE name = ?", [name]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_mark(self, name: str, value: Any) -> None:
+        self._insert("marks", [[name, json.dumps(value), _now()]])
+
+    def clear_mark(self, name: str) -> None:
+        self.db.execute("DELETE FROM marks WHERE name = ?", [name])
 
     def _insert(self, table: str, rows: list[list[Any]]) -> None:
         """Insert or replace many rows in one statement (a statement per row costs milliseconds each)."""
