@@ -10,6 +10,8 @@ ones `eligex extract` writes.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import signal
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -86,6 +88,22 @@ def _default_backend() -> Any:
     return _backend
 
 
-def start_worker() -> None:
-    """A pool worker leaves Ctrl-C to the parent, which stops the pool and stores what was done."""
+def start_worker(parent: int) -> None:
+    """A pool worker leaves Ctrl-C to the parent, which stops the pool and stores what was done; and
+    ends with the parent, if that is killed outright (else it would wait for work forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prctl = getattr(_libc(), "prctl", None)
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # killed before the line above
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # Linux: the signal a process gets when its parent dies
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import functools
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -167,10 +168,10 @@ def run_in_pool(
     workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
     batches = planned_rows(workspace, backend, chosen, batch_size)
     pool = None
-    if workers > 1:
-        # fork: the workers start with the rules and vocabularies loaded, and at once
+    if min(workers, -(-chosen.to_extract // batch_size)) > 1:  # a pool only for more than one batch
+        # fork: the workers start at once, with the modules this process has loaded
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),))
     status = "failed"
     try:
         if pool is None:

@@ -11,7 +11,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from test_robustness import ELIGEX, eligex, environment, raw_disagreements
+from test_robustness import ELIGEX, environment, raw_disagreements
+from test_scale import eligex
 
 from extract.store import Workspace
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_robustness import ELIGEX, eligex, environment, ok_counts, raw_disagreements
+from test_robustness import ELIGEX, environment, ok_counts, raw_disagreements
 
 from extract.importer import import_files
 from extract.pipeline import plan, run_in_pool
@@ -19,6 +19,16 @@ from extract.store import Workspace
 from conftest import SHARED_DATA
 
 EXPORT_2026 = SHARED_DATA / "ctgov-2026" / "trials.jsonl"
+
+
+def eligex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The command line, with time for a thousand trials on a loaded machine."""
+    return subprocess.run([ELIGEX, *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def records_without_time(folder: Path) -> dict[str, dict]:
@@ -114,8 +124,14 @@ def test_an_extraction_killed_mid_batch_leaves_files_and_rows_agreeing(tmp_path)
     while len(list((root / "structured").glob("NCT*.json"))) < 70:
         assert time.monotonic() < deadline and extracting.poll() is None, "no records after 120 s"
         time.sleep(0.005)
+    workers = children(extracting.pid)
+    assert len(workers) == 2
     extracting.send_signal(signal.SIGKILL)
     assert extracting.wait(10) == -signal.SIGKILL
+    # The workers end with it, rather than wait for work forever.
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers):
+        assert time.monotonic() < deadline + 30, f"workers {workers} outlived their parent"
+        time.sleep(0.05)
 
     # Opening the workspace writes the files still pending: every served row has its file, and back.
     with Workspace(root).writing() as workspace:
