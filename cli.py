@@ -139,15 +139,20 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
 
     Reads ClinicalTrials.gov API v2 study JSON, v2 pages {"studies": [...]}, JSONL of studies,
     classic XML (<clinical_study>), the flat 2026 export, and plain JSONL or CSV rows with
-    nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age. A file that cannot
-    be read is reported with its reason and the rest goes on; exit code 1 if any failed.
+    nct_id, title, conditions, eligibility_text, sex, minimum_age, maximum_age; and ZIP archives
+    of such files (the registry's full download), read from the archive, resumed after a crash.
+    A file that cannot be read is reported with its reason and the rest goes on; exit code 1 if
+    any failed.
     """
-    from extract.importer import files_under, import_files
+    from extract.importer import archive_members, files_under, import_files
 
     files = files_under(paths)
+    # A step per file, and per member of a ZIP archive (the registry's full download: one study each).
+    steps = sum(len(archive_members(path)) if path.suffix.lower() == ".zip" else 1 for path in files)
     with workspace.writing():
-        with progress(len(files), "importing") as bar:
-            summary = import_files(workspace, files, on_file=lambda path: bar.update(1))
+        with progress(steps, "importing") as bar:
+            summary = import_files(workspace, files, on_file=lambda path: bar.update(1), on_member=bar.update,
+                                   on_note=lambda line: click.echo(line, err=True))  # fmt: skip
     warn(summary.warnings)
     click.echo(f"imported {len(files)} files into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
@@ -271,29 +276,38 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Trials extracted at once: requests in flight, for the openai backend.")
+@click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
+              help="Processes extracting at once, for the rules backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
 @click.pass_obj
-def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, force) -> None:
+def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
 
     One trial's failure never stops the batch: it is stored with its reason and named at the end
     (exit code 1). Trials whose record is up to date (same content, same backend version) are
-    skipped unless --force.
+    skipped unless --force. The rules backend runs in --workers processes, the openai backend with
+    --concurrency requests in flight.
     """
-    from extract.pipeline import new_run_id, run_extraction
+    from extract.pipeline import new_run_id, plan, planned_trials, run_extraction, run_in_pool
 
     _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
     with workspace.writing():
-        trials = _stored_trials(workspace, list(nct_ids) or None)
-        announce(workspace, chosen, trials, force)
-        with progress(len(trials), f"extracting ({chosen.name})") as bar:
+        named = _check_stored(workspace, list(nct_ids) or None)
+        work = plan(workspace, chosen, named, force)
+        with progress(work.to_extract, f"extracting ({chosen.name})") as bar:
             bar.run_id = new_run_id(chosen)
-            summary = run_async(
-                run_extraction(workspace, chosen, trials, force=force, concurrency=concurrency,
-                               on_done=lambda _: bar.update(), run_id=bar.run_id),
-                chosen,
-            )  # fmt: skip
+            if chosen.name == "rules":
+                summary = run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(),
+                                      run_id=bar.run_id)  # fmt: skip
+            else:
+                trials = planned_trials(workspace, chosen, work)
+                announce(workspace, chosen, trials, work.skipped)
+                summary = run_async(
+                    run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
+                                   on_done=lambda _: bar.update(), run_id=bar.run_id),
+                    chosen,
+                )  # fmt: skip
     model_note = f", model {chosen.model}" if chosen.model else ""
     click.echo(
         f"backend {chosen.name}{model_note}, run {summary.run_id}: {summary.extracted} extracted, "
@@ -305,18 +319,18 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     fail_if(summary.failures)
 
 
-def announce(workspace: Workspace, backend, trials, force: bool, price_factor: float = 1.0) -> None:
-    """Before the first paid call: which backend and model will run, on how many trials, at what cost."""
+def announce(workspace: Workspace, backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
+    """Before the first paid call: which backend and model will run, on how many trials (`trials`: the
+    ones not up to date), at what cost."""
     if backend.name == "rules" or not os.environ.get("OPENAI_API_KEY"):
         return
-    from extract.pipeline import estimate, up_to_date
+    from extract.pipeline import estimate
 
-    done = set() if force else up_to_date(workspace, backend)
-    cost = estimate(workspace, backend, [t for t in trials if t.nct_id not in done])
+    cost = estimate(workspace, backend, trials)
     price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
     click.echo(
         f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "
-        f"({cost.cached} answered from the cache, {len(done)} up to date); estimated cost {price} "
+        f"({cost.cached} answered from the cache, {up_to_date} up to date); estimated cost {price} "
         f"for about {cost.input_tokens:,} input and {cost.output_tokens:,} output tokens",
         err=True,
     )
@@ -366,7 +380,12 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
     with workspace.writing():
         llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
         trials = _stored_trials(workspace, list(nct_ids) or None)
-        announce(workspace, llm, trials, force, price_factor=batch.BATCH_PRICE_FACTOR)
+        if os.environ.get("OPENAI_API_KEY"):
+            from extract.pipeline import up_to_date
+
+            done = set() if force else up_to_date(workspace, llm)
+            announce(workspace, llm, [t for t in trials if t.nct_id not in done], len(done),
+                     price_factor=batch.BATCH_PRICE_FACTOR)  # fmt: skip
         report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
 
@@ -476,19 +495,21 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
       eligex export --format fhir --out trials.fhir.json    # FHIR R5 Bundle, validated by fhir.resources
       eligex export --format ctml --out - | head -1         # CTML, validated by schemas/ctml.schema.json
     """
-    from extract.export import choose_format, current_records, export, write_schema
+    from extract.export import choose_format, export, iter_current_records, write_schema
 
     fmt = choose_format(out, fmt, table)
-    records = current_records(workspace, since.date() if since else None)
+    records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
     if fmt in ("fhir", "ctml"):
         from extract.interop import write
 
+        records = list(records)  # one Bundle / one CTML list: the document holds every record anyway
         write(records, out, fmt)
         click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
         return
     if fmt == "cards":
         from extract.cards import write_cards
 
+        records = list(records)
         folder = Path(out)
         if out == "-" or (folder.exists() and not folder.is_dir()):
             raise InputError(f"--out {out} is a file: cards are written to a folder")
@@ -497,10 +518,10 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         return
     if out != "-" and Path(out).is_dir():
         raise InputError(f"--out {out} is a folder: name the file to write")
-    export(records, out, fmt, table)
+    count = export(records, out, fmt, table)
     where = "stdout" if out == "-" else out
     schema = f" (schema: {write_schema(out, record_json_schema())})" if table == "records" and out != "-" else ""
-    click.echo(f"exported {len(records)} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
+    click.echo(f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
 
 
 @main.command(name="match")
@@ -623,7 +644,7 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, gold_dir, 
             harness.check_imported(workspace, nct_ids)
             chosen = make_backend(backend, model, workspace)
             trials = list(workspace.trials(nct_ids))
-            announce(workspace, chosen, trials, force=True)
+            announce(workspace, chosen, trials, up_to_date=0)
             with progress(len(trials), f"extracting ({chosen.name})") as bar:
                 bar.run_id = new_run_id(chosen)
                 # force: every trial must be in this run, even one whose current record is up to date
@@ -698,6 +719,20 @@ def nct_ids_of(values) -> list[str]:
     if bad:
         raise InputError(f"not an NCT id (NCT + 8 digits): {', '.join(bad)}")
     return [normalise_nct_id(value) for value in values]
+
+
+def _check_stored(workspace: Workspace, nct_ids: list[str] | None) -> list[str] | None:
+    """The ids named, normalised, once each is known to be stored (or None for all, once there is a trial)."""
+    if nct_ids is not None:
+        nct_ids = nct_ids_of(nct_ids)
+        known = {row[0] for row in workspace.db.execute(
+            "SELECT nct_id FROM trials WHERE nct_id IN (SELECT unnest(?))", [nct_ids]).fetchall()}  # fmt: skip
+        missing = sorted(set(nct_ids) - known)
+        if missing:
+            raise InputError(f"not in the workspace: {', '.join(missing)} (import or fetch them first)")
+    elif workspace.db.execute("SELECT count(*) FROM trials").fetchone()[0] == 0:
+        raise InputError(f"no trials in {workspace.root}: run `eligex import` or `eligex fetch` first")
+    return nct_ids
 
 
 def _stored_trials(workspace: Workspace, nct_ids: list[str] | None):

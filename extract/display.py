@@ -131,7 +131,17 @@ class Progress:
         if self._bar is None and (now - self._shown >= self.interval or done == self.total):
             self._shown = now
             of = f" of {self.total}" if self.total else ""
-            click.echo(f"{self.label}: {done}{of} after {now - self._started:.0f} s", err=True)
+            click.echo(f"{self.label}: {done}{of} after {now - self._started:.0f} s{self.pace(now)}", err=True)
+
+    def pace(self, now: float) -> str:
+        """", 420/s, about 3 min left": the rate so far and, with a total, when the work will end at it."""
+        seconds = now - self._started
+        if not self.done or seconds <= 0:
+            return ""
+        rate = self.done / seconds
+        left = (self.total - self.done) / rate if self.total and self.total > self.done else 0
+        eta = f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left" if left else ""
+        return f", {rate:.0f}/s{eta}"
 
     def where(self) -> str:
         return f"{self.done} of {self.total}" if self.total else str(self.done)

@@ -12,13 +12,15 @@ the data: an empty export, or one whose records all lack a field, has every colu
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tempfile
 import types
 import typing
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel
 
@@ -41,12 +43,17 @@ _SCALARS = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", dat
 
 def current_records(workspace: Workspace, since: date | None = None) -> list[EligibilityRecord]:
     """Every current record, in id order; with `since`, only those extracted on or after that day."""
-    records = []
-    for path in sorted(workspace.structured_dir.glob("NCT*.json")):
-        record = workspace.current_record(path.stem)
+    return list(iter_current_records(workspace, since))
+
+
+def iter_current_records(workspace: Workspace, since: date | None = None) -> Iterator[EligibilityRecord]:
+    """`current_records` one at a time: only the file names are held, never the records."""
+    folder = workspace.structured_dir
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.name.startswith("NCT") and entry.name.endswith(".json")) if folder.is_dir() else []
+    for name in names:
+        record = workspace.current_record(name.removesuffix(".json"))
         if record is not None and (since is None or record.extraction.extracted_at.date() >= since):
-            records.append(record)
-    return records
+            yield record
 
 
 def choose_format(out: str, fmt: str | None, table: str) -> str:
@@ -59,24 +66,60 @@ def choose_format(out: str, fmt: str | None, table: str) -> str:
     return fmt
 
 
-def export(records: list[EligibilityRecord], out: str, fmt: str, table: str = "records") -> None:
-    """Write the records (or one long table of them) to `out` in `fmt`; `out` "-" is stdout."""
+def export(records: Iterable[EligibilityRecord], out: str, fmt: str, table: str = "records") -> int:
+    """Write the records (or one long table of them) to `out` in `fmt`; `out` "-" is stdout. Streamed:
+    one record at a time to a temporary file beside `out` (Parquet and CSV through DuckDB, in row
+    groups), renamed into place at the end, so memory stays flat however many records. The count."""
+    counted = _Counted(records)
     if table == "records":
-        documents = [record.model_dump(mode="json") for record in records]
+        documents: Iterable[dict[str, Any]] = (record.model_dump(mode="json") for record in counted)
         columns = duckdb_columns(EligibilityRecord)
     else:
-        documents = list(long_rows(records, table))
+        documents = long_rows(counted, table)
         columns = long_columns(table)
-    if fmt in ("jsonl", "json"):
-        lines = [json.dumps(document, ensure_ascii=False) for document in documents]
-        data = ("".join(line + "\n" for line in lines) if fmt == "jsonl" else "[" + ",\n".join(lines) + "]\n").encode()
-    else:
-        data = _through_duckdb(documents, columns, fmt)
-    if out == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        atomic_write(Path(out), data)
+    folder = None if out == "-" else Path(out).resolve().parent
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".eligex-export-") as scratch:
+        target = Path(scratch) / f"export.{fmt}"
+        if fmt in ("jsonl", "json"):
+            _write_json(documents, target, fmt)
+        else:
+            _through_duckdb(documents, columns, fmt, target)
+        if out == "-":
+            with target.open("rb") as data:
+                shutil.copyfileobj(data, sys.stdout.buffer)
+            sys.stdout.flush()
+        else:
+            with target.open("rb+") as data:
+                os.fsync(data.fileno())
+            os.replace(target, out)
+    return counted.count
+
+
+class _Counted:
+    """An iterable that counts what went through it."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
+def _write_json(documents: Iterable[dict[str, Any]], target: Path, fmt: str) -> None:
+    with target.open("w", encoding="utf-8") as file:
+        if fmt == "jsonl":
+            for document in documents:
+                file.write(json.dumps(document, ensure_ascii=False) + "\n")
+            return
+        separator = "["
+        for document in documents:
+            file.write(separator + json.dumps(document, ensure_ascii=False))
+            separator = ",\n"
+        file.write("[]\n" if separator == "[" else "]\n")
 
 
 def write_schema(out: str, schema: dict) -> Path:
@@ -139,23 +182,31 @@ def duckdb_type(annotation: Any) -> str:
     return _SCALARS[annotation]
 
 
-def _through_duckdb(documents: list[dict[str, Any]], columns: dict[str, str], fmt: str) -> bytes:
+# Parquet rows per row group: a reader (and the writer) holds one group at a time.
+ROW_GROUP_SIZE = 2048
+
+
+def _through_duckdb(documents: Iterable[dict[str, Any]], columns: dict[str, str], fmt: str, target: Path) -> None:
     import duckdb
 
-    with tempfile.TemporaryDirectory() as scratch:
-        source, target = Path(scratch) / "rows.jsonl", Path(scratch) / f"rows.{fmt}"
-        source.write_text("".join(json.dumps(document) + "\n" for document in documents))
-        with duckdb.connect() as db:
-            db.execute("SET enable_progress_bar = false")  # stdout may be the export itself
-            if documents:
-                spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
-                query = (f"SELECT * FROM read_json('{_sql_path(source)}', format='newline_delimited', "
-                         f"columns={spec}, maximum_object_size=67108864)")  # fmt: skip
-            else:
-                query = "SELECT " + ", ".join(f'NULL::{kind} AS "{name}"' for name, kind in columns.items()) + " WHERE false"
-            options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-            db.execute(f"COPY ({query}) TO '{_sql_path(target)}' ({options})")
-        return target.read_bytes()
+    source = target.with_name("rows.jsonl")
+    with source.open("w", encoding="utf-8") as rows:
+        written = 0
+        for document in documents:
+            rows.write(json.dumps(document) + "\n")
+            written += 1
+    with duckdb.connect(config={"memory_limit": "512MB", "threads": 2}) as db:
+        db.execute("SET enable_progress_bar = false")  # stdout may be the export itself
+        db.execute(f"SET temp_directory = '{_sql_path(target.parent)}'")  # spills stay beside the export
+        if written:
+            spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
+            query = (f"SELECT * FROM read_json('{_sql_path(source)}', format='newline_delimited', "
+                     f"columns={spec}, maximum_object_size=16777216)")  # fmt: skip
+        else:
+            query = "SELECT " + ", ".join(f'NULL::{kind} AS "{name}"' for name, kind in columns.items()) + " WHERE false"
+        options = f"FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE}" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        db.execute(f"COPY ({query}) TO '{_sql_path(target)}' ({options})")
+    source.unlink()
 
 
 def _sql_path(path: Path) -> str:

@@ -1,13 +1,17 @@
-"""`eligex import`: registry records from files and folders into the workspace.
+"""`eligex import`: registry records from files, folders and ZIP archives into the workspace.
 
 Files are read as streams and stored in groups of `GROUP_SIZE` records, one transaction each, so
 memory stays flat however large a file is; a crash loses at most the group under way (the store
-keeps raw/ and the database consistent, see extract/store.py).
+keeps raw/ and the database consistent, see extract/store.py). A ZIP archive (the registry's full
+download: one study per member, API v2 JSON or classic XML) is read member by member from the
+archive; how many members are stored is committed with each group, so an import of the same
+archive after a crash goes on after them instead of reading them again.
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,7 +21,8 @@ from extract.errors import InputError
 from extract.sources import RawRecord, RecordError, parse_stream
 from extract.store import Workspace
 
-IMPORTABLE = (".json", ".jsonl", ".ndjson", ".xml", ".csv")
+RECORD_FILES = (".json", ".jsonl", ".ndjson", ".xml", ".csv")
+IMPORTABLE = (*RECORD_FILES, ".zip")
 SINGLE_RECORD = (".json", ".xml")  # formats whose file is one study, so that its name may state the id
 GROUP_SIZE = 500  # records per transaction
 _NAMED_ID = re.compile(r"NCT[0-9]{8}", re.IGNORECASE)
@@ -65,6 +70,8 @@ class Importer:
         self._group: list[tuple[RawRecord, str]] = []
         self._read: dict[str, list[tuple[str, date | None]]] = {}  # id -> (where, last update) of each record
         self._kept: dict[str, str] = {}  # id -> where the record stored now was read
+        self.mark: tuple[str, dict] | None = None  # committed with the next group: how far an archive is stored
+        self.whole_members = False  # in an archive, a group ends with a member, so that the mark counts whole members
 
     def add(self, parsed: RawRecord | RecordError, where: str) -> None:
         if isinstance(parsed, RecordError):
@@ -73,13 +80,21 @@ class Importer:
             return
         self._read.setdefault(parsed.trial.nct_id, []).append((where, parsed.trial.last_update))
         self._group.append((parsed, where))
+        if not self.whole_members:
+            self.flush_if_full()
+
+    def flush_if_full(self) -> None:
         if len(self._group) >= GROUP_SIZE:
             self.flush()
 
     def flush(self) -> None:
         group, self._group = self._group, []
-        if group:
-            for stored, (_, where) in zip(self.workspace.store_trials([record for record, _ in group]), group):
+        if group or self.mark:
+            with self.workspace.transaction():
+                outcomes = self.workspace.store_trials([record for record, _ in group])
+                if self.mark:
+                    self.workspace.set_mark(*self.mark)
+            for stored, (_, where) in zip(outcomes, group):
                 self.summary.count(stored.outcome)
                 if stored.outcome != "older":
                     self._kept[stored.nct_id] = where
@@ -98,10 +113,15 @@ class Importer:
         return self.summary
 
 
-def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Path], None] = lambda path: None) -> Summary:
+def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Path], None] = lambda path: None,
+                 on_member: Callable[[], None] = lambda: None, on_note: Callable[[str], None] = lambda line: None) -> Summary:  # fmt: skip
+    """Import `files`; `on_file` after each plain file, `on_member` after each member of an archive,
+    `on_note` for a line to say at once (an archive's import resumed)."""
     importer = Importer(workspace)
     for path in files:
-        named = _NAMED_ID.search(path.name) if path.suffix.lower() in SINGLE_RECORD else None
+        if path.suffix.lower() == ".zip":
+            import_archive(importer, path, on_member, on_note)
+            continue
         try:
             stream = path.open("rb")
         except OSError as error:  # unreadable, or a folder named like a file: that file's failure
@@ -109,15 +129,68 @@ def import_files(workspace: Workspace, files: list[Path], on_file: Callable[[Pat
             on_file(path)
             continue
         with stream:
-            for parsed in parse_stream(stream, path.name):
-                if named and isinstance(parsed, RawRecord) and parsed.trial.nct_id != named.group().upper():
-                    importer.summary.warnings.append(
-                        f"{path}: named for {named.group().upper()} but holds {parsed.trial.nct_id}; "
-                        f"stored as {parsed.trial.nct_id}"
-                    )
-                importer.add(parsed, str(path))
+            _read(importer, stream, path.name, str(path))
         on_file(path)
     return importer.finish()
+
+
+def _read(importer: Importer, stream, name: str, where: str) -> None:
+    named = _NAMED_ID.search(Path(name).name) if name.lower().endswith(SINGLE_RECORD) else None
+    for parsed in parse_stream(stream, name):
+        if named and isinstance(parsed, RawRecord) and parsed.trial.nct_id != named.group().upper():
+            importer.summary.warnings.append(
+                f"{where}: named for {named.group().upper()} but holds {parsed.trial.nct_id}; "
+                f"stored as {parsed.trial.nct_id}"
+            )
+        importer.add(parsed, where)
+
+
+def archive_members(path: Path) -> list[zipfile.ZipInfo]:
+    """The members of a ZIP archive that hold records, in the archive's order (read from its
+    directory alone); [] for a file that is no ZIP archive (its import says so)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(RECORD_FILES)]
+    except (OSError, zipfile.BadZipFile):
+        return []
+
+
+def import_archive(importer: Importer, path: Path, on_member: Callable[[], None] = lambda: None,
+                   on_note: Callable[[str], None] = lambda line: None) -> None:  # fmt: skip
+    """Every record of a ZIP archive, member by member, streamed from it. The members stored so far
+    are committed with each group (the mark `import <path>`, with the archive's size and time); an
+    import of the same archive after a crash starts after them. A finished import drops the mark."""
+    workspace = importer.workspace
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as error:
+        importer.add(RecordError(f"cannot read as a ZIP archive: {getattr(error, 'strerror', None) or error}"), str(path))
+        return
+    name = f"import {path.resolve()}"
+    stat = path.stat()
+    identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    mark = workspace.mark(name)
+    start = mark["members"] if mark and mark.get("archive") == identity else 0
+    members = archive_members(path)
+    if start:
+        on_note(f"{path}: resuming after the {start} members stored by an import that stopped")
+        for _ in range(start):
+            on_member()
+    importer.whole_members = True
+    with archive:
+        for number, member in enumerate(members[start:], start + 1):
+            where = f"{path}:{member.filename}"
+            try:
+                with archive.open(member) as stream:
+                    _read(importer, stream, member.filename, where)
+            except (zipfile.BadZipFile, OSError, EOFError) as error:  # a damaged member costs only itself
+                importer.add(RecordError(f"cannot read from the archive: {error}"), where)
+            importer.mark = (name, {"archive": identity, "members": number})
+            importer.flush_if_full()
+            on_member()
+    importer.flush()
+    importer.mark, importer.whole_members = None, False
+    workspace.clear_mark(name)
 
 
 def store(workspace: Workspace, parsed: RawRecord | RecordError, where: str, summary: Summary) -> None:

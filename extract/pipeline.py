@@ -9,9 +9,14 @@ same backend version, and does the rest.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 from extract.backend import Backend, assemble
 from extract.errors import Billed, UpstreamUnreachable, billed, one_line, redact
@@ -75,20 +80,142 @@ def new_run_id(backend: Backend, kind: str = "") -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{backend.name}{kind}"
 
 
+# The trials whose current record (the one `show` and `export` serve) came from this backend version
+# on the current content: per backend, so that another backend's record is never "up to date".
+_UP_TO_DATE = """
+    SELECT c.nct_id
+    FROM current_records c JOIN extractions e USING (run_id, nct_id) JOIN runs r USING (run_id)
+         JOIN trials t ON t.nct_id = c.nct_id
+    WHERE e.status = 'ok' AND e.content_sha256 = t.content_sha256
+      AND r.backend = ? AND r.model IS NOT DISTINCT FROM ? AND r.prompt_version IS NOT DISTINCT FROM ?
+"""
+
+
 def up_to_date(workspace: Workspace, backend: Backend) -> set[str]:
-    """Trials whose current record (the one `show` and `export` serve) came from this backend version
-    on the current content: per backend, so that another backend's record is never "up to date"."""
-    rows = workspace.db.execute(
-        """
-        SELECT c.nct_id
-        FROM current_records c JOIN extractions e USING (run_id, nct_id) JOIN runs r USING (run_id)
-             JOIN trials t ON t.nct_id = c.nct_id
-        WHERE e.status = 'ok' AND e.content_sha256 = t.content_sha256
-          AND r.backend = ? AND r.model IS NOT DISTINCT FROM ? AND r.prompt_version IS NOT DISTINCT FROM ?
-        """,
-        [backend.name, backend.model, backend.prompt_version],
-    ).fetchall()
+    rows = workspace.db.execute(_UP_TO_DATE, _versions(backend)).fetchall()
     return {nct_id for (nct_id,) in rows}
+
+
+def _versions(backend: Backend) -> list:
+    return [backend.name, backend.model, backend.prompt_version]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which stored trials a run extracts, decided in the database before any trial is loaded."""
+
+    nct_ids: list[str] | None  # the trials named, or None for all
+    force: bool
+    to_extract: int
+    skipped: int  # up to date
+
+    def where(self, backend: Backend) -> tuple[str, list]:
+        named = "(? IS NULL OR nct_id IN (SELECT unnest(?)))"
+        fresh = f"(? OR nct_id NOT IN ({_UP_TO_DATE}))"
+        return f"{named} AND {fresh}", [self.nct_ids, self.nct_ids or [], self.force, *_versions(backend)]
+
+
+def plan(workspace: Workspace, backend: Backend, nct_ids: list[str] | None = None, force: bool = False) -> Plan:
+    counted = Plan(nct_ids, force, 0, 0)
+    where, parameters = counted.where(backend)
+    named = "(? IS NULL OR nct_id IN (SELECT unnest(?)))"
+    to_extract, total = workspace.db.execute(
+        f"SELECT count(*) FILTER (WHERE {where}), count(*) FILTER (WHERE {named}) FROM trials",
+        parameters + [nct_ids, nct_ids or []],
+    ).fetchone()
+    return Plan(nct_ids, force, to_extract, total - to_extract)
+
+
+def planned_rows(workspace: Workspace, backend: Backend, chosen: Plan, size: int) -> Iterator[list[tuple[str, str]]]:
+    """The trials `chosen` extracts as (nct_id, trial JSON) rows, `size` at a time in id order, streamed
+    from the database (a cursor of its own: the run's writes go on meanwhile)."""
+    where, parameters = chosen.where(backend)
+    reader = workspace.db.cursor()
+    try:
+        reader.execute(f"SELECT nct_id, trial FROM trials WHERE {where} ORDER BY nct_id", parameters)
+        while rows := reader.fetchmany(size):
+            yield rows
+    finally:
+        reader.close()
+
+
+def planned_trials(workspace: Workspace, backend: Backend, chosen: Plan) -> list[Trial]:
+    return [Trial.model_validate_json(document) for rows in planned_rows(workspace, backend, chosen, 512)
+            for _, document in rows]  # fmt: skip
+
+
+# Trials per batch of the pool: one task for a worker, one transaction and one flush for the writer.
+POOL_BATCH = 64
+
+
+def run_in_pool(
+    workspace: Workspace,
+    backend: Backend,
+    chosen: Plan,
+    *,
+    workers: int,
+    on_done: Callable[[str], None] = lambda nct_id: None,
+    run_id: str | None = None,
+    batch_size: int = POOL_BATCH,
+) -> RunSummary:
+    """Extract the trials `chosen` names in `workers` processes (in this one for 1), for a backend that
+    computes (the rules): each worker extracts a batch of trials (extract/parallel.py), and this
+    process, the one writer, stores each batch in one transaction as it comes back, in id order.
+    A kill loses only the batches in flight; Ctrl-C stops the pool and the run ends 'interrupted'."""
+    from extract.parallel import extract_rows, start_worker
+
+    summary = RunSummary(run_id=run_id or new_run_id(backend), backend=backend.name, skipped=chosen.skipped)
+    workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
+    batches = planned_rows(workspace, backend, chosen, batch_size)
+    pool = None
+    if min(workers, -(-chosen.to_extract // batch_size)) > 1:  # a pool only for more than one batch
+        # fork: the workers start at once, with the modules this process has loaded
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),))
+    status = "failed"
+    try:
+        if pool is None:
+            results = (extract_rows(rows, backend) for rows in batches)
+        else:
+            results = _in_order(pool, functools.partial(extract_rows, backend=backend), batches, ahead=2 * workers)
+        for batch in results:
+            workspace.save_results(summary.run_id, batch)
+            for result in batch:
+                if result.record is None:
+                    summary.failures[result.nct_id] = result.error
+                else:
+                    summary.extracted += 1
+                summary.input_tokens += result.input_tokens
+                summary.output_tokens += result.output_tokens
+                summary.cost_usd += result.cost_usd or 0.0
+                on_done(result.nct_id)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        summary.extracted = workspace.stored_records(summary.run_id)  # what it stored, the batch under way too
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        batches.close()
+        try:
+            workspace.finish_run(summary.run_id, summary.as_dict() | {"failures": summary.failures}, status)
+        except Exception:
+            if status == "finished":
+                raise
+    return summary
+
+
+def _in_order(pool: ProcessPoolExecutor, work: Callable, items: Iterator, ahead: int) -> Iterator:
+    """`work` of each item in the pool, the results in the items' order, with at most `ahead` items
+    submitted and not yet taken (memory stays flat however many items there are)."""
+    waiting: collections.deque = collections.deque()
+    for item in items:
+        waiting.append(pool.submit(work, item))
+        if len(waiting) >= ahead:
+            yield waiting.popleft().result()
+    while waiting:
+        yield waiting.popleft().result()
 
 
 async def run_extraction(
@@ -101,15 +228,17 @@ async def run_extraction(
     on_done: Callable[[str], None] = lambda nct_id: None,
     run_id: str | None = None,
     split: str | None = None,
+    skipped: int | None = None,
 ) -> RunSummary:
     """Extract `trials` in a new run. An evaluation run (`split`, the gold split it extracts) stores
     its records in the run only: what `show` and `export` serve stays as it was.
 
+    `skipped`: the caller left the up-to-date trials out already (`plan`), this many.
     The run ends 'finished', 'interrupted' (Ctrl-C: the trials stored so far stay) or 'failed'.
     """
-    summary = RunSummary(run_id=run_id or new_run_id(backend), backend=backend.name)
+    summary = RunSummary(run_id=run_id or new_run_id(backend), backend=backend.name, skipped=skipped or 0)
     workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version, split=split)
-    done = set() if force else up_to_date(workspace, backend)
+    done = set() if force or skipped is not None else up_to_date(workspace, backend)
     extracting = asyncio.Semaphore(concurrency)  # the requests in flight, for an LLM backend
     # A result waiting for its write holds no extraction slot, so storage latency does not idle the
     # model; but the trials between start and stored are bounded too, so that slow storage slows

@@ -14,6 +14,8 @@ row, and a row's file is on disk once the workspace has been opened again.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import json
 import os
 import tempfile
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -31,6 +33,9 @@ from filelock import FileLock, Timeout
 from extract.errors import Billed, InputError
 from extract.sources import RawRecord
 from schemas import EligibilityRecord, Trial, is_nct_id
+
+if TYPE_CHECKING:
+    from extract.parallel import Result
 
 # Each entry runs once, in order; the index + 1 is the schema version recorded in `migrations`.
 MIGRATIONS = [
@@ -134,6 +139,11 @@ MIGRATIONS = [
         WHEN run_id IN (SELECT run_id FROM batches WHERE collected_at IS NULL) THEN 'running'
         ELSE 'interrupted' END
     """,
+    # Where long work stands, committed with the rows it wrote: an archive's import (the members
+    # stored), a sync's high-water mark.
+    """
+    CREATE TABLE marks (name VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)
+    """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
@@ -148,19 +158,45 @@ class Stored:
     outcome: str  # "new", "changed", "unchanged" or "older" (than the stored record, which stays)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one. Without
+    `sync`, the caller flushes the files it wrote together (`sync_filesystem`): a process killed
+    leaves the file whole either way; only a power cut before that flush could lose it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if sync:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def sync_filesystem(path: Path) -> None:
+    """Bring every file written on `path`'s filesystem to disk at once: one flush for a batch of
+    files (Linux `syncfs`) instead of an fsync each (2 ms apiece); elsewhere, `sync` of everything."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    if syncfs is None:
+        os.sync()
+        return
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(handle) != 0:
+            os.sync()
+    finally:
+        os.close(handle)
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 class Workspace:
@@ -271,14 +307,16 @@ class Workspace:
         return str(path.relative_to(self.root))
 
     def _write_files(self, files: dict[Path, bytes | None]) -> None:
-        """Write files whose rows are committed. Their pending rows go with the next transaction (or
-        `close`), not in a commit of their own: a crash before then only writes them once more."""
+        """Write files whose rows are committed, then flush them together (one flush per batch). Their
+        pending rows go with the next transaction (or `close`), not in a commit of their own, and
+        only once the files are on disk: a crash before then only writes them once more."""
         for path, data in files.items():
             if data is None:
                 path.unlink(missing_ok=True)
             else:
-                atomic_write(path, data)
-            self._written.append(self._relative(path))
+                atomic_write(path, data, sync=False)
+        sync_filesystem(self.root)
+        self._written.extend(self._relative(path) for path in files)
 
     def _forget_written_files(self) -> None:
         """Drop the pending rows of files on disk; before this transaction stages any (it may stage one again)."""
@@ -415,6 +453,16 @@ class Workspace:
                 self.stage_file(path, data)
         return outcomes
 
+    def mark(self, name: str) -> Any:
+        row = self.db.execute("SELECT value FROM marks WHERE name = ?", [name]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_mark(self, name: str, value: Any) -> None:
+        self._insert("marks", [[name, json.dumps(value), _now()]])
+
+    def clear_mark(self, name: str) -> None:
+        self.db.execute("DELETE FROM marks WHERE name = ?", [name])
+
     def _insert(self, table: str, rows: list[list[Any]]) -> None:
         """Insert or replace many rows in one statement (a statement per row costs milliseconds each)."""
         if rows:
@@ -472,6 +520,24 @@ class Workspace:
 
     async def save_error(self, run_id: str, trial: Trial, reason: str, billed: Billed = Billed()) -> None:
         await self.write_rows([("extractions", _error_row(run_id, trial, reason, billed))])
+
+    def save_results(self, run_id: str, results: list[Result], serve: bool = True) -> None:
+        """A batch of results (extract/parallel.py) in one transaction, their record files flushed
+        together after it: the rows and files `save_record` and `save_error` write, for many trials."""
+        rows: list[tuple[str, list[Any]]] = []
+        files = []
+        for result in results:
+            rows.append(("extractions", [
+                run_id, result.nct_id, result.content_sha256, "ok" if result.record is not None else "error",
+                result.error, result.record, result.input_tokens, result.output_tokens, result.cost_usd, _now(),
+            ]))  # fmt: skip
+            if serve and result.record is not None:
+                rows.append(("current_records", [result.nct_id, run_id]))
+                files.append((self.structured_dir / f"{result.nct_id}.json", result.record.encode()))
+        write = self.queue_rows(rows, files)
+        self._write_waiting()
+        if write.error is not None:
+            raise write.error
 
     def current_record(self, nct_id: str) -> EligibilityRecord | None:
         path = self.structured_dir / f"{nct_id}.json"
