@@ -21,6 +21,7 @@ Called from other modules: `drug_inn`, `drug_classes`, `class_ancestors`, `thera
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gzip
 import json
@@ -168,8 +169,19 @@ class _Tokens:
         return sorted(found)
 
 
-@functools.lru_cache(maxsize=64)
 def _tokenize(text: str) -> _Tokens:
+    # Long texts (criteria) have a cache of their own: the many short phrases looked up while a
+    # criterion is read would push it out of a shared one, and a long text is costly to tokenise again.
+    return _tokenize_long(text) if len(text) > 200 else _tokenize_short(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _tokenize_short(text: str) -> _Tokens:
+    return _Tokens(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _tokenize_long(text: str) -> _Tokens:
     return _Tokens(text)
 
 
@@ -215,6 +227,22 @@ class Hit(NamedTuple, Generic[V]):
     value: V
 
 
+class _Scanned(Generic[V]):
+    """A text's hits, with their starts and ends to bisect: hits never overlap, so both are sorted, and
+    the hits of one sentence are found without a pass over the hits of the whole text."""
+
+    __slots__ = ("hits", "starts", "ends")
+
+    def __init__(self, hits: list[Hit[V]]) -> None:
+        self.hits = hits
+        self.starts = [hit.start for hit in hits]
+        self.ends = [hit.end for hit in hits]
+
+    def within(self, start: int, end: int) -> list[Hit[V]]:
+        """The hits inside text[start:end]."""
+        return self.hits[bisect.bisect_left(self.starts, start) : bisect.bisect_right(self.ends, end)]
+
+
 class Lexicon(Generic[V]):
     """Phrases and what each names, found in text by the longest phrase at each token.
 
@@ -226,7 +254,7 @@ class Lexicon(Generic[V]):
     def __init__(self) -> None:
         self._tables: tuple[dict[str, V], dict[str, V]] = ({}, {})  # exact, folded
         self._prefixes: tuple[set[str], set[str]] = (set(), set())
-        self._scanned: dict[str, list[Hit[V]]] = {}  # the last texts scanned
+        self._scanned: dict[str, _Scanned[V]] = {}  # the last texts scanned
         self._starters: set[str] | None = None  # every key and prefix, made at the first scan
 
     def add(self, phrase: str, value: V, exact: bool) -> None:
@@ -286,15 +314,14 @@ class Lexicon(Generic[V]):
     def scan(self, text: str, start: int = 0, end: int | None = None) -> list[Hit[V]]:
         """The phrases in text[start:end], leftmost first, each the longest at its start, none overlapping.
         The whole text is scanned once (finders ask for one sentence after another)."""
-        found = self._scanned.get(text)
-        if found is None:
+        scanned = self._scanned.get(text)
+        if scanned is None:
             if len(self._scanned) > 16:
                 self._scanned.clear()
-            found = self._scanned[text] = self._scan(text)
+            scanned = self._scanned[text] = _Scanned(self._scan(text))
         if start == 0 and end is None:
-            return found
-        end = len(text) if end is None else end
-        return [hit for hit in found if start <= hit.start and hit.end <= end]
+            return scanned.hits
+        return scanned.within(start, len(text) if end is None else end)
 
     def _scan(self, text: str) -> list[Hit[V]]:
         toks = _tokenize(text)
@@ -541,6 +568,16 @@ def generic_classes(text: str) -> list[Hit[str]]:
         if not kept or hit.start >= kept[-1].end:
             kept.append(hit)
     return kept
+
+
+def generic_classes_within(text: str, start: int, end: int) -> list[Hit[str]]:
+    """generic_classes(text) inside text[start:end], found by bisection (finders ask sentence by sentence)."""
+    return _generic_scanned(text).within(start, end)
+
+
+@functools.lru_cache(maxsize=64)
+def _generic_scanned(text: str) -> _Scanned[str]:
+    return _Scanned(generic_classes(text))
 
 
 def therapy_class(phrase: str) -> str | None:
