@@ -608,6 +608,12 @@ def cancer_types() -> Lexicon[CancerType]:
     return lexicon
 
 
+def load_all() -> None:
+    """Load every vocabulary now rather than at its first use (a trial's time budget should not pay for it)."""
+    for load in (markers, enzymes, drugs, therapy_classes, _class_parents, _classes_by_drug, _target_classes, cancer_types):
+        load()
+
+
 def oncotree_code(name: str) -> str | None:
     """The OncoTree code of a tumour type's name: "non-small cell lung cancer" -> "NSCLC"."""
     found = cancer_types().get(name)
