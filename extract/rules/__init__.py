@@ -16,7 +16,7 @@ from extract.errors import positive_env
 from extract.hashing import canonical_sha256, files_sha256
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
 from extract.rules.vocab import VOCAB_DIR, built_dir, load_all
-from extract.text import SEGMENTER_VERSION
+from extract.text import SEGMENTER_VERSION, Reading, reading
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
@@ -86,15 +86,27 @@ def extract_eligibility(criteria: list[Criterion], budget_seconds: float | None 
     eligibility.update({name: None for name in SINGLE_FIELDS}, origins={})
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     for criterion in criteria:
+        # The finders read entities decoded and comparators in ASCII; their quotes are given back in the
+        # criterion's own words, so that evidence stays exact in the registry's text.
+        read = reading(criterion.text)
+        as_read = criterion if read.text is criterion.text else criterion.model_copy(update={"text": read.text})
         for finder in FINDERS:
-            for name, item in finder(criterion):
-                _merge(eligibility, name, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
+            for name, item in finder(as_read):
+                item = _quoted_in_original(read, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
+                _merge(eligibility, name, item)
             if deadline is not None and time.monotonic() > deadline:
                 raise BudgetExceeded(
                     f"the rules took longer than the trial's time budget of {budget_seconds:g} s (ELIGEX_RULES_BUDGET) "
                     f"at criterion {criterion.id} of {len(criteria)} ({len(criterion.text):,} characters)"
                 )
     return eligibility
+
+
+def _quoted_in_original(read: Reading, item: dict[str, Any]) -> dict[str, Any]:
+    evidence = item.get("evidence")
+    if read.text is read.original or not evidence or not evidence.get("quote"):
+        return item
+    return dict(item, evidence=dict(evidence, quote=read.quote_in_original(evidence["quote"])))
 
 
 def _without_provenance(item: dict[str, Any]) -> dict[str, Any]:
