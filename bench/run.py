@@ -1,11 +1,13 @@
 """Benchmarks, run on demand (`make bench`): throughput and memory on this machine, as JSON and a table.
 
-    .venv/bin/python bench/run.py [--only rules,import,pipeline,openai,import_memory] [--out bench/results/latest.json]
+    .venv/bin/python bench/run.py [--only rules,rules_length,import,pipeline,openai,import_memory] [--out bench/results/latest.json]
 
 Measures
 - rules: the rules backend alone (segmentation + extraction + grounding + validation, no I/O) over
   every shared record, and its growth from 100 to 1,000 to 5,000 trials (records repeated under new
   ids), with peak Python memory;
+- rules_length: the rules backend on one trial whose one exclusion criterion is 10 KB to 5 MB long
+  (a real-looking sentence repeated): time grows linearly with length (it was quadratic);
 - import: `import` of every shared file into a fresh workspace;
 - pipeline: `extract --all` with the rules backend into that workspace (records written, rows
   stored), then the same run again over unchanged trials (everything up to date);
@@ -90,6 +92,27 @@ def bench_rules() -> dict:
     return result
 
 
+# One exclusion naming a therapy, a lab, a marker, a stage and a performance scale.
+LONG_SENTENCE = (
+    "No prior treatment with an EGFR inhibitor or pembrolizumab; ANC >= 1.5 x 10^9/L. "
+    "Patients with KRAS mutation, stage IV disease and ECOG 0-1 are excluded; "
+)
+
+
+def bench_rules_length(sizes_kb: tuple[int, ...] = (10, 100, 1000, 5000)) -> dict:
+    """One trial, one criterion of each size, the whole rules path (segment, extract, ground, validate)."""
+    os.environ["ELIGEX_RULES_BUDGET"] = "3600"  # measured, not cut short
+    template = shared_trials()[0]
+    time_rules([template], measure_memory=False)  # vocabularies loaded before the first size is timed
+    results = {}
+    for size in sizes_kb:
+        text = "Exclusion Criteria:\n* " + LONG_SENTENCE * (size * 1024 // len(LONG_SENTENCE) + 1)
+        trial = template.model_copy(update={"nct_id": "NCT90000000", "eligibility_text": text})
+        timed = time_rules([trial], measure_memory=False)
+        results[f"criterion_{size}kb"] = timed | {"characters": len(text), "ms_per_kb": round(timed["seconds"] * 1000 / size, 2)}
+    return results
+
+
 def bench_import_and_pipeline(run_pipeline: bool) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         workspace = Workspace(folder)
@@ -158,7 +181,7 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="rules,import,pipeline,openai,import_memory")
+    parser.add_argument("--only", default="rules,rules_length,import,pipeline,openai,import_memory")
     parser.add_argument("--tree", type=Path, default=ROOT, help="checkout whose `eligex import` import_memory runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
@@ -169,6 +192,8 @@ def main() -> None:
     }
     if "rules" in only:
         results["rules"] = bench_rules()
+    if "rules_length" in only:
+        results["rules_length"] = bench_rules_length()
     if only & {"import", "pipeline"}:
         results["store"] = bench_import_and_pipeline("pipeline" in only)
     if "import_memory" in only:

@@ -34,6 +34,20 @@ class UpstreamUnreachable(UpstreamError):
     """Nothing answers at the upstream's address: the whole command stops, not just one record."""
 
 
+def positive_env(name: str, default: float) -> float:
+    """A positive number from the environment variable `name` (of the type of `default`), else `default`."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = type(default)(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise InputError(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Billed:
     """What a provider charged for work that then failed (the tokens it reported): stored with the failure."""

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import Billed, InputError, UpstreamError, one_line, redact, retry_after, retry_notice
+from extract.errors import Billed, InputError, UpstreamError, one_line, positive_env, redact, retry_after, retry_notice
 from extract.hashing import canonical_sha256
 from extract.store import Workspace
 from extract.text import SEGMENTER_VERSION
@@ -281,9 +281,9 @@ class OpenAIBackend:
             checked_url(base_url, "OPENAI_BASE_URL")
         settings = Settings(
             mode=os.environ.get("ELIGEX_LLM_MODE", "tools"),
-            requests_per_minute=_positive_env("ELIGEX_RPM", Settings.requests_per_minute),
-            tokens_per_minute=_positive_env("ELIGEX_TPM", Settings.tokens_per_minute),
-            timeout_seconds=_positive_env("ELIGEX_LLM_TIMEOUT", Settings.timeout_seconds),
+            requests_per_minute=positive_env("ELIGEX_RPM", Settings.requests_per_minute),
+            tokens_per_minute=positive_env("ELIGEX_TPM", Settings.tokens_per_minute),
+            timeout_seconds=positive_env("ELIGEX_LLM_TIMEOUT", Settings.timeout_seconds),
         )
         client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",  # local servers want a base URL only, the client wants a key
@@ -441,16 +441,3 @@ def _problem(error: BaseException) -> str:
         first = error.errors()[0]
         return f"{'.'.join(map(str, first['loc'])) or 'answer'}: {first['msg']}"
     return one_line(str(error)) or type(error).__name__
-
-
-def _positive_env(name: str, default: float) -> Any:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        number = type(default)(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise InputError(f"{name} must be a positive number, not {value!r}")
-    return number

@@ -7,6 +7,7 @@ parent criterion: "Adequate organ function:" and its indented lab lines are one 
 
 from __future__ import annotations
 
+import html
 import re
 import textwrap
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 _BULLET = re.compile(
     r"""^(?P<indent>[ \t]*)
-        (?:[*\-•·▪◦‣]+|\d{1,2}[.)]|\(\d{1,2}\)|[a-zA-Z][.)]|\([a-zA-Z]\)|(?:i{1,3}|iv|vi{0,3}|ix|x)[.)]|\((?:i{1,3}|iv|vi{0,3}|ix|x)\))
-        [ \t]+""",
+        (?:(?:[*\-•·▪◦‣]+|\d{1,2}[.)]|\(\d{1,2}\)|[a-zA-Z][.)]|\([a-zA-Z]\)|(?:i{1,3}|iv|vi{0,3}|ix|x)[.)]|\((?:i{1,3}|iv|vi{0,3}|ix|x)\))
+        [ \t]+
+        |--(?=[^\W_]))  # "--No prior therapy": older records put their bullets right against the text""",
     re.VERBOSE,
 )
 _INDENT = re.compile(r"^[ \t]*")
@@ -55,6 +57,73 @@ def normalise(raw: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().split("\n"))
 
 
+# What registry text writes in more than one way, as the rules read it: HTML entities (decoded until
+# nothing changes: "&amp;lt;" is "<"), comparators as ASCII, full-width punctuation and digits as ASCII.
+_ENTITY = re.compile(r"&(?:amp;)*(?:[a-zA-Z][a-zA-Z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
+_SPELLINGS = {"≥": ">=", "≧": ">=", "⩾": ">=", "≤": "<=", "≦": "<=", "⩽": "<=", "、": ",", "。": ".", "\u3000": " "}
+_SPELLINGS.update({chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)})  # "＞" -> ">", "（" -> "("
+_TO_READ = re.compile("|".join([_ENTITY.pattern, "[" + re.escape("".join(_SPELLINGS)) + "]"]))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A criterion's text as the rules read it, and where each of its characters came from, so that what
+    they quote is given back as the words of the criterion itself (evidence is exact in the original)."""
+
+    text: str
+    original: str
+    _starts: tuple[int, ...] | None = None  # per character of `text`: the original span it was read from
+    _ends: tuple[int, ...] | None = None
+
+    def span_in_original(self, start: int, end: int) -> tuple[int, int]:
+        """The original span that text[start:end] was read from."""
+        if self._starts is None or start >= end:
+            return start, end
+        return self._starts[start], self._ends[end - 1]
+
+    def quote_in_original(self, quote: str) -> str:
+        """The original words of a quote taken from `text` (its first occurrence); other quotes unchanged."""
+        if self._starts is None:
+            return quote
+        found = self.text.find(quote)
+        if found < 0 or not quote:
+            return quote
+        start, end = self.span_in_original(found, found + len(quote))
+        return self.original[start:end]
+
+
+def reading(original: str) -> Reading:
+    """The text with every _TO_READ spelling replaced; the same object's text when there is none."""
+    if not _TO_READ.search(original):
+        return Reading(original, original)
+    pieces, starts, ends = [], [], []
+    done = 0
+    for match in _TO_READ.finditer(original):
+        if match.start() > done:
+            pieces.append(original[done : match.start()])
+            starts.extend(range(done, match.start()))
+            ends.extend(range(done + 1, match.start() + 1))
+        written = match.group()
+        read = "".join(_SPELLINGS.get(char, char) for char in (_SPELLINGS.get(written) or _decoded(written)))
+        pieces.append(read)
+        starts.extend([match.start()] * len(read))
+        ends.extend([match.end()] * len(read))
+        done = match.end()
+    pieces.append(original[done:])
+    starts.extend(range(done, len(original)))
+    ends.extend(range(done + 1, len(original) + 1))
+    return Reading("".join(pieces), original, tuple(starts), tuple(ends))
+
+
+def _decoded(entity: str) -> str:
+    """An entity decoded until stable ("&amp;gt;" -> ">"); one that names nothing stays as written."""
+    while True:
+        decoded = html.unescape(entity)
+        if decoded == entity:
+            return decoded
+        entity = decoded
+
+
 @dataclass
 class _Open:
     kind: str
@@ -64,7 +133,18 @@ class _Open:
     bulleted: bool
 
 
+# A lead-in that opens the exclusions without the word: "Participants who meet any of the following will
+# be disqualified:", "Patients are not eligible if any of the following apply:", "... will be excluded:".
+_EXCLUDING_LEAD_IN = re.compile(
+    r"(?i)^(?=[^:]*\b(?:any|one\s+or\s+more|either)\s+of\s+the\s+following\b)(?![^:]*\b(?:but|eligible\s+for)\b)[^:]{0,160}"
+    r"\b(?:(?:will|shall|may)\s+(?:be\s+)?(?:excluded|disqualified|ineligible|not\s+be\s+(?:eligible|enrolled|included))"
+    r"|(?:are|is)\s+(?:excluded|disqualified|ineligible|not\s+eligible)|disqualif(?:y|ies|ied))\b[^:]{0,120}:$"
+)
+
+
 def _heading_kind(content: str) -> str | None:
+    if _EXCLUDING_LEAD_IN.match(content) and not _SECTION_WORD.search(content):
+        return "exclusion"
     words = {w.lower() for w in _SECTION_WORD.findall(content)}
     if len(words) != 1 or len(content) > 100 or not _HEADING_ONLY.match(content):
         return None  # "Other protocol-defined inclusion/exclusion criteria apply." is a criterion

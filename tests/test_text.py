@@ -163,11 +163,11 @@ HAND_CHECKED = {
         ("inc-9", "Access to necessary resources"),
         ("inc-10", "Whose child is not currently participating in another asthma study."),
         ("inc-11", "The parent/caregiver is the primary study participant"),
-        ("exc-1", "An individual who meets any of the following criteria will be excluded"),
-        ("exc-2", "Unwilling to provide consent for research activities"),
-        ("exc-3", "Cognitive inability to provide consent"),
-        ("exc-4", "Whose child has evidence of other chronic lung or significant cardiovascular disease"),
-        ("exc-5", "Whose child has a history of intubation for asthma"),
+        # "An individual who meets any of the following criteria will be excluded ...:" is a heading
+        ("exc-1", "Unwilling to provide consent for research activities"),
+        ("exc-2", "Cognitive inability to provide consent"),
+        ("exc-3", "Whose child has evidence of other chronic lung or significant cardiovascular disease"),
+        ("exc-4", "Whose child has a history of intubation for asthma"),
     ],
     # "* INCLUSION CRITERIA:" (a bulleted heading), paragraphs separated by blank lines
     "NCT00001465": [

@@ -8,13 +8,15 @@ are data files in `vocab/`, for curators to extend without touching code.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from extract.errors import positive_env
 from extract.hashing import canonical_sha256, files_sha256
 from extract.rules import ages, biomarkers, cancer_types, disease, labs, performance, stage, therapies
-from extract.rules.vocab import VOCAB_DIR, built_dir
-from extract.text import SEGMENTER_VERSION
+from extract.rules.vocab import VOCAB_DIR, built_dir, load_all
+from extract.text import SEGMENTER_VERSION, Reading, reading
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
@@ -52,29 +54,60 @@ def _is_data(path: Path, root: Path) -> bool:
     return path.is_file() and not any(part.startswith((".", "__")) for part in parts)
 
 
+# Seconds of rules work one trial may take (ELIGEX_RULES_BUDGET): a trial takes milliseconds, a
+# hostile one (megabytes in one criterion) would hold the run for minutes; it becomes that trial's error.
+DEFAULT_BUDGET_SECONDS = 10.0
+
+
+class BudgetExceeded(Exception):
+    """A trial's rules took longer than the budget: its error row, and the run goes on."""
+
+
 class RulesBackend:
     name = "rules"
     model = None
 
     def __init__(self) -> None:
         self.prompt_version = rules_version()
+        self.budget_seconds = positive_env("ELIGEX_RULES_BUDGET", DEFAULT_BUDGET_SECONDS)
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         # Imported here: extract.backend checks every record with extract.consistency, which reads the
         # rules' own patterns, so the rules cannot import extract.backend while they load.
         from extract.backend import Draft
 
-        return Draft(eligibility=extract_eligibility(criteria))
+        load_all()  # once: the first trial's budget does not pay for loading the vocabularies
+        return Draft(eligibility=extract_eligibility(criteria, budget_seconds=self.budget_seconds))
 
 
-def extract_eligibility(criteria: list[Criterion]) -> dict[str, Any]:
+def extract_eligibility(criteria: list[Criterion], budget_seconds: float | None = None) -> dict[str, Any]:
+    """The draft eligibility of a trial's criteria; BudgetExceeded once the finders have taken longer than
+    `budget_seconds` (checked after each finder's criterion, so a slow one overruns by its own time)."""
     eligibility: dict[str, Any] = {name: [] for name in LIST_FIELDS}
     eligibility.update({name: None for name in SINGLE_FIELDS}, origins={})
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     for criterion in criteria:
+        # The finders read entities decoded and comparators in ASCII; their quotes are given back in the
+        # criterion's own words, so that evidence stays exact in the registry's text.
+        read = reading(criterion.text)
+        as_read = criterion if read.text is criterion.text else criterion.model_copy(update={"text": read.text})
         for finder in FINDERS:
-            for name, item in finder(criterion):
-                _merge(eligibility, name, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
+            for name, item in finder(as_read):
+                item = _quoted_in_original(read, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
+                _merge(eligibility, name, item)
+            if deadline is not None and time.monotonic() > deadline:
+                raise BudgetExceeded(
+                    f"the rules took longer than the trial's time budget of {budget_seconds:g} s (ELIGEX_RULES_BUDGET) "
+                    f"at criterion {criterion.id} of {len(criteria)} ({len(criterion.text):,} characters)"
+                )
     return eligibility
+
+
+def _quoted_in_original(read: Reading, item: dict[str, Any]) -> dict[str, Any]:
+    evidence = item.get("evidence")
+    if read.text is read.original or not evidence or not evidence.get("quote"):
+        return item
+    return dict(item, evidence=dict(evidence, quote=read.quote_in_original(evidence["quote"])))
 
 
 def _without_provenance(item: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ same clause before the term flips it ("no prior CDK4/6 inhibitor" in the inclusi
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 
 from schemas import Criterion
@@ -23,11 +25,38 @@ _CLAUSE_BREAK = re.compile(r"[.;:]\s|\n|\bexcept\b|\bunless\b|\bbut\b", re.IGNOR
 _SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
 
 
+# Longer than any break's match and the look-ahead of its \b: a scan only that far back from a
+# position can be cut short by it.
+_BREAK_REACH = 32
+
+
+@functools.lru_cache(maxsize=16)
+def _breaks(pattern: re.Pattern, text: str) -> tuple[list[int], list[int]]:
+    """Starts and ends of the breaks of `text`, found once per text (not again for every term in it)."""
+    spans = [match.span() for match in pattern.finditer(text)]
+    return [start for start, _ in spans], [end for _, end in spans]
+
+
 def _bounds(pattern: re.Pattern, text: str, start: int, end: int) -> tuple[int, int]:
-    """From the last `pattern` break before `start` to the first after `end`."""
-    before = [m.end() for m in pattern.finditer(text, 0, start)]
-    after = pattern.search(text, end)
-    return (before[-1] if before else 0), (after.start() if after else len(text))
+    """From the last `pattern` break before `start` to the first after `end`: the same bounds as
+    rescanning text[:start] and searching from `end`, found by bisection in the breaks of the whole
+    text. Only the last _BREAK_REACH characters before `start` are scanned again, where a break of
+    the whole text can differ from one of text[:start] (a \b at the cut)."""
+    starts, ends = _breaks(pattern, text)
+    # Breaks starting well before `start` are the same in text[:start]; rescan from the last of them.
+    settled = bisect.bisect_right(starts, start - _BREAK_REACH) - 1
+    resume = max(ends[settled], start - _BREAK_REACH) if settled >= 0 else max(0, start - _BREAK_REACH)
+    tail = [match.end() for match in pattern.finditer(text, resume, start)]
+    before = tail[-1] if tail else (ends[settled] if settled >= 0 else 0)
+    # The first break at or after `end`; one that began before `end` and runs over it hides positions
+    # that a search from `end` tries, so those are tried one by one.
+    following = bisect.bisect_left(starts, end)
+    if following > 0 and ends[following - 1] > end:
+        hit = next((p for p in range(end, ends[following - 1]) if pattern.match(text, p)), None)
+        if hit is not None:
+            return before, hit
+    after = starts[following] if following < len(starts) else len(text)
+    return before, after
 
 
 def clause_bounds(text: str, start: int, end: int) -> tuple[int, int]:
@@ -89,12 +118,44 @@ def scoped_to_cohort(text: str, start: int) -> bool:
     The whole criterion opens with a label ("Cohort B: ...", "PHASE I:", "In the phase I study, ..."), or the
     term's own line or sentence has a label before it ("* Cohort A1: Presence of ...", "EXP-1: ROS1+ NSCLC").
     """
-    if cohort_specific(text) or _PHASE_OPENER.match(text):
+    lines = _labels(text)
+    if lines.whole:
         return True
-    line_start = text.rfind("\n", 0, start) + 1
-    if cohort_specific(text[line_start:start]) or _PHASE_OPENER.match(text, line_start):
+    line = bisect.bisect_right(lines.starts, start) - 1
+    line_start = lines.starts[line]
+    colon, labelled, inline = lines.line(line)
+    if (labelled and colon < start) or _PHASE_OPENER.match(text, line_start):
         return True
-    return bool(_INLINE_COHORT_LABEL.search(text, line_start, start))
+    if inline is None or inline.end() <= start:
+        return inline is not None
+    return bool(_INLINE_COHORT_LABEL.search(text, line_start, start))  # the line's first label runs past `start`
+
+
+class _Labels:
+    """The cohort labels of one text, found once per text and line rather than again for every term:
+    a long single-line criterion made scoped_to_cohort rescan its line for each term."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.whole = cohort_specific(text) or bool(_PHASE_OPENER.match(text))
+        self.starts = [0] + [match.end() for match in re.finditer("\n", text)]
+        self._lines: dict[int, tuple[int, bool, re.Match | None]] = {}
+
+    def line(self, number: int) -> tuple[int, bool, re.Match | None]:
+        """The line's first colon; whether the line opens with a label ending at that colon (a label
+        is the line's text up to its first colon, which no label contains); its first inline label."""
+        if number not in self._lines:
+            start = self.starts[number]
+            end = self.starts[number + 1] - 1 if number + 1 < len(self.starts) else len(self.text)
+            colon = self.text.find(":", start, end)
+            labelled = colon >= 0 and cohort_specific(self.text[start : colon + 1])
+            self._lines[number] = (colon, labelled, _INLINE_COHORT_LABEL.search(self.text, start, end))
+        return self._lines[number]
+
+
+@functools.lru_cache(maxsize=16)
+def _labels(text: str) -> _Labels:
+    return _Labels(text)
 
 
 # "must not have", "should not have": an exclusion criterion restating itself as a prohibition.

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
-from extract.rules.vocab import drugs, generic_classes, is_abbreviation, therapy_classes
+from extract.rules.vocab import drugs, generic_classes_within, is_abbreviation, therapy_classes
 from schemas import Criterion
 
 
@@ -33,7 +33,7 @@ class _Vocabulary:
         """(start, end, value) for every phrase named in text[start:end]."""
         found = [(hit.start, hit.end, hit.value) for hit in self.lexicon().scan(text, start, end)]
         if self.generic is not None:
-            found = _longest([*found, *((h.start, h.end, h.value) for h in self.generic(text) if start <= h.start and h.end <= end)])
+            found = _longest([*found, *((h.start, h.end, h.value) for h in self.generic(text, start, end))])
         return [m for m in found if self._stands_alone(text, m[0], m[1]) and self._as_named(text[m[0] : m[1]], m[2], text)]
 
     @staticmethod
@@ -66,7 +66,7 @@ def _longest(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
 # "chemotherapy-induced": a phrase glued by a hyphen to a word after it, unless "-naive", "-free".
 _GLUED_AFTER = re.compile(r"-(?!na[iï]ve\b|free\b)\w")
 _DRUGS = _Vocabulary(drugs)
-_CLASSES = _Vocabulary(therapy_classes, generic_classes)
+_CLASSES = _Vocabulary(therapy_classes, generic_classes_within)
 
 
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")

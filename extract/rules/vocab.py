@@ -21,6 +21,7 @@ Called from other modules: `drug_inn`, `drug_classes`, `class_ancestors`, `thera
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gzip
 import json
@@ -133,7 +134,7 @@ class Token(NamedTuple):
 
 class _Tokens:
     """A text's tokens as two lists of forms (as written, lower case), made by the regex engine in one pass
-    each, with no Python step per token; their offsets are found only when a lookup hits."""
+    each; their offsets are found only when a lookup hits."""
 
     __slots__ = ("text", "exact", "folded", "present", "_spans")
 
@@ -154,22 +155,24 @@ class _Tokens:
         return self._spans
 
     def where(self, forms: set[str]) -> list[int]:
-        """The indices of the tokens with one of these forms, in order (list.index: no Python step per token)."""
-        found: set[int] = set()
-        for form in forms:
-            for words in (self.exact, self.folded):
-                index = -1
-                while True:
-                    try:
-                        index = words.index(form, index + 1)
-                    except ValueError:
-                        break
-                    found.add(index)
-        return sorted(found)
+        """The indices of the tokens with one of these forms, in order: one comprehension over the tokens
+        (criteria are short; searching the list again for each form cost more)."""
+        return [index for index, (exact, folded) in enumerate(zip(self.exact, self.folded)) if exact in forms or folded in forms]
 
 
-@functools.lru_cache(maxsize=64)
 def _tokenize(text: str) -> _Tokens:
+    # Long texts (criteria) have a cache of their own: the many short phrases looked up while a
+    # criterion is read would push it out of a shared one, and a long text is costly to tokenise again.
+    return _tokenize_long(text) if len(text) > 200 else _tokenize_short(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _tokenize_short(text: str) -> _Tokens:
+    return _Tokens(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _tokenize_long(text: str) -> _Tokens:
     return _Tokens(text)
 
 
@@ -215,6 +218,22 @@ class Hit(NamedTuple, Generic[V]):
     value: V
 
 
+class _Scanned(Generic[V]):
+    """A text's hits, with their starts and ends to bisect: hits never overlap, so both are sorted, and
+    the hits of one sentence are found without a pass over the hits of the whole text."""
+
+    __slots__ = ("hits", "starts", "ends")
+
+    def __init__(self, hits: list[Hit[V]]) -> None:
+        self.hits = hits
+        self.starts = [hit.start for hit in hits]
+        self.ends = [hit.end for hit in hits]
+
+    def within(self, start: int, end: int) -> list[Hit[V]]:
+        """The hits inside text[start:end]."""
+        return self.hits[bisect.bisect_left(self.starts, start) : bisect.bisect_right(self.ends, end)]
+
+
 class Lexicon(Generic[V]):
     """Phrases and what each names, found in text by the longest phrase at each token.
 
@@ -226,7 +245,7 @@ class Lexicon(Generic[V]):
     def __init__(self) -> None:
         self._tables: tuple[dict[str, V], dict[str, V]] = ({}, {})  # exact, folded
         self._prefixes: tuple[set[str], set[str]] = (set(), set())
-        self._scanned: dict[str, list[Hit[V]]] = {}  # the last texts scanned
+        self._scanned: dict[str, _Scanned[V]] = {}  # the last texts scanned
         self._starters: set[str] | None = None  # every key and prefix, made at the first scan
 
     def add(self, phrase: str, value: V, exact: bool) -> None:
@@ -286,15 +305,14 @@ class Lexicon(Generic[V]):
     def scan(self, text: str, start: int = 0, end: int | None = None) -> list[Hit[V]]:
         """The phrases in text[start:end], leftmost first, each the longest at its start, none overlapping.
         The whole text is scanned once (finders ask for one sentence after another)."""
-        found = self._scanned.get(text)
-        if found is None:
+        scanned = self._scanned.get(text)
+        if scanned is None:
             if len(self._scanned) > 16:
                 self._scanned.clear()
-            found = self._scanned[text] = self._scan(text)
+            scanned = self._scanned[text] = _Scanned(self._scan(text))
         if start == 0 and end is None:
-            return found
-        end = len(text) if end is None else end
-        return [hit for hit in found if start <= hit.start and hit.end <= end]
+            return scanned.hits
+        return scanned.within(start, len(text) if end is None else end)
 
     def _scan(self, text: str) -> list[Hit[V]]:
         toks = _tokenize(text)
@@ -543,6 +561,16 @@ def generic_classes(text: str) -> list[Hit[str]]:
     return kept
 
 
+def generic_classes_within(text: str, start: int, end: int) -> list[Hit[str]]:
+    """generic_classes(text) inside text[start:end], found by bisection (finders ask sentence by sentence)."""
+    return _generic_scanned(text).within(start, end)
+
+
+@functools.lru_cache(maxsize=64)
+def _generic_scanned(text: str) -> _Scanned[str]:
+    return _Scanned(generic_classes(text))
+
+
 def therapy_class(phrase: str) -> str | None:
     """The project class a phrase names: a row of therapy_classes.tsv, else the target grammar
     ("anti-CD38 therapy" -> "anti-cd38 antibody", "VEGF-TKI" -> "anti-vegf therapy")."""
@@ -569,6 +597,12 @@ def cancer_types() -> Lexicon[CancerType]:
         lexicon.remove(row["pattern"])
         lexicon.add(row["pattern"], CancerType(row["name"], row["oncotree"] or None), exact=row["case"] == "exact")
     return lexicon
+
+
+def load_all() -> None:
+    """Load every vocabulary now rather than at its first use (a trial's time budget should not pay for it)."""
+    for load in (markers, enzymes, drugs, therapy_classes, _class_parents, _classes_by_drug, _target_classes, cancer_types):
+        load()
 
 
 def oncotree_code(name: str) -> str | None:
