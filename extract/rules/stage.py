@@ -11,15 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import (
-    _EXCLUDED_AFTER,
-    _NEGATION,
-    clause_bounds,
-    cohort_specific,
-    evidence,
-    scoped_to_cohort,
-    sentence_bounds,
-)
+from extract.rules.polarity import cohort_specific, evidence, negated, scoped_to_cohort, sentence_bounds
 from schemas import Criterion
 
 _ROMAN = ("0", "I", "II", "III", "IV")
@@ -95,21 +87,9 @@ def _speaks_for_the_trial(criterion: Criterion, match: re.Match) -> bool:
 
 
 def _negated(text: str, match: re.Match) -> bool:
-    """A negation before the stage in its clause ("no metastatic disease"), or "... are not eligible" after it.
-
-    A negation inside a parenthesis that closes before the stage does not reach it ("Advanced (not amenable
-    to curative surgery) or metastatic"), and "not amenable to surgery" is itself the unresectable setting.
-    """
-    clause_start, clause_end = clause_bounds(text, match.start(), match.end())
-    before = _PARENTHESIS.sub(lambda group: " " * len(group.group()), text[clause_start : match.start()])
-    if _NEGATION.search(before):
-        return True
-    if match.lastgroup != "unresectable" and _NEGATION.search(match.group()):
-        return True
-    return bool(_EXCLUDED_AFTER.search(text, match.end(), clause_end))
-
-
-_PARENTHESIS = re.compile(r"\([^()]*\)")
+    """A negation reaching the stage ("no metastatic disease", "... are not eligible"); "not amenable to
+    surgery" is itself the unresectable setting, so a negation inside that one does not count."""
+    return negated(text, match.start(), match.end(), inside=match.lastgroup != "unresectable")
 
 
 def _qualifies_a_therapy(text: str, match: re.Match) -> bool:

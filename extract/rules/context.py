@@ -1,0 +1,196 @@
+"""The language of criteria, handled once: modifiers as data, in the style of ConText.
+
+Every criterion is annotated once (`annotate`); the finders ask the annotation what modifies the words
+they found instead of each solving negation, cohort scope or "allowed if" in its own regexes. A
+modifier is a trigger ("no", "Cohort B:", "within 4 weeks", "are allowed") with its kind and its scope:
+the characters of the criterion it reaches. The triggers are rows of `context.tsv`.
+
+Kinds:
+  negated      "no", "without", "never", "-naive": what the scope names is absent
+  prohibition  "must not", "cannot": negates in the inclusions, restates the exclusion in the exclusions
+  excluded     "... are excluded", "... not eligible": after the words it excludes
+  cohort       "Cohort B:", "PHASE I:", "in cohort 2": stated for part of the trial only
+  conditional  "If ...", "Patients with X must ...": X conditions another requirement
+  permitted    "are allowed", "may have received", "are eligible": an exclusion letting patients in
+  exception    "except", "other than", "unless": what follows is let in
+  window       "within 4 weeks", "28 days prior", "washout": a time window, not a history
+  historical   "history of", "prior", "previously": had before
+  planned      "planned", "candidate for", "concurrent": to come or ongoing, not had
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+RULES_FILE = Path(__file__).with_name("context.tsv")
+
+KINDS = ("negated", "prohibition", "excluded", "cohort", "conditional", "permitted", "exception", "window", "historical", "planned")
+# Triggers of one family compete: a trigger inside a longer one of its family is no trigger ("must not" holds "not").
+_FAMILY = {"negated": "polarity", "prohibition": "polarity", "excluded": "polarity"}
+_DIRECTIONS = ("forward", "backward", "both")
+_SCOPES = ("clause", "sentence", "line", "criterion", "adjacent", "opener")
+
+_CLAUSE_BREAK = re.compile(r"[.;:]\s|\n|\bexcept\b|\bunless\b|\bbut\b", re.IGNORECASE)
+_SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    direction: str
+    scope: str
+    pattern: re.Pattern
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """A trigger and the span of text it modifies."""
+
+    kind: str
+    trigger_start: int
+    trigger_end: int
+    scope_start: int
+    scope_end: int
+    adjacent: bool = False  # reaches only words that end where the trigger starts
+
+    def covers(self, start: int, end: int) -> bool:
+        """Does it modify the words at [start, end)? Never the trigger's own words."""
+        if self.adjacent:
+            return end == self.trigger_start
+        return self.scope_start <= start and end <= self.scope_end and not (start < self.trigger_end and self.trigger_start < end)
+
+
+@lru_cache(maxsize=1)
+def rules() -> tuple[Rule, ...]:
+    """The trigger rules of context.tsv; a malformed row is an error naming its line."""
+    found = []
+    for number, line in enumerate(RULES_FILE.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[0] not in KINDS or fields[1] not in _DIRECTIONS or fields[2] not in _SCOPES:
+            raise ValueError(f"{RULES_FILE.name}:{number}: expected kind, direction, scope, pattern (tab-separated)")
+        kind, direction, scope, pattern = fields
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+        except re.error as error:
+            raise ValueError(f"{RULES_FILE.name}:{number}: bad pattern: {error}") from None
+        found.append(Rule(kind, direction, scope, compiled))
+    return tuple(found)
+
+
+class _Breaks:
+    """Where a text breaks (clauses, sentences), searched by bisection."""
+
+    def __init__(self, pattern: re.Pattern, text: str) -> None:
+        found = [(m.start(), m.end()) for m in pattern.finditer(text)]
+        self.starts = [start for start, _ in found]
+        self.ends = sorted(end for _, end in found)
+        self.length = len(text)
+
+    def around(self, start: int, end: int) -> tuple[int, int]:
+        """From the last break ending at or before `start` to the first starting at or after `end`."""
+        before = bisect_right(self.ends, start)
+        after = bisect_left(self.starts, end)
+        return (self.ends[before - 1] if before else 0), (self.starts[after] if after < len(self.starts) else self.length)
+
+
+class Context:
+    """The modifiers of one criterion's text, and the questions finders ask of them."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._clauses = _Breaks(_CLAUSE_BREAK, text)
+        self._sentences = _Breaks(_SENTENCE_BREAK, text)
+        self.modifiers: tuple[Modifier, ...] = tuple(self._annotate())
+
+    # -- bounds ---------------------------------------------------------------------------------
+    def clause(self, start: int, end: int) -> tuple[int, int]:
+        """The clause around [start, end): broken by ". ", "; ", ": ", a new line, "but", "except", "unless"."""
+        return self._clauses.around(start, end)
+
+    def sentence(self, start: int, end: int) -> tuple[int, int]:
+        """The sentence around [start, end): broken by ". ", "; " or a new line, not by ":" or "but"."""
+        return self._sentences.around(start, end)
+
+    def line(self, start: int, end: int) -> tuple[int, int]:
+        line_end = self.text.find("\n", end)
+        return self.text.rfind("\n", 0, start) + 1, (len(self.text) if line_end < 0 else line_end)
+
+    # -- annotation -----------------------------------------------------------------------------
+    def _annotate(self) -> list[Modifier]:
+        hits = [(m.start(), m.end(), rule) for rule in rules() for m in rule.pattern.finditer(self.text) if m.end() > m.start()]
+        kept = _outermost(hits)
+        return sorted((self._modifier(start, end, rule) for start, end, rule in kept), key=lambda m: (m.trigger_start, m.kind))
+
+    def _modifier(self, start: int, end: int, rule: Rule) -> Modifier:
+        text = self.text
+        if rule.scope == "adjacent":
+            return Modifier(rule.kind, start, end, start, start, adjacent=True)
+        if rule.scope == "opener":
+            scope = (0, len(text)) if start == 0 else (start, self.line(start, end)[1])
+            return Modifier(rule.kind, start, end, *scope)
+        bounds = {"clause": self.clause, "sentence": self.sentence, "line": self.line}.get(rule.scope)
+        low, high = bounds(start, end) if bounds else (0, len(text))
+        if rule.direction == "forward":
+            low = end
+            closing = _closing_parenthesis(text, start, high)
+            high = closing if closing is not None else high
+        elif rule.direction == "backward":
+            high = start
+        return Modifier(rule.kind, start, end, low, high)
+
+    # -- questions ------------------------------------------------------------------------------
+    def covering(self, kinds: str | tuple[str, ...], start: int, end: int) -> list[Modifier]:
+        """The modifiers of these kinds whose scope reaches the words at [start, end)."""
+        kinds = (kinds,) if isinstance(kinds, str) else kinds
+        return [m for m in self.modifiers if m.kind in kinds and m.covers(start, end)]
+
+    def triggers(self, kinds: str | tuple[str, ...], start: int = 0, end: int | None = None) -> list[Modifier]:
+        """The modifiers of these kinds whose trigger lies inside [start, end)."""
+        kinds = (kinds,) if isinstance(kinds, str) else kinds
+        end = len(self.text) if end is None else end
+        return [m for m in self.modifiers if m.kind in kinds and start <= m.trigger_start and m.trigger_end <= end]
+
+    def is_(self, kinds: str | tuple[str, ...], start: int, end: int) -> bool:
+        return bool(self.covering(kinds, start, end))
+
+
+def _outermost(hits: list[tuple[int, int, Rule]]) -> list[tuple[int, int, Rule]]:
+    """The triggers not strictly inside a longer one of their family (two of one span both stay)."""
+    kept = []
+    by_family: dict[str, list] = {}
+    for hit in hits:
+        by_family.setdefault(_FAMILY.get(hit[2].kind, hit[2].kind), []).append(hit)
+    for family_hits in by_family.values():
+        family_hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        widest: tuple[int, int] | None = None  # the span reaching furthest so far
+        for start, end, rule in family_hits:
+            if widest is not None and widest != (start, end) and widest[1] >= end:
+                continue
+            if widest is None or end > widest[1]:
+                widest = (start, end)
+            kept.append((start, end, rule))
+    return kept
+
+
+def _closing_parenthesis(text: str, start: int, limit: int) -> int | None:
+    """Where the parenthesis open at `start` closes, before `limit`; None when `start` is in none."""
+    depth = text.count("(", 0, start) - text.count(")", 0, start)
+    if depth <= 0:
+        return None
+    opened = text.rfind("(", 0, start)
+    if text.find(")", opened, start) != -1:
+        return None  # the nearest parenthesis closed already: a rough count, the common case is one level
+    closing = text.find(")", start, limit)
+    return closing if closing != -1 else None
+
+
+@lru_cache(maxsize=64)
+def annotate(text: str) -> Context:
+    """The annotation of a criterion's text, made once and shared by every finder."""
+    return Context(text)
