@@ -15,14 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.polarity import (
-    clause_bounds,
-    cohort_specific,
-    evidence,
-    scoped_to_cohort,
-    sentence_bounds,
-    stated_requirement,
-)
+from extract.rules.context import annotate
+from extract.rules.polarity import clause_bounds, cohort_specific, evidence, scoped_to_cohort, stated_requirement
 from extract.rules.vocab import Marker, markers
 from schemas import Criterion
 
@@ -180,20 +174,6 @@ _THERAPY_AFTER = re.compile(
     r"degraders?|antibod(?:y|ies)|blockers?|blockade|therap(?:y|ies)|agents?|drugs?|ADCs?|CAR|bispecifics?|"
     r"vaccines?|pathway|signal+ing)\b"
 )
-# A sentence that opens with a condition uses its biomarker to condition something else.
-_CONDITION_OPENER = re.compile(
-    r"(?i)\W*(?:note\W+)?(?:if|when|(?:for|in|among)\s+(?:the\s+|all\s+)?(?:patients?|participants?|subjects?|those|"
-    r"individuals?|women|men|cases)\b)"
-)
-_SUBJECT_WITH = re.compile(r"(?i)\b(?:patients?|participants?|subjects?|those|individuals?)\s+(?:with|whose|who\s+have)\b")
-_CONDITION_AFTER = re.compile(
-    r"(?i)\b(?:must|should|shall|need\s+to|are\s+required\s+to|may|can|will\s+(?:need|be\s+required))\b"
-    r"|\b(?:is|are)\s+(?:eligible|allowed|permitted)\s+(?:if|only|provided)"
-)
-# In an exclusion, an exception's condition: "... are allowed only if", "... are eligible provided".
-_EXCEPTION_IF = re.compile(r"(?i)\b(?:allowed|eligible|permitted|acceptable)\s+(?:only\s+)?(?:if|provided|when|as\s+long\s+as)\b")
-# In an exclusion, a sentence that lets patients in states an exception: "Participants with RET mutations are eligible."
-_ELIGIBLE_AFTER = re.compile(r"(?i)\b(?:are|is|will\s+be|remain)\s+(?:also\s+)?(?:eligible|allowed|permitted)\b")
 # A tumour type named as one alternative just before the mention: "Advanced melanoma or PD-L1-positive ...".
 _ONE_ALTERNATIVE_BEFORE = re.compile(
     r"(?i)\b(?:cancers?|carcinomas?|tumou?rs?|melanomas?|lymphomas?|leuka?emias?|myelomas?|sarcomas?|NSCLC|SCLC|CRC|HCC)"
@@ -487,15 +467,14 @@ def _take_status(mention: _Mention, donor: _Mention, fact_end: int) -> None:
 def _not_a_requirement(criterion: Criterion, start: int, end: int) -> bool:
     """Does the sentence use the biomarker only to condition something else, or to name one tumour of a basket?"""
     text = criterion.text
-    sentence_start, sentence_end = sentence_bounds(text, start, end)
-    if _CONDITION_OPENER.match(text, sentence_start):
-        return True  # "For patients with EGFR mutation, ..."
-    if criterion.kind == "exclusion" and (_EXCEPTION_IF.search(text, sentence_start, start) or _ELIGIBLE_AFTER.search(text, end, sentence_end)):
+    context = annotate(text)
+    if context.is_("conditional", start, end):
+        return True  # "For patients with EGFR mutation, ..."; "Patients with EGFR mutation must have received a TKI"
+    if criterion.kind == "exclusion" and context.is_("permitted", start, end):
         return True  # "Other DLL3 targeting agents are allowed only if DLL3 positivity is documented"; "... are eligible"
+    sentence_start, sentence_end = context.sentence(start, end)
     if _ONE_ALTERNATIVE_BEFORE.search(text, max(sentence_start, start - 80), start) and _TUMOUR_NOUN.search(text, end, sentence_end):
         return True  # "Advanced melanoma or PD-L1-positive solid tumor": the marker qualifies one alternative
-    if _SUBJECT_WITH.search(text, sentence_start, start) and _CONDITION_AFTER.search(text, end, sentence_end):
-        return True  # "Patients with EGFR mutation must have received a TKI"
     # "urothelial carcinoma, triple negative breast cancer, NSCLC, ...": a subtype among the tumour types.
     names_a_tumour = _TUMOUR_AFTER.match(text, end) or _TUMOUR_NOUN.fullmatch(text, start, end)
     return bool(names_a_tumour) and len(_TUMOUR_NOUN.findall(text, sentence_start, sentence_end)) >= 3

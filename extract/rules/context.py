@@ -7,6 +7,7 @@ the characters of the criterion it reaches. The triggers are rows of `context.ts
 
 Kinds:
   negated      "no", "without", "never", "-naive": what the scope names is absent
+  pseudo       "not limited to", "no later than": holds a negation cue and negates nothing
   prohibition  "must not", "cannot": negates in the inclusions, restates the exclusion in the exclusions
   excluded     "... are excluded", "... not eligible": after the words it excludes
   cohort       "Cohort B:", "PHASE I:", "in cohort 2": stated for part of the trial only
@@ -28,11 +29,11 @@ from pathlib import Path
 
 RULES_FILE = Path(__file__).with_name("context.tsv")
 
-KINDS = ("negated", "prohibition", "excluded", "cohort", "conditional", "permitted", "exception", "window", "historical", "planned")
+KINDS = ("negated", "pseudo", "prohibition", "excluded", "cohort", "conditional", "permitted", "exception", "window", "historical", "planned")
 # Triggers of one family compete: a trigger inside a longer one of its family is no trigger ("must not" holds "not").
-_FAMILY = {"negated": "polarity", "prohibition": "polarity", "excluded": "polarity"}
+_FAMILY = {"negated": "polarity", "pseudo": "polarity", "prohibition": "polarity", "excluded": "polarity"}
 _DIRECTIONS = ("forward", "backward", "both")
-_SCOPES = ("clause", "sentence", "line", "criterion", "adjacent", "opener")
+_SCOPES = ("clause", "sentence", "line", "criterion", "adjacent", "opener", "self")
 
 _CLAUSE_BREAK = re.compile(r"[.;:]\s|\n|\bexcept\b|\bunless\b|\bbut\b", re.IGNORECASE)
 _SENTENCE_BREAK = re.compile(r"[.;]\s|\n")
@@ -56,11 +57,14 @@ class Modifier:
     scope_start: int
     scope_end: int
     adjacent: bool = False  # reaches only words that end where the trigger starts
+    inclusive: bool = False  # reaches the trigger's own words ("self" scope, cohort labels)
 
     def covers(self, start: int, end: int) -> bool:
         """Does it modify the words at [start, end)? Never the trigger's own words."""
         if self.adjacent:
             return end == self.trigger_start
+        if self.inclusive:
+            return self.scope_start <= start and end <= self.scope_end
         return self.scope_start <= start and end <= self.scope_end and not (start < self.trigger_end and self.trigger_start < end)
 
 
@@ -131,6 +135,8 @@ class Context:
         text = self.text
         if rule.scope == "adjacent":
             return Modifier(rule.kind, start, end, start, start, adjacent=True)
+        if rule.scope == "self":
+            return Modifier(rule.kind, start, end, start, end, inclusive=True)
         if rule.scope == "opener":
             scope = (0, len(text)) if start == 0 else (start, self.line(start, end)[1])
             return Modifier(rule.kind, start, end, *scope)

@@ -14,6 +14,7 @@ import re
 from bisect import bisect_left
 from typing import Iterator
 
+from extract.rules.context import Context, Modifier, annotate
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
 from extract.rules.vocab import drugs, generic_classes, is_abbreviation, therapy_classes
@@ -78,28 +79,9 @@ _EXPOSURE = re.compile(
 )
 _CUE = re.compile(_EXPOSURE.pattern + r"|\b(?:no|not|never|without)\b")
 _NAIVE = re.compile(r"[\s-]*na[iï]ve\b")
-_WASHOUT = re.compile(
-    r"\bwithin\b[^.;\n]{0,60}?\b(?:days?|weeks?|months?|years?|hours?|half[\s-]?lives)\b"
-    r"|\b\d+\s*(?:days?|weeks?|months?|hours?)\s*(?:\([^)]*\)\s*)?(?:prior|before|since|from|after|preceding)\b"
-    r"|\bat\s+least\s+\d+\s*(?:days?|weeks?)\b|\bwash[\s-]?out\b|\blast\s+dose\b|\bhalf[\s-]?lives\b"
-    r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b|\btime\s+windows?\b"
-)
-_ALLOWED = re.compile(
-    r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated|included?)\b"
-    r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
-)
-# Every wording _ALLOWED knows has one of these words: a cheap test before the regex.
-_ALLOWED_WORDS = ("allowed", "permitted", "acceptable", "may", "can", "could", "eligible")
-
-
-def _allows(written: str) -> bool:
-    return any(word in written for word in _ALLOWED_WORDS) and bool(_ALLOWED.search(written))
-
-
 _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
-    r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
-    r"concurrent|concomitant|contraindicat|unable\s+to|\bto\s+undergo\b|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
+    r"contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
     r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis|\binability\s+to\b|"
     # "Capecitabine is not counted as a prior chemotherapy regimen": what counts as a line, not a requirement
     r"\bcount(?:s|ed)?\s+as\b|\bcounted\b"
@@ -110,15 +92,10 @@ _ANAPHORA = re.compile(r"\b(?:this|that|these|those|such|said|the\s+same)\s+$")
 _PART_OF = re.compile(r"(?:\s+\w+)?[\s-]*(?:containing|based)\s+")
 # "Prior Systemic Therapy Criteria:": a heading over the criteria that follow, not a criterion.
 _HEADING = re.compile(r"[^\n.;]{0,80}:\s*")
-_EXCEPTION = re.compile(r"\b(?:except(?:ions?)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
 _EXAMPLES = re.compile(
     r"[\s,:]*(?:(?:\(|\[)\s*|(?:\(|\[)?\s*(?:such\s+as|including|includes|e\.\s*g\.?|eg\.?|i\.\s*e\.?|like|for\s+example|namely|"
     r"for\s+instance)[\s,:]*(?:\(|\[)?)\s*(?:with\s+)?(?:a|an|any)?\s*$"
-)
-# In the exclusions, "must not have received X" and "X ... are not eligible" restate the exclusion.
-_RESTATED_EXCLUSION = re.compile(
-    r"\b(?:must|should|may|shall|will)\s+not\b|\bcannot\b|\bnot\s+(?:be\s+)?(?:eligible|allowed|permitted)\b|\bineligible\b|\bexcluded\b"
 )
 _ASIDE = re.compile(r"\s*\([^()]*\)")
 _DURING = re.compile(r"\bduring\s+(?:[\w-]+\s+){0,5}$")
@@ -132,12 +109,6 @@ _UNTREATED = re.compile(
 _PARENTHETICAL = re.compile(r"\([^()\n]*\)")
 # "(see Introduction, Section 2 for ... previous research on targeted therapy)": a cross-reference states nothing.
 _SEE = re.compile(r"\(\s*see\b")
-# "Cohort 2: ...", "EXP-1: ...", "patients in cohort 1 will be ...": criteria for some cohorts only.
-_COHORT_ANYWHERE = re.compile(
-    r"\b(?:cohorts?|arms?|parts?)\s+[a-z0-9][\w/,.\s-]{0,24}:|\bexp-?\d+\s*:|\b(?:in|for)\s+(?:cohorts?|arms?|parts?)\s+[a-z0-9]\w{0,3}\b"
-)
-
-
 _COUNT = r"(?:\d+|" + "|".join(WORD_NUMBERS) + r")"
 _NOUN = re.compile(r"\b(?:lines?|regimens?|(?:chemo)?therap(?:y|ies)|treatments?)\b")
 # A count of prior lines, read backwards from its noun so only a short window is searched.
@@ -229,9 +200,16 @@ def _within(starts: list[int], start: int, end: int) -> bool:
     return index < len(starts) and starts[index] < end
 
 
-def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: int, end: int, cues: dict[str, list[int]]) -> Iterator[dict]:
-    """The prior therapies one sentence states; `polar` is the criterion as polarity should read it; `cues`
-    where the criterion's exposure and cohort cues start (searched once per criterion)."""
+def _live(lower: str, modifiers: list[Modifier]) -> list[Modifier]:
+    """The modifiers whose trigger is not inside a blanked-out aside."""
+    return [m for m in modifiers if lower[m.trigger_start] != " "]
+
+
+def _sentence_items(
+    criterion: Criterion, lower: str, start: int, end: int, cues: dict[str, list[int]], context: Context
+) -> Iterator[dict]:
+    """The prior therapies one sentence states; `cues`
+    where the criterion's exposure and cohort cues start (searched once per criterion); `context` its modifiers."""
     text = criterion.text
     sentence = lower[start:end]
     if not _within(cues["exposure"], start, end):
@@ -242,12 +220,13 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     drugs = [d for d in _DRUGS.mentions(text, lower, start, end) if lower[d[0]] != " "]
     if not (classes or drugs or nouns):
         return
-    if _within(cues["cohort"], start, end) or _allows(sentence):
+    if _within(cues["cohort"], start, end) or _live(lower, context.triggers("permitted", start, end)):
         return
-    exception = _EXCEPTION.search(sentence)
-    stop = start + exception.start() if exception else end  # what follows "except" is allowed
+    exception = _live(lower, context.triggers("exception", start, end))
+    stop = exception[0].trigger_start if exception else end  # what follows "except" is allowed
     stated = lower[start:stop]
-    if _WASHOUT.search(stated) or _NOT_EXPOSURE.search(stated):
+    # a washout or time window, or a therapy planned or ongoing, is not a prior therapy
+    if _live(lower, context.triggers(("window", "planned"), start, stop)) or _NOT_EXPOSURE.search(stated):
         return
     consumed: set[int] = set()
     counted_until = start
@@ -300,13 +279,10 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
                         examples.append(mentions[index][3])
         else:
             examples = [name]
-        stated = "excluded" if criterion.kind == "exclusion" and _RESTATED_EXCLUSION.search(sentence) else requirement(polar, first, last)
+        restated = criterion.kind == "exclusion" and _live(lower, context.triggers(("prohibition", "excluded"), start, end))
+        stated = "excluded" if restated else requirement(criterion, first, last)
         yield _item(criterion, lower, stated, name, list(dict.fromkeys(examples)), first, last)
         index += 1
-
-
-# "including but not limited to" negates nothing.
-_NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
 
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
@@ -317,21 +293,20 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
     if not untreated and not _EXPOSURE.search(lower):
         return
-    masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text) if "limited" in lower else text
-    polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
-    cohort = [m.start() for m in _COHORT_ANYWHERE.finditer(lower)]
+    context = annotate(text)
+    cohort = [m.trigger_start for m in context.triggers("cohort")]
     if cohort and ":" in lower:
         return
     # asides that allow a therapy are blanked out, so the sentence around them stands
     if "(" in lower:
-        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _allows(m.group()) or _SEE.match(m.group()) else m.group(), lower)
+        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if context.triggers("permitted", m.start(), m.end()) or _SEE.match(m.group()) else m.group(), lower)
     cues = {
         "exposure": [m.start() for m in _EXPOSURE.finditer(lower)],
         "cohort": cohort,
     }
     seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
     for sentence in _SENTENCE.finditer(lower):
-        for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end(), cues):
+        for item in _sentence_items(criterion, lower, sentence.start(), sentence.end(), cues, context):
             key = (item["requirement"], item["therapy"], item["min_lines"], item["max_lines"])
             if key not in seen:
                 seen.add(key)
