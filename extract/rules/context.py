@@ -169,9 +169,10 @@ class Context:
 def _outermost(hits: list[tuple[int, int, Rule]]) -> list[tuple[int, int, Rule]]:
     """The triggers not strictly inside a longer one of their family (two of one span both stay)."""
     kept = []
-    by_family: dict[str, list] = {}
+    by_family: dict[tuple[str, bool], list] = {}
     for hit in hits:
-        by_family.setdefault(_FAMILY.get(hit[2].kind, hit[2].kind), []).append(hit)
+        rule = hit[2]  # an adjacent trigger ("-naive" after a term) does not compete with the forward one
+        by_family.setdefault((_FAMILY.get(rule.kind, rule.kind), rule.scope == "adjacent"), []).append(hit)
     for family_hits in by_family.values():
         family_hits.sort(key=lambda hit: (hit[0], -hit[1]))
         widest: tuple[int, int] | None = None  # the span reaching furthest so far
