@@ -73,6 +73,7 @@ def extract_eligibility(criteria: list[Criterion]) -> dict[str, Any]:
         for finder in FINDERS:
             for name, item in finder(criterion):
                 _merge(eligibility, name, dict(item, **{RULE_KEY: finder.__module__.removeprefix('extract.')}))
+    eligibility["biomarkers"] = biomarkers.merge_definitions(eligibility["biomarkers"], criteria)
     return eligibility
 
 

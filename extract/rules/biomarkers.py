@@ -506,3 +506,61 @@ def _alteration_of(marker: str, alteration: str | None) -> str | None:
 
 def _test(marker, status, alteration, variant, method, value) -> dict[str, Any]:
     return {"marker": marker, "status": status, "alteration": alteration, "variant": variant, "method": method, "value": value}
+
+
+# "HER2-positive is defined as ...", "HER2 positivity is defined by ...": a criterion that defines a status.
+_DEFINITION = re.compile(
+    r"(?i)^\W*(?P<name>[\w/.-]+(?:\s+[\w/.-]+){0,5}?)[\s-]*(?:positiv\w*|\+)(?:\s*\([^()]{0,30}\))?"
+    r"(?:\s+(?:disease|status|tumou?rs?|expression))?\s+(?:is|are|will\s+be|must\s+be)?\s*(?:defined|determined|confirmed)\s+(?:as|by)\b"
+)
+
+
+def defined_marker(criterion: Criterion) -> str | None:
+    """The marker whose positive status the criterion defines ("HER2-positive is defined as ..."), or None."""
+    opener = _DEFINITION.match(criterion.text)
+    if not opener:
+        return None
+    named = [hit for hit in _marker_hits(criterion.text) if opener.start("name") <= hit.start < opener.end("name")]
+    return named[0].marker.markers[0] if len(named) == 1 and len(named[0].marker.markers) == 1 else None
+
+
+def merge_definitions(rules: list[dict[str, Any]], criteria: list[Criterion]) -> list[dict[str, Any]]:
+    """A status defined in criteria of its own ("HER2-positive is defined as HER2 3+ ...", "... or HER2
+    amplification") gives the ways of meeting the rule that requires it: ONE rule whose alternatives are the
+    definitions' tests, in place of the bare "HER2-positive" rule, grounded on the first definition."""
+    defining = {c.id: marker for c in criteria if (marker := defined_marker(c))}
+    if not defining:
+        return rules
+    merged = list(rules)
+    for marker in dict.fromkeys(defining.values()):
+        definitions = [
+            rule for rule in merged
+            if defining.get(rule["evidence"]["criterion_id"]) == marker and rule["requirement"] == "required"
+            and all(test["marker"] == marker and test["status"] == "positive" for test in rule["any_of"])
+        ]
+        tests = list({tuple(t.values()): t for rule in definitions for t in rule["any_of"]}.values())
+        if len(tests) < 2 and len(definitions) < 2:
+            continue  # one definition stating one test: nothing to join
+        rule = dict(definitions[0], any_of=tests, evidence=_definition_evidence(definitions[0]["evidence"], criteria))
+        bare = next((r for r in merged if r not in definitions and _bare(r, marker)), None)
+        at = merged.index(bare if bare is not None else definitions[0])
+        merged[at] = rule
+        merged = [r for r in merged if r is rule or (r not in definitions and r is not bare)]
+    return merged
+
+
+def _definition_evidence(first: dict[str, Any], criteria: list[Criterion]) -> dict[str, Any]:
+    """The definition's words from its opening to its first test: "HER2-positive is defined as HER2 3+"."""
+    criterion = next(c for c in criteria if c.id == first["criterion_id"])
+    at = criterion.text.find(first["quote"])
+    opener = _DEFINITION.match(criterion.text)
+    if at < 0 or opener is None or opener.start("name") > at:
+        return first
+    return dict(first, quote=criterion.text[opener.start("name") : at + len(first["quote"])])
+
+
+def _bare(rule: dict[str, Any], marker: str) -> bool:
+    """A required rule naming the marker positive and nothing more ("HER2-positive breast cancer")."""
+    tests = rule["any_of"]
+    return rule["requirement"] == "required" and len(tests) == 1 and tests[0]["marker"] == marker and tests[0]["status"] == "positive" \
+        and not any(tests[0][key] for key in ("alteration", "variant", "method", "value"))

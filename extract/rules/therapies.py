@@ -16,7 +16,7 @@ from typing import Iterator
 
 from extract.rules.context import Context, Modifier, annotate
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
-from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
+from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, clean_number, comparator, number, restated
 from extract.rules.vocab import drugs, generic_classes, is_abbreviation, therapy_classes
 from schemas import Criterion
 
@@ -138,13 +138,15 @@ def _setting(clause: str) -> str | None:
     return next((name for name, pattern in _SETTINGS if pattern.search(clause)), None)
 
 
-def _duration(clause: str) -> float | None:
+def _duration(clause: str) -> re.Match | None:
+    """The minimum duration a clause states ("for at least 2 years"), or None."""
     if "month" not in clause and "year" not in clause:
         return None  # the comparator alternation is slow to search: most clauses state no duration
-    match = _DURATION.search(clause)
-    if not match:
-        return None
-    return number(match["n"]) * (12 if match["unit"].startswith("y") else 1)
+    return _DURATION.search(clause)
+
+
+def _months(duration: re.Match | None) -> float | None:
+    return None if duration is None else clean_number(number(duration["n"]) * (12 if duration["unit"].startswith("y") else 1))
 
 
 def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, drugs: list[str], start: int, end: int) -> dict:
@@ -155,6 +157,9 @@ def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, dru
     start = cue.start() if cue else start
     naive = _NAIVE.match(lower, end)
     end = naive.end() if naive else end
+    duration = _duration(clause)
+    if duration is not None and clause_start + duration.start() >= end:
+        end = clause_start + duration.end()  # the quote states the duration too: "... for at least 2 years"
     return {
         "requirement": requirement_,
         "therapy": therapy,
@@ -162,7 +167,7 @@ def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, dru
         "setting": _setting(clause),
         "min_lines": None,
         "max_lines": None,
-        "min_duration_months": _duration(clause),
+        "min_duration_months": _months(duration),
         "evidence": evidence(criterion, criterion.text[start:end]),
     }
 
@@ -192,6 +197,18 @@ def _part_of_class(mentions: list[tuple], index: int, lower: str) -> bool:
 
 
 _GENERIC = frozenset({"chemotherapy", "systemic therapy", "therapy"})
+# Generic heads a specific class may be written with: "anti-HER2 targeted therapy", "PARP inhibitor therapy".
+_HEADS = frozenset({"targeted therapy", "systemic therapy", "therapy"})
+_HEAD_GAP = re.compile(r"[\s-]*")
+
+
+def _heads(mentions: list[tuple], index: int, lower: str) -> bool:
+    """Is the class after the one at `index` only its generic head ("anti-HER2 targeted therapy")?"""
+    if index + 1 >= len(mentions):
+        return False
+    _, last, _, name = mentions[index]
+    start, _, kind, head = mentions[index + 1]
+    return kind == "class" and head in _HEADS and name not in _HEADS and bool(_HEAD_GAP.fullmatch(lower, last, start))
 
 
 def _within(starts: list[int], start: int, end: int) -> bool:
@@ -263,6 +280,9 @@ def _sentence_items(
         if kind == "class" and _part_of_class(mentions, index, lower):
             index += 1  # "topoisomerase I inhibitor-containing ADC" is an ADC
             continue
+        while kind == "class" and _heads(mentions, index, lower):
+            index += 1  # "anti-HER2 targeted therapy" is anti-HER2 therapy: the generic head adds nothing
+            last = mentions[index][1]
         examples: list[str] = []
         if kind == "class":  # gather the drugs given as its examples
             gap = _EXAMPLES
