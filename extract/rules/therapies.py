@@ -16,7 +16,7 @@ from typing import Iterator
 
 from extract.rules.context import Context, Modifier, annotate
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
-from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, clean_number, comparator, number, restated
+from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, COUNT, WORD_NUMBERS, clean_number, comparator, number, paired_bound, restated
 from extract.rules.vocab import drugs, generic_classes, is_abbreviation, therapy_classes
 from schemas import Criterion
 
@@ -130,7 +130,7 @@ _SETTINGS = (
     ("adjuvant", re.compile(r"\badjuvant\b")),
 )
 _DURATION = re.compile(
-    rf"(?:{COMPARATOR_BEFORE})\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>months?|years?)\b"
+    rf"(?:{COMPARATOR_BEFORE})\s*(?P<n>{COUNT})\s*(?P<unit>months?|years?)\b"
 )
 
 
@@ -184,6 +184,25 @@ def _lines(match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | 
         return None if exclusion else (low, None)
     canonical = restated(comparator(written)) if exclusion else comparator(written)
     return {">=": (low, None), ">": (low + 1, None), "<=": (None, low), "<": (None, low - 1)}[canonical]
+
+
+def _paired(lower: str, match: re.Match, bounds: tuple, exclusion: bool) -> tuple[tuple, tuple[int, int]]:
+    """A one-sided count with its other end written beside it ("at least 1 but no more than 3 lines",
+    ">= 1 line (no more than 3)"): both ends, and the span that states them."""
+    low, high = bounds
+    if exclusion or (low is None) == (high is None):
+        return bounds, (match.start(), match.end())
+    count_end = match.start("noun") if low is not None else match.end()
+    paired = paired_bound(lower, match.start(), count_end if low is None else match.end(), ">=" if low is not None else "<=")
+    if paired is None:
+        return bounds, (match.start(), match.end())
+    other, value, start, end = paired
+    value = int(value)
+    if low is not None:
+        high = value - (1 if other == "<" else 0)
+    else:
+        low = value + (1 if other == ">" else 0)
+    return (low, high), (min(start, match.start()), max(end, match.end()))
 
 
 def _part_of_class(mentions: list[tuple], index: int, lower: str) -> bool:
@@ -255,14 +274,15 @@ def _sentence_items(
         bounds = _lines(match, criterion.kind == "exclusion") if match else None
         if bounds is None or (match["noun"][0] in "tc" and not _COUNTED.search(match["middle"])):
             continue
+        bounds, span = _paired(lower, match, bounds, criterion.kind == "exclusion")
         # the class counted: named inside ("2 prior chemotherapy regimens") or right after ("lines of systemic therapy")
-        after = _OF_CLASS.match(lower, match.end()).end()
+        after = _OF_CLASS.match(lower, span[1]).end()
         named = [c for c in classes if match.start("middle") <= c[0] < match.end() or c[0] == after]
         therapy = named[0][2] if named else "systemic therapy"
         consumed.update(c[0] for c in named[:1])
-        item = _item(criterion, lower, "required", therapy, [], match.start(), max([match.end(), *(c[1] for c in named[:1])]))
+        item = _item(criterion, lower, "required", therapy, [], span[0], max([span[1], *(c[1] for c in named[:1])]))
         item["min_lines"], item["max_lines"] = bounds
-        counted_until = max([match.end(), *(c[1] for c in named[:1])])
+        counted_until = max([span[1], *(c[1] for c in named[:1])])
         aside = _ASIDE.match(lower, counted_until)
         if aside:  # "1 prior chemotherapy (which includes antibody drug conjugates)": what counts as a line
             consumed.update(c[0] for c in classes if counted_until <= c[0] < aside.end())
