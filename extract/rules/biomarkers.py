@@ -321,7 +321,7 @@ def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
         if text.count("(", end, mention.fact_end) > text.count(")", end, mention.fact_end) and text.startswith(")", mention.fact_end):
             mention.fact_end += 1  # "BRAF (V600E)": the variant's parenthesis closes with it
     if mention.variants and mention.status is None and not _TEST_AFTER.match(text, mention.fact_end):
-        mention.status, mention.alteration = "positive", "mutation"
+        mention.status, mention.alteration = "positive", mention.alteration or "mutation"  # inv(16) stays a fusion
     if mention.variants and mention.alteration in (None, "deletion"):
         mention.alteration = "mutation"  # "EGFR exon 19 deletion" is an EGFR mutation
     mention.method = mention.method or _first_method(window)
