@@ -109,20 +109,20 @@ _STATUS_AFTER = re.compile(
     + _VALUE
     + r""")
     |(?P<score>[0-3]\s?\+)
-    |(?P<negative>negative|negativity|neg\b|wild[\s-]?type|wt\b|non[\s-]?mutated|unmutated|non[\s-]?mutant
+    |(?P<negative>negative|negativity|阴性|neg\b|wild[\s-]?type|wt\b|non[\s-]?mutated|unmutated|non[\s-]?mutant
         |non[\s-]?amplified|not\s+amplified|proficient|\(\s*[-−–]\s*\)|[-−–](?!\w))
     |(?P<low>ultra[\s-]?low\b|low\b)
-    |(?P<amplification>amplifi(?:ed|cations?)|amp\b|gains?\b)
+    |(?P<amplification>amplifi(?:ed|cations?)|amp\b|gains?\b|扩增)
     |(?P<overexpression>over[\s-]?express(?:ion|ing|ed|ors?))
-    |(?P<fusion>fusions?|fused|rearrange(?:d|ments?)|translocations?|translocated)
-    |(?P<mutation>mutat(?:ed|ions?)|mutants?|variants?|skipping|insertions?)
+    |(?P<fusion>fusions?|fused|rearrange(?:d|ments?)|translocations?|translocated|融合|重排)
+    |(?P<mutation>mutat(?:ed|ions?)|mutants?|variants?|skipping|insertions?|突变)
     |(?P<deletion>deletions?|deleted)
     |(?P<loss>loss\b|lost\b)
     |(?P<altered>alterations?|altered|aberrations?|aberrant|abnormalit(?:y|ies))
     |(?P<expression>expressing|expressed|expressors?)
     |(?P<deficient>deficien(?:t|cy))
     |(?P<high>high\b)
-    |(?P<positive>positive|positivity|pos\b|\(\s*\+\s*\)|\+))"""
+    |(?P<positive>positive|positivity|阳性|pos\b|\(\s*\+\s*\)|\+))"""
 )
 # Words before a mention that give its status ("mutations in EGFR", "positive for HER2", "high TMB").
 _STATUS_BEFORE = re.compile(
@@ -134,9 +134,14 @@ _STATUS_BEFORE = re.compile(
       )
       (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?|following|
           (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?\s+of))*
-      [\s(,:]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
+      [\s(,:：*•·]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:：]*)?$"""
 )
-_CONNECTOR = re.compile(r"(?i)[\s,/;]*(?:(?P<word>and/or|or|and|nor)\b[\s,/]*)?(?:\(\s*)?")
+# Between the mentions of a list: commas, slashes, bullets of a list under a stem ("\n* BRCA2"), the
+# full-width commas of CJK text ("EGFR、ALK，ROS1") and the words joining them (或: or; 和, 及, 与: and).
+_CONNECTOR = re.compile(
+    r"(?i)[\s,/;、，；*•·]*(?:(?:(?P<word>and/or|or|and|nor)\b|(?P<cjk>或者|或|和|及|与))[\s,/、，]*)?(?:\(\s*)?"
+)
+_CJK_WORDS = {"或者": "or", "或": "or", "和": "and", "及": "and", "与": "and"}
 _VARIANT = re.compile(
     r"""(?x)\b(?:exon\s*(?P<exon>\d{1,2})(?:\s*(?P<exon_kind>deletion|del|insertion|ins|skipping|mutation)s?)?(?![\s-]*\d)
         |ex(?P<short_exon>\d{1,2})(?P<short_kind>del|ins)
@@ -166,6 +171,8 @@ _THEN_STATUS = re.compile(r"(?i)[\s-]*(?:(?P<negative>negative)|positive)\b")
 _TEST_AFTER = re.compile(r"(?i)[\s-]*(?:immunohisto\w*|IHC|test\w*|assays?|status|sequencing|analys[ie]s)\b")
 # A finding named as what a test looks for ("EGFR mutation testing", "HER2 amplification assay").
 _TESTING_AFTER = re.compile(r"(?i)[\s-]*(?:testing|tests?|assays?|analys[ie]s|screening)\b")
+# A mention after these is what a test looks for, not a finding ("FISH studies for del(17p)").
+_TESTED_BEFORE = re.compile(r"(?i)\b(?:stud(?:y|ies)|testing|tests?|analys[ie]s|assays?|screening|evaluation)\s+(?:for|of)\s+$")
 # A mention before these counts cells, not a tumour's marker ("CD19+ CD5+ clonal B lymphocytes").
 _CELLS_AFTER = re.compile(r"(?i)[\s,]*(?:[\w+-]+\s+){0,3}?(?:cells|lymphocytes|B[\s-]cells|T[\s-]cells|blasts)\b")
 # A mention followed by these is a therapy, not a biomarker ("EGFR TKI", "KRAS G12C inhibitor").
@@ -310,6 +317,8 @@ def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
         _read_status_after(text, mention)
     if mention.status in ("positive", "negative") and not row.status and _TESTING_AFTER.match(text, mention.fact_end):
         mention.status = None  # "available for NECTIN4 gene amplification testing": a test, not a finding
+    if mention.fact_end == end and _TESTED_BEFORE.search(text, max(0, start - 30), start):
+        return None  # "FISH studies for del(17p)": no finding stated
     if mention.status is None and _THERAPY_AFTER.match(text, end):
         return None  # "EGFR TKI", "KRAS G12C inhibitor", "HER2-targeted therapy"
     if mention.status is None:
@@ -424,16 +433,20 @@ def _chains(text: str, mentions: list[_Mention]) -> Iterator[tuple[list[_Mention
     words: set[str] = set()
     for mention in mentions:
         joint = _CONNECTOR.fullmatch(text, chain[-1].fact_end, mention.fact_start) if chain else None
-        if joint and not joint.group("word") and "," in joint.group() and chain[-1].status and mention.status:
+        if joint and not (joint.group("word") or joint.group("cjk")) and _has_comma(joint.group()) and chain[-1].status and mention.status:
             joint = None  # "BRCA1 or BRCA2 deficient, HER2 negative": a comma between two findings ends the list
         if chain and joint is None:
             yield chain, _chain_word(words)
             chain, words = [], set()
-        if joint is not None and joint.group("word"):
-            words.add(joint.group("word").lower())
+        if joint is not None and (joint.group("word") or joint.group("cjk")):
+            words.add(_CJK_WORDS.get(joint.group("cjk")) or joint.group("word").lower())
         chain.append(mention)
     if chain:
         yield chain, _chain_word(words)
+
+
+def _has_comma(joint: str) -> bool:
+    return any(comma in joint for comma in ",，、")
 
 
 def _chain_word(words: set[str]) -> str | None:
