@@ -45,7 +45,6 @@ _STABLE_ALLOWED = re.compile(
     r"|\b(?:eligible|allowed|permitted)\b[^.;]{0,40}\b(?:if|provided|as\s+long\s+as|after)\b"
     r"|\b(?:unless|except)\b[^.;]{0,80}\b(?:treated|stable|asymptomatic)\b"
 )
-_ALLOWED = re.compile(r"(?i)\b(?:eligible|allowed|permitted|may\s+(?:participate|be\s+(?:included|enrolled)))\b")
 
 # "RECIST-evaluable disease" counts; "non-measurable" does not.
 _MEASURABLE = re.compile(r"(?i)(?<!\w)(?<!non-)(?<!non\s)(?:measurable|evaluable)\b")

@@ -19,12 +19,6 @@ _ROMAN = ("0", "I", "II", "III", "IV")
 _GROUP = r"(?:IV|I{1,3}|[0-4])(?:[A-D]\d?|\s*\([A-D](?:\s*[/,]\s*[A-D])*\))?"
 _GROUP_LIST = rf"{_GROUP}(?:\s*(?:-|–|to|through|/|,|or|and|and/or)\s*(?:(?i:stage)\s+)?{_GROUP})*"
 _STAGE = re.compile(rf"\b(?i:stages?)\s+(?:group\s+)?(?P<groups>{_GROUP_LIST})(?![\w+])")
-# "Stages 1 and 2: ...", "Stage 1 of the study": a study's stages, not the disease's.
-# A parenthesis naming a staging system ("Stage IV (AJCC 8th edition)") still speaks of the disease.
-_STUDY_STAGE_AFTER = re.compile(
-    r"(?i)\s*(?::|\((?!\s*(?:AJCC|American|FIGO|TNM|UICC|Ann\s+Arbor|R?-?ISS|Lugano|per|according|as\s+defined|[TNM]\d|\d+(?:st|nd|rd|th)|I{1,3}|IV))"
-    r"|of\s+the\s+(?:study|trial)|portion|part\b|cohort|dose)"
-)
 _ONE_GROUP = re.compile(r"(IV|I{1,3}|[0-4])(?:[A-D]\d?)?")
 _RANGE_JOIN = re.compile(r"\s*(?:-|–|to|through)\s*$")
 
@@ -62,7 +56,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     if criterion.kind != "inclusion" or cohort_specific(text) or _about_other_cancers(text):
         return
     for match in _STAGE.finditer(text):
-        if _speaks_for_the_trial(criterion, match) and not _STUDY_STAGE_AFTER.match(text, match.end()):
+        if _speaks_for_the_trial(criterion, match):
             yield "stage", _stage(criterion, match, groups=_groups(match.group("groups")), settings=[])
     for match in _SETTING.finditer(text):
         if _speaks_for_the_trial(criterion, match) and not _qualifies_a_therapy(text, match):

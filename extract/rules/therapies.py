@@ -88,8 +88,6 @@ _NOT_EXPOSURE = re.compile(
 )
 # "progression following completion of this chemotherapy course": a therapy named again, stated already.
 _ANAPHORA = re.compile(r"\b(?:this|that|these|those|such|said|the\s+same)\s+$")
-# "a topoisomerase I inhibitor-containing ADC": the first class is a part of the second, which is the therapy.
-_PART_OF = re.compile(r"(?:\s+\w+)?[\s-]*(?:containing|based)\s+")
 # "Prior Systemic Therapy Criteria:": a heading over the criteria that follow, not a criterion.
 _HEADING = re.compile(r"[^\n.;]{0,80}:\s*")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
@@ -205,17 +203,6 @@ def _paired(lower: str, match: re.Match, bounds: tuple, exclusion: bool) -> tupl
     return (low, high), (min(start, match.start()), max(end, match.end()))
 
 
-def _part_of_class(mentions: list[tuple], index: int, lower: str) -> bool:
-    """Is the class at `index` a part of the class right after it ("topoisomerase I inhibitor-containing ADC")?
-    Before plain chemotherapy it names the kind ("anthracycline containing chemotherapy" is an anthracycline)."""
-    if index + 1 >= len(mentions):
-        return False
-    _, last, _, _ = mentions[index]
-    start, _, kind, name = mentions[index + 1]
-    return kind == "class" and name not in _GENERIC and bool(_PART_OF.fullmatch(lower, last, start))
-
-
-_GENERIC = frozenset({"chemotherapy", "systemic therapy", "therapy"})
 # Generic heads a specific class may be written with: "anti-HER2 targeted therapy", "PARP inhibitor therapy".
 _HEADS = frozenset({"targeted therapy", "systemic therapy", "therapy"})
 _HEAD_GAP = re.compile(r"[\s-]*")
@@ -296,9 +283,6 @@ def _sentence_items(
         first, last, kind, name = mentions[index]
         if _DURING.search(lower, max(start, first - 40), first) or _ANAPHORA.search(lower, max(start, first - 12), first):
             index += 1  # "during their first line course of chemotherapy" dates something else
-            continue
-        if kind == "class" and _part_of_class(mentions, index, lower):
-            index += 1  # "topoisomerase I inhibitor-containing ADC" is an ADC
             continue
         while kind == "class" and _heads(mentions, index, lower):
             index += 1  # "anti-HER2 targeted therapy" is anti-HER2 therapy: the generic head adds nothing
