@@ -198,3 +198,22 @@ def test_a_malformed_rule_names_its_line(tmp_path, monkeypatch) -> None:
             context.rules()
     finally:
         context.rules.cache_clear()
+
+
+def test_the_gates_skip_no_match_of_their_patterns() -> None:
+    """A gate only saves time: on real criteria every rule finds with its gate what it finds without."""
+    import json
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ctgov-2026" / "trials.jsonl"
+    if not shared.exists():
+        pytest.skip("../shared/data is not here")
+    texts = []
+    with shared.open(encoding="utf-8") as lines:
+        for line, _ in zip(lines, range(150)):
+            texts += (json.loads(line).get("eligibility") or {}).get("raw_text", "").split("\n")
+    texts += ["Chemonaive", "Cohort A: ...", "CANNOT HAVE RECEIVED", "Within 28days", "Prior priority"]
+    for rule in context.rules():
+        for text in texts:
+            ungated = [m.span() for m in rule.pattern.finditer(text)]
+            assert [m.span() for m in rule.finditer(text, context.words_of(text), text.lower())] == ungated, (rule, text)
