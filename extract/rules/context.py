@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 RULES_FILE = Path(__file__).with_name("context.tsv")
@@ -132,11 +132,33 @@ class Context:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._clauses = _Breaks(_CLAUSE_BREAK, text)
-        self._sentences = _Breaks(_SENTENCE_BREAK, text)
-        self.modifiers: tuple[Modifier, ...] = tuple(self._annotate())
+        self._lower = text.lower()
+        self._words = set(_WORD.findall(self._lower))
+        self._families: dict[str, tuple[Modifier, ...]] = {}  # annotated when first asked: most finders stop early
+
+    @property
+    def modifiers(self) -> tuple[Modifier, ...]:
+        """Every modifier of the text, in the order of their triggers."""
+        found = [m for family in dict.fromkeys(_family(kind) for kind in KINDS) for m in self._family(family)]
+        return tuple(sorted(found, key=lambda m: (m.trigger_start, m.kind)))
+
+    def _family(self, family: str) -> tuple[Modifier, ...]:
+        if family not in self._families:
+            self._families[family] = tuple(self._annotate(family))
+        return self._families[family]
+
+    def _of(self, kinds: tuple[str, ...]) -> list[Modifier]:
+        return [m for family in dict.fromkeys(_family(kind) for kind in kinds) for m in self._family(family) if m.kind in kinds]
 
     # -- bounds ---------------------------------------------------------------------------------
+    @cached_property
+    def _clauses(self) -> _Breaks:
+        return _Breaks(_CLAUSE_BREAK, self.text)
+
+    @cached_property
+    def _sentences(self) -> _Breaks:
+        return _Breaks(_SENTENCE_BREAK, self.text)
+
     def clause(self, start: int, end: int) -> tuple[int, int]:
         """The clause around [start, end): broken by ". ", "; ", ": ", a new line, "but", "except", "unless"."""
         return self._clauses.around(start, end)
@@ -150,10 +172,13 @@ class Context:
         return self.text.rfind("\n", 0, start) + 1, (len(self.text) if line_end < 0 else line_end)
 
     # -- annotation -----------------------------------------------------------------------------
-    def _annotate(self) -> list[Modifier]:
-        lower = self.text.lower()
-        words = set(_WORD.findall(lower))
-        hits = [(m.start(), m.end(), rule) for rule in rules() for m in rule.finditer(self.text, words, lower) if m.end() > m.start()]
+    def _annotate(self, family: str) -> list[Modifier]:
+        text, words, lower = self.text, self._words, self._lower
+        hits = [
+            (m.start(), m.end(), rule)
+            for rule in rules() if _family(rule.kind) == family
+            for m in rule.finditer(text, words, lower) if m.end() > m.start()
+        ]
         kept = _outermost(hits)
         return sorted((self._modifier(start, end, rule) for start, end, rule in kept), key=lambda m: (m.trigger_start, m.kind))
 
@@ -180,16 +205,20 @@ class Context:
     def covering(self, kinds: str | tuple[str, ...], start: int, end: int) -> list[Modifier]:
         """The modifiers of these kinds whose scope reaches the words at [start, end)."""
         kinds = (kinds,) if isinstance(kinds, str) else kinds
-        return [m for m in self.modifiers if m.kind in kinds and m.covers(start, end)]
+        return [m for m in self._of(kinds) if m.covers(start, end)]
 
     def triggers(self, kinds: str | tuple[str, ...], start: int = 0, end: int | None = None) -> list[Modifier]:
         """The modifiers of these kinds whose trigger lies inside [start, end)."""
         kinds = (kinds,) if isinstance(kinds, str) else kinds
         end = len(self.text) if end is None else end
-        return [m for m in self.modifiers if m.kind in kinds and start <= m.trigger_start and m.trigger_end <= end]
+        return [m for m in self._of(kinds) if start <= m.trigger_start and m.trigger_end <= end]
 
     def is_(self, kinds: str | tuple[str, ...], start: int, end: int) -> bool:
         return bool(self.covering(kinds, start, end))
+
+
+def _family(kind: str) -> str:
+    return _FAMILY.get(kind, kind)
 
 
 def _outermost(hits: list[tuple[int, int, Rule]]) -> list[tuple[int, int, Rule]]:
@@ -198,7 +227,7 @@ def _outermost(hits: list[tuple[int, int, Rule]]) -> list[tuple[int, int, Rule]]
     by_family: dict[tuple[str, bool], list] = {}
     for hit in hits:
         rule = hit[2]  # an adjacent trigger ("-naive" after a term) does not compete with the forward one
-        by_family.setdefault((_FAMILY.get(rule.kind, rule.kind), rule.scope == "adjacent"), []).append(hit)
+        by_family.setdefault((_family(rule.kind), rule.scope == "adjacent"), []).append(hit)
     for family_hits in by_family.values():
         family_hits.sort(key=lambda hit: (hit[0], -hit[1]))
         widest: tuple[int, int] | None = None  # the span reaching furthest so far
