@@ -213,6 +213,21 @@ class Context:
         end = len(self.text) if end is None else end
         return [m for m in self._of(kinds) if start <= m.trigger_start and m.trigger_end <= end]
 
+    def opening(self, kind: str) -> list[Modifier]:
+        """The modifiers of a kind whose trigger opens the text ("Cohort B: ..."): anchored matches only, so
+        asking costs little when nothing else about that kind was asked yet."""
+        if _family(kind) in self._families:
+            return [m for m in self._of((kind,)) if m.trigger_start == 0]
+        found = []
+        for rule in rules():
+            if rule.kind != kind or (rule.gate and rule.gate.isdisjoint(self._words)):
+                continue
+            lowered = rule.lowered is not None and len(self._lower) == len(self.text)
+            match = rule.lowered.match(self._lower) if lowered else rule.pattern.match(self.text)
+            if match and match.end() > 0:
+                found.append(self._modifier(0, match.end(), rule))
+        return found
+
     def is_(self, kinds: str | tuple[str, ...], start: int, end: int) -> bool:
         return bool(self.covering(kinds, start, end))
 

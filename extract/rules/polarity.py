@@ -50,7 +50,7 @@ def requirement(criterion: Criterion, start: int, end: int) -> str:
 
 def cohort_specific(text: str) -> bool:
     """Does the criterion state itself for one cohort only ("Cohort A: HER2-positive ...")?"""
-    return any(m.trigger_start == 0 and m.scope_end == len(text) for m in annotate(text).triggers("cohort", 0, len(text)))
+    return any(m.scope_end == len(text) for m in annotate(text).opening("cohort"))
 
 
 def scoped_to_cohort(text: str, start: int) -> bool:
