@@ -50,6 +50,7 @@ def test_every_rule_of_the_data_file_loads() -> None:
         # pseudo-negations negate nothing
         ("Tumours including but not limited to melanoma", "melanoma", False),
         ("Tumours not including melanoma", "melanoma", True),
+        ("Patients are not required to have prior fulvestrant", "fulvestrant", False),
     ],
 )
 def test_negation(text: str, words: str, expected: bool) -> None:
@@ -132,6 +133,8 @@ def test_conditional(text: str, words: str, expected: bool) -> None:
         ("Patients with RET fusions are not eligible", "RET", False),
         ("Patients may have received trastuzumab", "trastuzumab", True),
         ("Patients with RET fusions. Prior therapy is allowed", "RET", False),
+        ("Patients are not required to have prior fulvestrant", "fulvestrant", True),
+        ("Prior fulvestrant is required", "fulvestrant", False),
     ],
 )
 def test_permitted(text: str, words: str, expected: bool) -> None:
@@ -175,6 +178,8 @@ def test_window(text: str, words: str, expected: bool) -> None:
         ("planned", "Planned radiotherapy to the chest", "radiotherapy", True),
         ("planned", "Concurrent use of warfarin", "warfarin", True),
         ("planned", "Prior radiotherapy to the chest", "radiotherapy", False),
+        ("planned", "Must not be receiving any other investigational agents", "investigational", True),
+        ("planned", "Must not have received any other investigational agents", "investigational", False),
     ],
 )
 def test_historical_and_planned(kind: str, text: str, words: str, expected: bool) -> None:
