@@ -33,6 +33,12 @@ MUTATED = lambda *genes: [(gene, "positive", "mutation", None) for gene in genes
         ("BRCA1 mutation，HER2-negative", [("required", MUTATED("BRCA1")), ("required", [("ERBB2", "negative", None, None)])]),
         # a list stem with no genes is no rule
         ("Mutations in any of the following genes:", []),
+        # a panel named before its genes: the genes are the alternatives, the panel no rule beside them
+        ("Pathogenic mutation in one of the DNA mismatch repair (MMR) genes (i.e., MLH1, MSH2, or PMS2)", [("required", MUTATED("MLH1", "MSH2", "PMS2"))]),
+        ("Mutation in homologous recombination repair genes BRCA1, BRCA2 or ATM", [("required", MUTATED("BRCA1", "BRCA2", "ATM"))]),
+        ("Positive for at least one target antigen (CD19 and/or CD22)", [("required", [("CD19", "positive", "expression", None), ("CD22", "positive", "expression", None)])]),
+        # alternatives that are no members of a panel stay alternatives
+        ("TNBC or HR-positive", [("required", [("ESR1", "negative", "expression", None), ("PGR", "negative", "expression", None), ("ERBB2", "negative", None, None), ("ESR1", "positive", "expression", None), ("PGR", "positive", "expression", None)])]),
     ],
 )
 def test_lists_and_their_stems(text: str, expected: list) -> None:

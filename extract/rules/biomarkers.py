@@ -133,7 +133,9 @@ _STATUS_BEFORE = re.compile(
             \*?(?:\s+(?:in|of|involving|at)\b|(?=\s*\())
       )
       (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?|following|
-          (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?\s+of))*
+          (?:target\s+)?(?:antigens?|markers?)|
+          (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?(?:\s+of)?
+          |(?:[\w/-]+\s+){1,4}?(?:\([\w\s/-]{1,15}\)\s+)?genes\b))*
       [\s(,:：*•·]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:：]*)?$"""
 )
 # Between the mentions of a list: commas, slashes, bullets of a list under a stem ("\n* BRCA2"), the
@@ -294,7 +296,20 @@ def _mentions(text: str) -> list[_Mention]:
         mention = _mention(text, hit, following)
         if mention is not None and (not mentions or mention.start >= mentions[-1].fact_end):
             mentions.append(mention)
-    return mentions
+    return [m for i, m in enumerate(mentions) if not _named_by_members(text, m, mentions[i + 1 : i + 2])]
+
+
+_MEMBERS_GAP = re.compile(r"(?i)\bgenes?\b|[(:]|\bsuch\s+as\b|\bincluding\b|\bi\.e\.|\be\.g\.")
+
+
+def _named_by_members(text: str, family: _Mention, following: list[_Mention]) -> bool:
+    """ "HRR genes BRCA1, BRCA2 or ATM": a panel followed by members of it is named by those members."""
+    if len(family.markers) < 2 or not following:
+        return False
+    member = following[0]
+    if not set(member.markers) < set(family.markers) or member.start - family.end > 40:
+        return False
+    return bool(_MEMBERS_GAP.search(text, family.end, member.start))  # not "TNBC or HR+/HER2-": alternatives
 
 
 def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
@@ -374,7 +389,7 @@ def _read_status_after(text: str, mention: _Mention) -> None:
 
 
 def _read_status_before(text: str, mention: _Mention) -> None:
-    before = _STATUS_BEFORE.search(text, max(0, mention.start - 60), mention.start)
+    before = _STATUS_BEFORE.search(text, max(0, mention.start - 100), mention.start)
     if before:
         mention.status = "negative" if before.group("negative") else "positive"
         mention.alteration = _alteration_named(before.group("word"))
