@@ -136,9 +136,11 @@ def test_the_rules_record_of_the_seed_shows_every_item_once_and_no_question_twic
         assert sum(line.endswith(f"— {item.evidence.criterion_id}: “{item.evidence.quote}”") for line in shown) == 1
     names = questions(markdown)
     assert len(names) == len(set(names)) and names.count("Which biomarkers are required or excluded?") == 1
-    assert "Every rule below must hold; within a rule, any one alternative will do." in markdown
+    assert "Every rule below must hold" not in markdown  # one rule: nothing to combine
     html = render(record, "html")
-    assert BeautifulSoup(html, "html.parser").select("section ul > li").__len__() == len(items)
+    # and inc-3, the definition's second way of being HER2-positive, with the criteria no item quotes
+    listed = BeautifulSoup(html, "html.parser").select("section ul > li")
+    assert len(listed) == len(items) + 1 and "HER2 amplification" in listed[-1].get_text()
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "ctgov-v2").glob("*.json"))[:8] + sorted((EXAMPLES / "ctgov-classic-xml").glob("*.xml"))[:8],
