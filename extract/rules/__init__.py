@@ -36,10 +36,10 @@ FINDERS = (
 
 
 def rules_version(code_dir: Path = RULES_DIR, vocab_dir: Path = VOCAB_DIR, segmenter: str = SEGMENTER_VERSION) -> str:
-    """What made a rules record: the rules' code, every vocabulary file (in sub-folders too, and the built
+    """What made a rules record: the rules' code (and its trigger rules, context.tsv), every vocabulary file (in sub-folders too, and the built
     ones wherever ELIGEX_VOCAB_DIR puts them) and the segmenter. Any edit to one of them is a new version,
     so `extract` redoes the records it may change."""
-    code = files_sha256(code_dir, code_dir.glob("*.py"))
+    code = files_sha256(code_dir, [*code_dir.glob("*.py"), *code_dir.glob("*.tsv")])  # context.tsv is code as data
     folders = dict.fromkeys([vocab_dir, built_dir()]) if vocab_dir == VOCAB_DIR else [vocab_dir]
     vocabularies = [files_sha256(folder, (p for p in folder.rglob("*") if _is_data(p, folder))) for folder in folders]
     return "rules-" + canonical_sha256({"code": code, "vocabularies": vocabularies, "segmenter": segmenter})[:12]
