@@ -123,7 +123,9 @@ def test_the_caveat_names_the_backend_and_its_version(seed):
 def test_the_rules_record_of_the_seed_shows_every_item_once_and_no_question_twice():
     record = rules_record(RECORDS)
     eligibility = record.eligibility
-    assert len(eligibility.biomarkers) == 3 and len(eligibility.prior_therapies) == 2  # today's rules, see the issue
+    # one HER2 rule whose alternatives are the definition's tests, one anti-HER2 therapy (issue 9 §2)
+    assert len(eligibility.biomarkers) == 1 and len(eligibility.prior_therapies) == 1
+    assert len(eligibility.biomarkers[0].any_of) == 2
     markdown = render(record, "card")
     structured = markdown.split("## Eligibility criteria", 1)[1].split("### Other criteria", 1)[0]
     items = [*eligibility.cancer_types, *eligibility.biomarkers, eligibility.stage, *eligibility.prior_therapies,
@@ -134,9 +136,11 @@ def test_the_rules_record_of_the_seed_shows_every_item_once_and_no_question_twic
         assert sum(line.endswith(f"— {item.evidence.criterion_id}: “{item.evidence.quote}”") for line in shown) == 1
     names = questions(markdown)
     assert len(names) == len(set(names)) and names.count("Which biomarkers are required or excluded?") == 1
-    assert "Every rule below must hold; within a rule, any one alternative will do." in markdown
+    assert "Every rule below must hold" not in markdown  # one rule: nothing to combine
     html = render(record, "html")
-    assert BeautifulSoup(html, "html.parser").select("section ul > li").__len__() == len(items)
+    # and inc-3, the definition's second way of being HER2-positive, with the criteria no item quotes
+    listed = BeautifulSoup(html, "html.parser").select("section ul > li")
+    assert len(listed) == len(items) + 1 and "HER2 amplification" in listed[-1].get_text()
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "ctgov-v2").glob("*.json"))[:8] + sorted((EXAMPLES / "ctgov-classic-xml").glob("*.xml"))[:8],

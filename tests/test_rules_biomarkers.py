@@ -166,3 +166,36 @@ VOCABULARY_CASES = [
 @pytest.mark.parametrize(("text", "kind", "expected"), VOCABULARY_CASES)
 def test_vocabulary_cases(text: str, kind: str, expected: list) -> None:
     assert _rules(text, kind) == expected
+
+
+def _rules_of(*criteria: tuple[str, str]) -> list[tuple]:
+    """The biomarker rules the whole rules backend makes of several criteria, in order."""
+    from extract.rules import extract_eligibility
+
+    made = [make_criterion(text, kind, number) for number, (text, kind) in enumerate(criteria, start=1)]
+    return [
+        (rule["requirement"], [(t["marker"], t["status"], t["alteration"], t["method"], t["value"]) for t in rule["any_of"]])
+        for rule in extract_eligibility(made)["biomarkers"]
+    ]
+
+
+def test_a_status_defined_in_criteria_of_its_own_is_one_rule_of_alternatives() -> None:
+    # NCT06450314: the definition's tests become the alternatives of the inclusion rule, not rules of their own
+    rules = _rules_of(
+        ("locally advanced inoperable or metastatic histologically-proven HER2-positive breast cancer", "inclusion"),
+        ("HER2-positive is defined as HER2 3+ immunohistochemical overexpression", "inclusion"),
+        ("HER2-positive is defined as...the presence of HER2 amplification, according to ASCO-CAP guidelines", "inclusion"),
+    )
+    assert rules == [
+        ("required", [("ERBB2", "positive", "overexpression", "IHC", "3+"), ("ERBB2", "positive", "amplification", None, None)])
+    ]
+
+
+def test_a_criterion_that_is_no_definition_stays_its_own_rule() -> None:
+    rules = _rules_of(
+        ("HER2-positive breast cancer", "inclusion"),
+        ("HER2 amplification confirmed by ISH", "inclusion"),
+    )
+    assert len(rules) == 2
+    assert biomarkers.defined_marker(make_criterion("HER2-positive is defined as IHC 3+")) == "ERBB2"
+    assert biomarkers.defined_marker(make_criterion("HER2-positive breast cancer, as defined by ASCO")) is None

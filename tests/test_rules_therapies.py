@@ -154,3 +154,19 @@ PRECISION_CASES = [
 @pytest.mark.parametrize("text, kind, expected", PRECISION_CASES)
 def test_prior_therapy_precision(text: str, kind: str, expected: list) -> None:
     assert sorted(_facts(text, kind), key=str) == sorted(expected, key=str)
+
+
+def test_a_class_written_with_a_generic_head_is_that_class_with_its_duration() -> None:
+    # NCT06450314 inc-4: one prior anti-HER2 therapy with its drugs, for at least 2 years
+    text = (
+        "Patient must have received continuous anti-HER2 targeted therapy (including Trastuzumab, Trastuzumab/Pertuzumab, "
+        "Trastuzumab-Deruxtecan or T-DM1) treatment for at least 2 years in any line setting"
+    )
+    (item,) = found(therapies.find, text, "inclusion", "prior_therapies")
+    assert (item["therapy"], item["min_duration_months"]) == ("anti-her2 therapy", 24)
+    assert item["drugs"] == ["trastuzumab", "pertuzumab", "trastuzumab deruxtecan", "trastuzumab emtansine"]
+    assert item["evidence"]["quote"].endswith("for at least 2 years")
+
+
+def test_a_generic_class_alone_stays_itself() -> None:
+    assert _facts("Prior targeted therapy", "inclusion") == [("required", "targeted therapy", [], None, None)]

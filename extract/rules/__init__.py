@@ -38,10 +38,10 @@ FINDERS = (
 
 
 def rules_version(code_dir: Path = RULES_DIR, vocab_dir: Path = VOCAB_DIR, segmenter: str = SEGMENTER_VERSION) -> str:
-    """What made a rules record: the rules' code, every vocabulary file (in sub-folders too, and the built
+    """What made a rules record: the rules' code (and its trigger rules, context.tsv), every vocabulary file (in sub-folders too, and the built
     ones wherever ELIGEX_VOCAB_DIR puts them) and the segmenter. Any edit to one of them is a new version,
     so `extract` redoes the records it may change."""
-    code = files_sha256(code_dir, code_dir.glob("*.py"))
+    code = files_sha256(code_dir, [*code_dir.glob("*.py"), *code_dir.glob("*.tsv")])  # context.tsv is code as data
     built = built_dir()  # ELIGEX_VOCAB_DIR may put the built files outside vocab/
     folders = [vocab_dir] if vocab_dir != VOCAB_DIR or built.is_relative_to(vocab_dir) else [vocab_dir, built]
     vocabularies = [files_sha256(folder, (p for p in folder.rglob("*") if _is_data(p, folder))) for folder in folders]
@@ -100,6 +100,7 @@ def extract_eligibility(criteria: list[Criterion], budget_seconds: float | None 
                     f"the rules took longer than the trial's time budget of {budget_seconds:g} s (ELIGEX_RULES_BUDGET) "
                     f"at criterion {criterion.id} of {len(criteria)} ({len(criterion.text):,} characters)"
                 )
+    eligibility["biomarkers"] = biomarkers.merge_definitions(eligibility["biomarkers"], criteria)
     return eligibility
 
 

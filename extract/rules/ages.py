@@ -19,7 +19,7 @@ _OF_AGE = r"(?:[\s-]*(?:of[\s-]+age|old|'\s*old))?"
 _KEYWORD = r"(?:\bage[ds]?\b\s*:?\s*(?:is\s+|of\s+|must\s+be\s+)?)?"
 _STATEMENT = re.compile(
     rf"""(?ix){_KEYWORD}(?:
-        (?:between\s+(?:the\s+ages\s+of\s+)?)?(?P<lo>{NUMBER})\s*(?P<lo_unit>{_UNIT})?{_OF_AGE}\s*(?:-|–|\bto\b|\band\b)\s*
+        (?:(?:between|from)\s+(?:the\s+ages?\s+of\s+)?)?(?P<lo>{NUMBER})\s*(?P<lo_unit>{_UNIT})?{_OF_AGE}\s*(?:-|–|\bto\b|\band\b)\s*
             (?:{COMPARATOR_BEFORE})?\s*(?P<hi>{NUMBER})\s*(?P<hi_unit>{_UNIT})?
       | (?P<after_n>{NUMBER})\s*(?P<after_unit>{_UNIT})?{_OF_AGE}\s*(?P<after>{COMPARATOR_AFTER})
       | (?P<before>{COMPARATOR_BEFORE})\s*(?:(?:the\s+)?age\s+(?:of\s*)?)?(?P<before_n>{NUMBER})\s*(?P<before_unit>{_UNIT})?

@@ -15,14 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.polarity import (
-    clause_bounds,
-    cohort_specific,
-    evidence,
-    scoped_to_cohort,
-    sentence_bounds,
-    stated_requirement,
-)
+from extract.rules.context import annotate
+from extract.rules.polarity import clause_bounds, cohort_specific, evidence, scoped_to_cohort, stated_requirement
 from extract.rules.vocab import Marker, markers
 from schemas import Criterion
 
@@ -115,20 +109,20 @@ _STATUS_AFTER = re.compile(
     + _VALUE
     + r""")
     |(?P<score>[0-3]\s?\+)
-    |(?P<negative>negative|negativity|neg\b|wild[\s-]?type|wt\b|non[\s-]?mutated|unmutated|non[\s-]?mutant
+    |(?P<negative>negative|negativity|阴性|neg\b|wild[\s-]?type|wt\b|non[\s-]?mutated|unmutated|non[\s-]?mutant
         |non[\s-]?amplified|not\s+amplified|proficient|\(\s*[-−–]\s*\)|[-−–](?!\w))
     |(?P<low>ultra[\s-]?low\b|low\b)
-    |(?P<amplification>amplifi(?:ed|cations?)|amp\b|gains?\b)
+    |(?P<amplification>amplifi(?:ed|cations?)|amp\b|gains?\b|扩增)
     |(?P<overexpression>over[\s-]?express(?:ion|ing|ed|ors?))
-    |(?P<fusion>fusions?|fused|rearrange(?:d|ments?)|translocations?|translocated)
-    |(?P<mutation>mutat(?:ed|ions?)|mutants?|variants?|skipping|insertions?)
+    |(?P<fusion>fusions?|fused|rearrange(?:d|ments?)|translocations?|translocated|融合|重排)
+    |(?P<mutation>mutat(?:ed|ions?)|mutants?|variants?|skipping|insertions?|突变)
     |(?P<deletion>deletions?|deleted)
     |(?P<loss>loss\b|lost\b)
     |(?P<altered>alterations?|altered|aberrations?|aberrant|abnormalit(?:y|ies))
     |(?P<expression>expressing|expressed|expressors?)
     |(?P<deficient>deficien(?:t|cy))
     |(?P<high>high\b)
-    |(?P<positive>positive|positivity|pos\b|\(\s*\+\s*\)|\+))"""
+    |(?P<positive>positive|positivity|阳性|pos\b|\(\s*\+\s*\)|\+))"""
 )
 # Words before a mention that give its status ("mutations in EGFR", "positive for HER2", "high TMB").
 _STATUS_BEFORE = re.compile(
@@ -139,10 +133,17 @@ _STATUS_BEFORE = re.compile(
             \*?(?:\s+(?:in|of|involving|at)\b|(?=\s*\())
       )
       (?:\s+(?:an?|the|germline|somatic|tumou?r|known|activating|sensitizing|oncogenic|genes?|following|
-          (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?\s+of))*
-      [\s(,:]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:]*)?$"""
+          (?:target\s+)?(?:antigens?|markers?)|
+          (?:one|any|at\s+least\s+one)(?:\s+or\s+more)?(?:\s+of)?
+          |(?:[\w/-]+\s+){1,4}?(?:\([\w\s/-]{1,15}\)\s+)?genes\b))*
+      [\s(,:：*•·]*(?:(?:e\.g\.|i\.e\.|such\s+as|including|like)[\s,:：]*)?$"""
 )
-_CONNECTOR = re.compile(r"(?i)[\s,/;]*(?:(?P<word>and/or|or|and|nor)\b[\s,/]*)?(?:\(\s*)?")
+# Between the mentions of a list: commas, slashes, bullets of a list under a stem ("\n* BRCA2"), the
+# full-width commas of CJK text ("EGFR、ALK，ROS1") and the words joining them (或: or; 和, 及, 与: and).
+_CONNECTOR = re.compile(
+    r"(?i)[\s,/;、，；*•·]*(?:(?:(?P<word>and/or|or|and|nor)\b|(?P<cjk>或者|或|和|及|与))[\s,/、，]*)?(?:\(\s*)?"
+)
+_CJK_WORDS = {"或者": "or", "或": "or", "和": "and", "及": "and", "与": "and"}
 _VARIANT = re.compile(
     r"""(?x)\b(?:exon\s*(?P<exon>\d{1,2})(?:\s*(?P<exon_kind>deletion|del|insertion|ins|skipping|mutation)s?)?(?![\s-]*\d)
         |ex(?P<short_exon>\d{1,2})(?P<short_kind>del|ins)
@@ -172,6 +173,8 @@ _THEN_STATUS = re.compile(r"(?i)[\s-]*(?:(?P<negative>negative)|positive)\b")
 _TEST_AFTER = re.compile(r"(?i)[\s-]*(?:immunohisto\w*|IHC|test\w*|assays?|status|sequencing|analys[ie]s)\b")
 # A finding named as what a test looks for ("EGFR mutation testing", "HER2 amplification assay").
 _TESTING_AFTER = re.compile(r"(?i)[\s-]*(?:testing|tests?|assays?|analys[ie]s|screening)\b")
+# A mention after these is what a test looks for, not a finding ("FISH studies for del(17p)").
+_TESTED_BEFORE = re.compile(r"(?i)\b(?:stud(?:y|ies)|testing|tests?|analys[ie]s|assays?|screening|evaluation)\s+(?:for|of)\s+$")
 # A mention before these counts cells, not a tumour's marker ("CD19+ CD5+ clonal B lymphocytes").
 _CELLS_AFTER = re.compile(r"(?i)[\s,]*(?:[\w+-]+\s+){0,3}?(?:cells|lymphocytes|B[\s-]cells|T[\s-]cells|blasts)\b")
 # A mention followed by these is a therapy, not a biomarker ("EGFR TKI", "KRAS G12C inhibitor").
@@ -180,20 +183,6 @@ _THERAPY_AFTER = re.compile(
     r"degraders?|antibod(?:y|ies)|blockers?|blockade|therap(?:y|ies)|agents?|drugs?|ADCs?|CAR|bispecifics?|"
     r"vaccines?|pathway|signal+ing)\b"
 )
-# A sentence that opens with a condition uses its biomarker to condition something else.
-_CONDITION_OPENER = re.compile(
-    r"(?i)\W*(?:note\W+)?(?:if|when|(?:for|in|among)\s+(?:the\s+|all\s+)?(?:patients?|participants?|subjects?|those|"
-    r"individuals?|women|men|cases)\b)"
-)
-_SUBJECT_WITH = re.compile(r"(?i)\b(?:patients?|participants?|subjects?|those|individuals?)\s+(?:with|whose|who\s+have)\b")
-_CONDITION_AFTER = re.compile(
-    r"(?i)\b(?:must|should|shall|need\s+to|are\s+required\s+to|may|can|will\s+(?:need|be\s+required))\b"
-    r"|\b(?:is|are)\s+(?:eligible|allowed|permitted)\s+(?:if|only|provided)"
-)
-# In an exclusion, an exception's condition: "... are allowed only if", "... are eligible provided".
-_EXCEPTION_IF = re.compile(r"(?i)\b(?:allowed|eligible|permitted|acceptable)\s+(?:only\s+)?(?:if|provided|when|as\s+long\s+as)\b")
-# In an exclusion, a sentence that lets patients in states an exception: "Participants with RET mutations are eligible."
-_ELIGIBLE_AFTER = re.compile(r"(?i)\b(?:are|is|will\s+be|remain)\s+(?:also\s+)?(?:eligible|allowed|permitted)\b")
 # A tumour type named as one alternative just before the mention: "Advanced melanoma or PD-L1-positive ...".
 _ONE_ALTERNATIVE_BEFORE = re.compile(
     r"(?i)\b(?:cancers?|carcinomas?|tumou?rs?|melanomas?|lymphomas?|leuka?emias?|myelomas?|sarcomas?|NSCLC|SCLC|CRC|HCC)"
@@ -307,7 +296,20 @@ def _mentions(text: str) -> list[_Mention]:
         mention = _mention(text, hit, following)
         if mention is not None and (not mentions or mention.start >= mentions[-1].fact_end):
             mentions.append(mention)
-    return mentions
+    return [m for i, m in enumerate(mentions) if not _named_by_members(text, m, mentions[i + 1 : i + 2])]
+
+
+_MEMBERS_GAP = re.compile(r"(?i)\bgenes?\b|[(:]|\bsuch\s+as\b|\bincluding\b|\bi\.e\.|\be\.g\.")
+
+
+def _named_by_members(text: str, family: _Mention, following: list[_Mention]) -> bool:
+    """ "HRR genes BRCA1, BRCA2 or ATM": a panel followed by members of it is named by those members."""
+    if len(family.markers) < 2 or not following:
+        return False
+    member = following[0]
+    if not set(member.markers) < set(family.markers) or member.start - family.end > 40:
+        return False
+    return bool(_MEMBERS_GAP.search(text, family.end, member.start))  # not "TNBC or HR+/HER2-": alternatives
 
 
 def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
@@ -330,6 +332,8 @@ def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
         _read_status_after(text, mention)
     if mention.status in ("positive", "negative") and not row.status and _TESTING_AFTER.match(text, mention.fact_end):
         mention.status = None  # "available for NECTIN4 gene amplification testing": a test, not a finding
+    if mention.fact_end == end and _TESTED_BEFORE.search(text, max(0, start - 30), start):
+        return None  # "FISH studies for del(17p)": no finding stated
     if mention.status is None and _THERAPY_AFTER.match(text, end):
         return None  # "EGFR TKI", "KRAS G12C inhibitor", "HER2-targeted therapy"
     if mention.status is None:
@@ -341,7 +345,7 @@ def _mention(text: str, hit: _Hit, following: int) -> _Mention | None:
         if text.count("(", end, mention.fact_end) > text.count(")", end, mention.fact_end) and text.startswith(")", mention.fact_end):
             mention.fact_end += 1  # "BRAF (V600E)": the variant's parenthesis closes with it
     if mention.variants and mention.status is None and not _TEST_AFTER.match(text, mention.fact_end):
-        mention.status, mention.alteration = "positive", "mutation"
+        mention.status, mention.alteration = "positive", mention.alteration or "mutation"  # inv(16) stays a fusion
     if mention.variants and mention.alteration in (None, "deletion"):
         mention.alteration = "mutation"  # "EGFR exon 19 deletion" is an EGFR mutation
     mention.method = mention.method or _first_method(window)
@@ -385,7 +389,7 @@ def _read_status_after(text: str, mention: _Mention) -> None:
 
 
 def _read_status_before(text: str, mention: _Mention) -> None:
-    before = _STATUS_BEFORE.search(text, max(0, mention.start - 60), mention.start)
+    before = _STATUS_BEFORE.search(text, max(0, mention.start - 100), mention.start)
     if before:
         mention.status = "negative" if before.group("negative") else "positive"
         mention.alteration = _alteration_named(before.group("word"))
@@ -444,16 +448,20 @@ def _chains(text: str, mentions: list[_Mention]) -> Iterator[tuple[list[_Mention
     words: set[str] = set()
     for mention in mentions:
         joint = _CONNECTOR.fullmatch(text, chain[-1].fact_end, mention.fact_start) if chain else None
-        if joint and not joint.group("word") and "," in joint.group() and chain[-1].status and mention.status:
+        if joint and not (joint.group("word") or joint.group("cjk")) and _has_comma(joint.group()) and chain[-1].status and mention.status:
             joint = None  # "BRCA1 or BRCA2 deficient, HER2 negative": a comma between two findings ends the list
         if chain and joint is None:
             yield chain, _chain_word(words)
             chain, words = [], set()
-        if joint is not None and joint.group("word"):
-            words.add(joint.group("word").lower())
+        if joint is not None and (joint.group("word") or joint.group("cjk")):
+            words.add(_CJK_WORDS.get(joint.group("cjk")) or joint.group("word").lower())
         chain.append(mention)
     if chain:
         yield chain, _chain_word(words)
+
+
+def _has_comma(joint: str) -> bool:
+    return any(comma in joint for comma in ",，、")
 
 
 def _chain_word(words: set[str]) -> str | None:
@@ -487,15 +495,14 @@ def _take_status(mention: _Mention, donor: _Mention, fact_end: int) -> None:
 def _not_a_requirement(criterion: Criterion, start: int, end: int) -> bool:
     """Does the sentence use the biomarker only to condition something else, or to name one tumour of a basket?"""
     text = criterion.text
-    sentence_start, sentence_end = sentence_bounds(text, start, end)
-    if _CONDITION_OPENER.match(text, sentence_start):
-        return True  # "For patients with EGFR mutation, ..."
-    if criterion.kind == "exclusion" and (_EXCEPTION_IF.search(text, sentence_start, start) or _ELIGIBLE_AFTER.search(text, end, sentence_end)):
+    context = annotate(text)
+    if context.is_("conditional", start, end):
+        return True  # "For patients with EGFR mutation, ..."; "Patients with EGFR mutation must have received a TKI"
+    if criterion.kind == "exclusion" and context.is_("permitted", start, end):
         return True  # "Other DLL3 targeting agents are allowed only if DLL3 positivity is documented"; "... are eligible"
+    sentence_start, sentence_end = context.sentence(start, end)
     if _ONE_ALTERNATIVE_BEFORE.search(text, max(sentence_start, start - 80), start) and _TUMOUR_NOUN.search(text, end, sentence_end):
         return True  # "Advanced melanoma or PD-L1-positive solid tumor": the marker qualifies one alternative
-    if _SUBJECT_WITH.search(text, sentence_start, start) and _CONDITION_AFTER.search(text, end, sentence_end):
-        return True  # "Patients with EGFR mutation must have received a TKI"
     # "urothelial carcinoma, triple negative breast cancer, NSCLC, ...": a subtype among the tumour types.
     names_a_tumour = _TUMOUR_AFTER.match(text, end) or _TUMOUR_NOUN.fullmatch(text, start, end)
     return bool(names_a_tumour) and len(_TUMOUR_NOUN.findall(text, sentence_start, sentence_end)) >= 3
@@ -527,3 +534,61 @@ def _alteration_of(marker: str, alteration: str | None) -> str | None:
 
 def _test(marker, status, alteration, variant, method, value) -> dict[str, Any]:
     return {"marker": marker, "status": status, "alteration": alteration, "variant": variant, "method": method, "value": value}
+
+
+# "HER2-positive is defined as ...", "HER2 positivity is defined by ...": a criterion that defines a status.
+_DEFINITION = re.compile(
+    r"(?i)^\W*(?P<name>[\w/.-]+(?:\s+[\w/.-]+){0,5}?)[\s-]*(?:positiv\w*|\+)(?:\s*\([^()]{0,30}\))?"
+    r"(?:\s+(?:disease|status|tumou?rs?|expression))?\s+(?:is|are|will\s+be|must\s+be)?\s*(?:defined|determined|confirmed)\s+(?:as|by)\b"
+)
+
+
+def defined_marker(criterion: Criterion) -> str | None:
+    """The marker whose positive status the criterion defines ("HER2-positive is defined as ..."), or None."""
+    opener = _DEFINITION.match(criterion.text)
+    if not opener:
+        return None
+    named = [hit for hit in _marker_hits(criterion.text) if opener.start("name") <= hit.start < opener.end("name")]
+    return named[0].marker.markers[0] if len(named) == 1 and len(named[0].marker.markers) == 1 else None
+
+
+def merge_definitions(rules: list[dict[str, Any]], criteria: list[Criterion]) -> list[dict[str, Any]]:
+    """A status defined in criteria of its own ("HER2-positive is defined as HER2 3+ ...", "... or HER2
+    amplification") gives the ways of meeting the rule that requires it: ONE rule whose alternatives are the
+    definitions' tests, in place of the bare "HER2-positive" rule, grounded on the first definition."""
+    defining = {c.id: marker for c in criteria if (marker := defined_marker(c))}
+    if not defining:
+        return rules
+    merged = list(rules)
+    for marker in dict.fromkeys(defining.values()):
+        definitions = [
+            rule for rule in merged
+            if defining.get(rule["evidence"]["criterion_id"]) == marker and rule["requirement"] == "required"
+            and all(test["marker"] == marker and test["status"] == "positive" for test in rule["any_of"])
+        ]
+        tests = list({tuple(t.values()): t for rule in definitions for t in rule["any_of"]}.values())
+        if len(tests) < 2 and len(definitions) < 2:
+            continue  # one definition stating one test: nothing to join
+        rule = dict(definitions[0], any_of=tests, evidence=_definition_evidence(definitions[0]["evidence"], criteria))
+        bare = next((r for r in merged if r not in definitions and _bare(r, marker)), None)
+        at = merged.index(bare if bare is not None else definitions[0])
+        merged[at] = rule
+        merged = [r for r in merged if r is rule or (r not in definitions and r is not bare)]
+    return merged
+
+
+def _definition_evidence(first: dict[str, Any], criteria: list[Criterion]) -> dict[str, Any]:
+    """The definition's words from its opening to its first test: "HER2-positive is defined as HER2 3+"."""
+    criterion = next(c for c in criteria if c.id == first["criterion_id"])
+    at = criterion.text.find(first["quote"])
+    opener = _DEFINITION.match(criterion.text)
+    if at < 0 or opener is None or opener.start("name") > at:
+        return first
+    return dict(first, quote=criterion.text[opener.start("name") : at + len(first["quote"])])
+
+
+def _bare(rule: dict[str, Any], marker: str) -> bool:
+    """A required rule naming the marker positive and nothing more ("HER2-positive breast cancer")."""
+    tests = rule["any_of"]
+    return rule["requirement"] == "required" and len(tests) == 1 and tests[0]["marker"] == marker and tests[0]["status"] == "positive" \
+        and not any(tests[0][key] for key in ("alteration", "variant", "method", "value"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
+from extract.rules.context import annotate
 from extract.rules.polarity import (
     clause_bounds,
     cohort_specific,
@@ -44,19 +45,11 @@ _STABLE_ALLOWED = re.compile(
     r"|\b(?:eligible|allowed|permitted)\b[^.;]{0,40}\b(?:if|provided|as\s+long\s+as|after)\b"
     r"|\b(?:unless|except)\b[^.;]{0,80}\b(?:treated|stable|asymptomatic)\b"
 )
-_ALLOWED = re.compile(r"(?i)\b(?:eligible|allowed|permitted|may\s+(?:participate|be\s+(?:included|enrolled)))\b")
 
 # "RECIST-evaluable disease" counts; "non-measurable" does not.
 _MEASURABLE = re.compile(r"(?i)(?<!\w)(?<!non-)(?<!non\s)(?:measurable|evaluable)\b")
 # "Evaluable disease progression": how progression is judged, not what disease the patient must have.
 _PROGRESSION_AFTER = re.compile(r"(?i)\s+(?:disease\s+)?progression\b")
-# A subgroup let in on a condition: "Patients with treated brain metastases are eligible if ...".
-_SUBGROUP_IF = re.compile(
-    r"(?i)\b(?:patients?|participants?|subjects?|individuals?)\s+with\b[^.;]{1,80}\b(?:are|is)\s+(?:also\s+)?(?:eligible|allowed|permitted)\s+"
-    r"(?:only\s+)?(?:if|provided|as\s+long\s+as)\b"
-)
-
-
 def _states_measurability(text: str, match: re.Match) -> bool:
     return not _PROGRESSION_AFTER.match(text, match.end()) and not scoped_to_cohort(text, match.start())
 _NOT_REQUIRED = re.compile(
@@ -128,7 +121,7 @@ def _brain_metastases(criterion: Criterion) -> dict[str, Any] | None:
     ):
         status = "allowed_if_stable"  # "Asymptomatic brain metastases must meet ALL criteria of the following"
         only_active = stable_before
-    elif _ALLOWED.search(text, match.end()):
+    elif annotate(text).triggers("permitted", match.end()):
         status = "allowed"
     elif criterion.kind == "inclusion" and "metasta" in match.group(0).lower() and not _in_parentheses(text, match.start()):
         status = "required"  # not "ECOG 0-2 (for patients with CNS involvement)"
@@ -162,7 +155,7 @@ def _measurable_disease(criterion: Criterion) -> dict[str, Any] | None:
     if not match or criterion.kind != "inclusion" or stated_requirement(criterion, match.start(), match.end()) != "required":
         return None
     sentence_start, sentence_end = sentence_bounds(text, match.start(), match.end())
-    if _SUBGROUP_IF.search(text, sentence_start, match.start()):
+    if annotate(text).is_("conditional", match.start(), match.end()):
         return None  # "Patients with treated brain metastases are eligible if there is evidence of measurable extracranial disease"
     alternatives = _NOT_REQUIRED.search(text, sentence_start, sentence_end)
     required = match.group(0).lower() == "measurable" and not alternatives

@@ -11,7 +11,7 @@ import re
 from typing import Iterator
 
 from extract.rules.polarity import cohort_specific, evidence
-from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, comparator, restated
+from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, comparator, paired_bound, restated
 from schemas import Criterion
 
 _SCALES = (
@@ -71,6 +71,21 @@ def _bounds(scale: str, match: re.Match, exclusion: bool) -> tuple[int | None, i
     return low, (_TOP[scale] if scale == "ECOG" else None)
 
 
+def _paired(text: str, match: re.Match, scale: str, bounds: tuple, quote: str) -> tuple[tuple, str]:
+    """ "ECOG of minimum 0 and maximum 1": a one-sided value with its other end written after it."""
+    canonical = comparator(match["before"])
+    paired = paired_bound(text, match.start("before"), match.end(), canonical)
+    if paired is None:
+        return bounds, quote
+    other, value, _, end = paired
+    score = int(value)
+    if other in ("<=", "<"):
+        bounds = (bounds[0], score - (_STEP[scale] if other == "<" else 0))
+    else:
+        bounds = (score + (_STEP[scale] if other == ">" else 0), bounds[1])
+    return bounds, text[match.start() : max(end, match.end())].strip()
+
+
 def _at_most(scale: str, score: int, canonical: str) -> tuple[int | None, int]:
     return (0 if scale == "ECOG" else None), score - (_STEP[scale] if canonical == "<" else 0)
 
@@ -96,11 +111,13 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
             if _FOR_COHORT.match(text, match.end()):
                 continue
             bounds = _bounds(scale, match, criterion.kind == "exclusion")
+            quote = match.group().strip()
+            if bounds is not None and match["before"] and criterion.kind != "exclusion":
+                bounds, quote = _paired(text, match, scale, bounds, quote)
             if bounds is None or not _fits(scale, bounds):
                 continue
             if scale != "ECOG" and bounds[1] == 100:
                 bounds = (bounds[0], None)  # "Karnofsky 70-100" is 70 or more
-            quote = match.group().strip()
             key = (scale, *bounds)
             if key not in found or len(quote) < len(found[key]):
                 found[key] = quote

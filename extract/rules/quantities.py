@@ -11,19 +11,19 @@ import re
 # Written comparators before a number, by canonical form; longest first inside the alternation.
 _BEFORE = {
     ">=": [
-        "≥", "⩾", "≧", ">=", "=>", ">/=", "> /=", ">or=", "> or =", "> or equal to", "=/>", ">_",
+        "≥", "⩾", "≧", "＞＝", "＞=", ">＝", ">=", "=>", ">/=", "> /=", ">or=", "> or =", "> or equal to", "=/>", ">_",
         "greater than or equal to", "greater than or equal", "greater or equal to", "equal to or greater than",
         "equal or greater than", "higher than or equal to", "more than or equal to", "at least", "atleast",
         "no less than", "not less than", "not below", "a minimum of", "minimum of", "minimum",
     ],
     "<=": [
-        "≤", "⩽", "≦", "<=", "=<", "</=", "< /=", "<or=", "< or =", "< or equal to", "=/<",
+        "≤", "⩽", "≦", "＜＝", "＜=", "<＝", "<=", "=<", "</=", "< /=", "<or=", "< or =", "< or equal to", "=/<",
         "less than or equal to", "less than or equal", "lower than or equal to", "equal to or less than",
         "equal or less than", "no more than", "not more than", "no greater than", "not greater than",
         "not to exceed", "not exceeding", "not above", "does not exceed", "up to", "a maximum of", "maximum of", "maximum",
     ],
-    ">": [">", "greater than", "more than", "higher than", "above", "over", "exceeding", "exceeds", "older than"],
-    "<": ["<", "less than", "lower than", "below", "under", "younger than", "fewer than"],
+    ">": [">", "＞", "greater than", "more than", "higher than", "above", "over", "exceeding", "exceeds", "older than"],
+    "<": ["<", "＜", "less than", "lower than", "below", "under", "younger than", "fewer than"],
 }
 # Written comparators after a number ("18 years or older", "2 or less").
 _AFTER = {
@@ -51,6 +51,36 @@ COMPARATOR_AFTER, _AFTER_LOOKUP = _alternation(_AFTER)
 NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+(?:[.,]\d+)?|\.\d+)"
 WORD_NUMBERS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12}
+
+
+# A count as written in words or digits: "2", "two".
+COUNT = rf"(?:{NUMBER}|\b(?:{'|'.join(WORD_NUMBERS)})\b)"
+
+# The other end of a bound stated beside it: "at least 1 but no more than 3", ">= 1 line (no more than 3)",
+# "a minimum of 2 and a maximum of 5". Before a bound: "<comparator> <n> and|but|,"; after one: "(<comparator> <n>)".
+_PAIRED_BEFORE = re.compile(
+    rf"(?i)(?P<c>{COMPARATOR_BEFORE})\s*(?P<n>{COUNT})\s*(?:,\s*)?(?:and|but|,)\s*(?:also\s+|a\s+)?$"
+)
+_PAIRED_AFTER = re.compile(
+    rf"(?i)\s*(?:\(\s*|,\s*(?:(?:and|but)\s+)?|\b(?:and|but)\s+)(?:a\s+)?(?P<c>{COMPARATOR_BEFORE})\s*(?P<n>{COUNT})(?!\w)"
+    r"(?!\s*(?:%|days?|weeks?|months?|years?|hours?|cycles?|doses?|mg|g/|x\b|×))(?:\s*\))?"
+)
+_PAIR_WINDOW = 40
+
+
+def paired_bound(text: str, start: int, end: int, canonical: str) -> tuple[str, float, int, int] | None:
+    """The opposite bound written next to the one at text[start:end] whose comparator is `canonical`:
+    (its comparator, its value, and the span it adds), or None."""
+    lower_side = canonical in (">=", ">")
+    before = _PAIRED_BEFORE.search(text, max(0, start - _PAIR_WINDOW), start)
+    after = _PAIRED_AFTER.match(text, end)
+    for found, span in ((after, (end, after.end()) if after else None), (before, (before.start(), start) if before else None)):
+        if found is None:
+            continue
+        other = comparator(found["c"])
+        if (other in (">=", ">")) != lower_side:
+            return other, number(found["n"]), *span
+    return None
 
 
 def comparator(written: str) -> str:

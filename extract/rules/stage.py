@@ -11,15 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from extract.rules.polarity import (
-    _EXCLUDED_AFTER,
-    _NEGATION,
-    clause_bounds,
-    cohort_specific,
-    evidence,
-    scoped_to_cohort,
-    sentence_bounds,
-)
+from extract.rules.polarity import cohort_specific, evidence, negated, scoped_to_cohort, sentence_bounds
 from schemas import Criterion
 
 _ROMAN = ("0", "I", "II", "III", "IV")
@@ -27,12 +19,6 @@ _ROMAN = ("0", "I", "II", "III", "IV")
 _GROUP = r"(?:IV|I{1,3}|[0-4])(?:[A-D]\d?|\s*\([A-D](?:\s*[/,]\s*[A-D])*\))?"
 _GROUP_LIST = rf"{_GROUP}(?:\s*(?:-|–|to|through|/|,|or|and|and/or)\s*(?:(?i:stage)\s+)?{_GROUP})*"
 _STAGE = re.compile(rf"\b(?i:stages?)\s+(?:group\s+)?(?P<groups>{_GROUP_LIST})(?![\w+])")
-# "Stages 1 and 2: ...", "Stage 1 of the study": a study's stages, not the disease's.
-# A parenthesis naming a staging system ("Stage IV (AJCC 8th edition)") still speaks of the disease.
-_STUDY_STAGE_AFTER = re.compile(
-    r"(?i)\s*(?::|\((?!\s*(?:AJCC|American|FIGO|TNM|UICC|Ann\s+Arbor|R?-?ISS|Lugano|per|according|as\s+defined|[TNM]\d|\d+(?:st|nd|rd|th)|I{1,3}|IV))"
-    r"|of\s+the\s+(?:study|trial)|portion|part\b|cohort|dose)"
-)
 _ONE_GROUP = re.compile(r"(IV|I{1,3}|[0-4])(?:[A-D]\d?)?")
 _RANGE_JOIN = re.compile(r"\s*(?:-|–|to|through)\s*$")
 
@@ -70,7 +56,7 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
     if criterion.kind != "inclusion" or cohort_specific(text) or _about_other_cancers(text):
         return
     for match in _STAGE.finditer(text):
-        if _speaks_for_the_trial(criterion, match) and not _STUDY_STAGE_AFTER.match(text, match.end()):
+        if _speaks_for_the_trial(criterion, match):
             yield "stage", _stage(criterion, match, groups=_groups(match.group("groups")), settings=[])
     for match in _SETTING.finditer(text):
         if _speaks_for_the_trial(criterion, match) and not _qualifies_a_therapy(text, match):
@@ -95,21 +81,9 @@ def _speaks_for_the_trial(criterion: Criterion, match: re.Match) -> bool:
 
 
 def _negated(text: str, match: re.Match) -> bool:
-    """A negation before the stage in its clause ("no metastatic disease"), or "... are not eligible" after it.
-
-    A negation inside a parenthesis that closes before the stage does not reach it ("Advanced (not amenable
-    to curative surgery) or metastatic"), and "not amenable to surgery" is itself the unresectable setting.
-    """
-    clause_start, clause_end = clause_bounds(text, match.start(), match.end())
-    before = _PARENTHESIS.sub(lambda group: " " * len(group.group()), text[clause_start : match.start()])
-    if _NEGATION.search(before):
-        return True
-    if match.lastgroup != "unresectable" and _NEGATION.search(match.group()):
-        return True
-    return bool(_EXCLUDED_AFTER.search(text, match.end(), clause_end))
-
-
-_PARENTHESIS = re.compile(r"\([^()]*\)")
+    """A negation reaching the stage ("no metastatic disease", "... are not eligible"); "not amenable to
+    surgery" is itself the unresectable setting, so a negation inside that one does not count."""
+    return negated(text, match.start(), match.end(), inside=match.lastgroup != "unresectable")
 
 
 def _qualifies_a_therapy(text: str, match: re.Match) -> bool:

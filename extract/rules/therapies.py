@@ -14,8 +14,9 @@ import re
 from bisect import bisect_left
 from typing import Iterator
 
+from extract.rules.context import Context, Modifier, annotate
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, requirement
-from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, WORD_NUMBERS, comparator, number, restated
+from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, COUNT, WORD_NUMBERS, clean_number, comparator, number, paired_bound, restated
 from extract.rules.vocab import drugs, generic_classes_within, is_abbreviation, therapy_classes
 from schemas import Criterion
 
@@ -78,47 +79,21 @@ _EXPOSURE = re.compile(
 )
 _CUE = re.compile(_EXPOSURE.pattern + r"|\b(?:no|not|never|without)\b")
 _NAIVE = re.compile(r"[\s-]*na[iï]ve\b")
-_WASHOUT = re.compile(
-    r"\bwithin\b[^.;\n]{0,60}?\b(?:days?|weeks?|months?|years?|hours?|half[\s-]?lives)\b"
-    r"|\b\d+\s*(?:days?|weeks?|months?|hours?)\s*(?:\([^)]*\)\s*)?(?:prior|before|since|from|after|preceding)\b"
-    r"|\bat\s+least\s+\d+\s*(?:days?|weeks?)\b|\bwash[\s-]?out\b|\blast\s+dose\b|\bhalf[\s-]?lives\b"
-    r"|\bsince\s+(?:the\s+)?(?:last|completion|end)\b|\b\d+\s*(?:days?|weeks?)\b|\btime\s+windows?\b"
-)
-_ALLOWED = re.compile(
-    r"(?<!not\s)\b(?:allowed|permitted|acceptable)\b|\b(?:may|can|could)\s+(?:have\s+)?(?:received|had|be\s+treated|included?)\b"
-    r"|(?<!not\s)\b(?:are|is|be|remain)\s+eligible\b"
-)
-# Every wording _ALLOWED knows has one of these words: a cheap test before the regex.
-_ALLOWED_WORDS = ("allowed", "permitted", "acceptable", "may", "can", "could", "eligible")
-
-
-def _allows(written: str) -> bool:
-    return any(word in written for word in _ALLOWED_WORDS) and bool(_ALLOWED.search(written))
-
-
 _NOT_EXPOSURE = re.compile(
     r"toxicit|adverse|recover|hypersensitiv|allerg|immune-related|\birAEs?\b|\bgrade\s*[≥>]|"
-    r"planned|candidate|\beligible\s+for\b|scheduled|will\s+receive|\bto\s+receive\b|currently|ongoing|"
-    r"concurrent|concomitant|contraindicat|unable\s+to|\bto\s+undergo\b|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
+    r"contraindicat|unable\s+to|unwilling|refus|brain|\bcns\b|lesion|autoimmun|infection|"
     r"steroid|\baes?\b|unresolved|time\s+between|sensitive|registered|pneumonitis|\binability\s+to\b|"
     # "Capecitabine is not counted as a prior chemotherapy regimen": what counts as a line, not a requirement
     r"\bcount(?:s|ed)?\s+as\b|\bcounted\b"
 )
 # "progression following completion of this chemotherapy course": a therapy named again, stated already.
 _ANAPHORA = re.compile(r"\b(?:this|that|these|those|such|said|the\s+same)\s+$")
-# "a topoisomerase I inhibitor-containing ADC": the first class is a part of the second, which is the therapy.
-_PART_OF = re.compile(r"(?:\s+\w+)?[\s-]*(?:containing|based)\s+")
 # "Prior Systemic Therapy Criteria:": a heading over the criteria that follow, not a criterion.
 _HEADING = re.compile(r"[^\n.;]{0,80}:\s*")
-_EXCEPTION = re.compile(r"\b(?:except(?:ions?)?|other\s+than|excluding|apart\s+from|besides|unless)\b")
 # "anti-HER2 therapy including trastuzumab, pertuzumab": the drugs are the class's examples.
 _EXAMPLES = re.compile(
     r"[\s,:]*(?:(?:\(|\[)\s*|(?:\(|\[)?\s*(?:such\s+as|including|includes|e\.\s*g\.?|eg\.?|i\.\s*e\.?|like|for\s+example|namely|"
     r"for\s+instance)[\s,:]*(?:\(|\[)?)\s*(?:with\s+)?(?:a|an|any)?\s*$"
-)
-# In the exclusions, "must not have received X" and "X ... are not eligible" restate the exclusion.
-_RESTATED_EXCLUSION = re.compile(
-    r"\b(?:must|should|may|shall|will)\s+not\b|\bcannot\b|\bnot\s+(?:be\s+)?(?:eligible|allowed|permitted)\b|\bineligible\b|\bexcluded\b"
 )
 _ASIDE = re.compile(r"\s*\([^()]*\)")
 _DURING = re.compile(r"\bduring\s+(?:[\w-]+\s+){0,5}$")
@@ -132,12 +107,6 @@ _UNTREATED = re.compile(
 _PARENTHETICAL = re.compile(r"\([^()\n]*\)")
 # "(see Introduction, Section 2 for ... previous research on targeted therapy)": a cross-reference states nothing.
 _SEE = re.compile(r"\(\s*see\b")
-# "Cohort 2: ...", "EXP-1: ...", "patients in cohort 1 will be ...": criteria for some cohorts only.
-_COHORT_ANYWHERE = re.compile(
-    r"\b(?:cohorts?|arms?|parts?)\s+[a-z0-9][\w/,.\s-]{0,24}:|\bexp-?\d+\s*:|\b(?:in|for)\s+(?:cohorts?|arms?|parts?)\s+[a-z0-9]\w{0,3}\b"
-)
-
-
 _COUNT = r"(?:\d+|" + "|".join(WORD_NUMBERS) + r")"
 _NOUN = re.compile(r"\b(?:lines?|regimens?|(?:chemo)?therap(?:y|ies)|treatments?)\b")
 # A count of prior lines, read backwards from its noun so only a short window is searched.
@@ -159,7 +128,7 @@ _SETTINGS = (
     ("adjuvant", re.compile(r"\badjuvant\b")),
 )
 _DURATION = re.compile(
-    rf"(?:{COMPARATOR_BEFORE})\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>months?|years?)\b"
+    rf"(?:{COMPARATOR_BEFORE})\s*(?P<n>{COUNT})\s*(?P<unit>months?|years?)\b"
 )
 
 
@@ -167,13 +136,15 @@ def _setting(clause: str) -> str | None:
     return next((name for name, pattern in _SETTINGS if pattern.search(clause)), None)
 
 
-def _duration(clause: str) -> float | None:
+def _duration(clause: str) -> re.Match | None:
+    """The minimum duration a clause states ("for at least 2 years"), or None."""
     if "month" not in clause and "year" not in clause:
         return None  # the comparator alternation is slow to search: most clauses state no duration
-    match = _DURATION.search(clause)
-    if not match:
-        return None
-    return number(match["n"]) * (12 if match["unit"].startswith("y") else 1)
+    return _DURATION.search(clause)
+
+
+def _months(duration: re.Match | None) -> float | None:
+    return None if duration is None else clean_number(number(duration["n"]) * (12 if duration["unit"].startswith("y") else 1))
 
 
 def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, drugs: list[str], start: int, end: int) -> dict:
@@ -184,6 +155,9 @@ def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, dru
     start = cue.start() if cue else start
     naive = _NAIVE.match(lower, end)
     end = naive.end() if naive else end
+    duration = _duration(clause)
+    if duration is not None and clause_start + duration.start() >= end:
+        end = clause_start + duration.end()  # the quote states the duration too: "... for at least 2 years"
     return {
         "requirement": requirement_,
         "therapy": therapy,
@@ -191,7 +165,7 @@ def _item(criterion: Criterion, lower: str, requirement_: str, therapy: str, dru
         "setting": _setting(clause),
         "min_lines": None,
         "max_lines": None,
-        "min_duration_months": _duration(clause),
+        "min_duration_months": _months(duration),
         "evidence": evidence(criterion, criterion.text[start:end]),
     }
 
@@ -210,17 +184,37 @@ def _lines(match: re.Match, exclusion: bool) -> tuple[int | None, int | None] | 
     return {">=": (low, None), ">": (low + 1, None), "<=": (None, low), "<": (None, low - 1)}[canonical]
 
 
-def _part_of_class(mentions: list[tuple], index: int, lower: str) -> bool:
-    """Is the class at `index` a part of the class right after it ("topoisomerase I inhibitor-containing ADC")?
-    Before plain chemotherapy it names the kind ("anthracycline containing chemotherapy" is an anthracycline)."""
+def _paired(lower: str, match: re.Match, bounds: tuple, exclusion: bool) -> tuple[tuple, tuple[int, int]]:
+    """A one-sided count with its other end written beside it ("at least 1 but no more than 3 lines",
+    ">= 1 line (no more than 3)"): both ends, and the span that states them."""
+    low, high = bounds
+    if exclusion or (low is None) == (high is None):
+        return bounds, (match.start(), match.end())
+    count_end = match.start("noun") if low is not None else match.end()
+    paired = paired_bound(lower, match.start(), count_end if low is None else match.end(), ">=" if low is not None else "<=")
+    if paired is None:
+        return bounds, (match.start(), match.end())
+    other, value, start, end = paired
+    value = int(value)
+    if low is not None:
+        high = value - (1 if other == "<" else 0)
+    else:
+        low = value + (1 if other == ">" else 0)
+    return (low, high), (min(start, match.start()), max(end, match.end()))
+
+
+# Generic heads a specific class may be written with: "anti-HER2 targeted therapy", "PARP inhibitor therapy".
+_HEADS = frozenset({"targeted therapy", "systemic therapy", "therapy"})
+_HEAD_GAP = re.compile(r"[\s-]*")
+
+
+def _heads(mentions: list[tuple], index: int, lower: str) -> bool:
+    """Is the class after the one at `index` only its generic head ("anti-HER2 targeted therapy")?"""
     if index + 1 >= len(mentions):
         return False
-    _, last, _, _ = mentions[index]
-    start, _, kind, name = mentions[index + 1]
-    return kind == "class" and name not in _GENERIC and bool(_PART_OF.fullmatch(lower, last, start))
-
-
-_GENERIC = frozenset({"chemotherapy", "systemic therapy", "therapy"})
+    _, last, _, name = mentions[index]
+    start, _, kind, head = mentions[index + 1]
+    return kind == "class" and head in _HEADS and name not in _HEADS and bool(_HEAD_GAP.fullmatch(lower, last, start))
 
 
 def _within(starts: list[int], start: int, end: int) -> bool:
@@ -229,9 +223,16 @@ def _within(starts: list[int], start: int, end: int) -> bool:
     return index < len(starts) and starts[index] < end
 
 
-def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: int, end: int, cues: dict[str, list[int]]) -> Iterator[dict]:
-    """The prior therapies one sentence states; `polar` is the criterion as polarity should read it; `cues`
-    where the criterion's exposure and cohort cues start (searched once per criterion)."""
+def _live(lower: str, modifiers: list[Modifier]) -> list[Modifier]:
+    """The modifiers whose trigger is not inside a blanked-out aside."""
+    return [m for m in modifiers if lower[m.trigger_start] != " "]
+
+
+def _sentence_items(
+    criterion: Criterion, lower: str, start: int, end: int, cues: dict[str, list[int]], context: Context
+) -> Iterator[dict]:
+    """The prior therapies one sentence states; `cues`
+    where the criterion's exposure and cohort cues start (searched once per criterion); `context` its modifiers."""
     text = criterion.text
     sentence = lower[start:end]
     if not _within(cues["exposure"], start, end):
@@ -242,12 +243,13 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
     drugs = [d for d in _DRUGS.mentions(text, lower, start, end) if lower[d[0]] != " "]
     if not (classes or drugs or nouns):
         return
-    if _within(cues["cohort"], start, end) or _allows(sentence):
+    if _within(cues["cohort"], start, end) or _live(lower, context.triggers("permitted", start, end)):
         return
-    exception = _EXCEPTION.search(sentence)
-    stop = start + exception.start() if exception else end  # what follows "except" is allowed
+    exception = _live(lower, context.triggers("exception", start, end))
+    stop = exception[0].trigger_start if exception else end  # what follows "except" is allowed
     stated = lower[start:stop]
-    if _WASHOUT.search(stated) or _NOT_EXPOSURE.search(stated):
+    # a washout or time window, or a therapy planned or ongoing, is not a prior therapy
+    if _live(lower, context.triggers(("window", "planned"), start, stop)) or _NOT_EXPOSURE.search(stated):
         return
     consumed: set[int] = set()
     counted_until = start
@@ -259,14 +261,15 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
         bounds = _lines(match, criterion.kind == "exclusion") if match else None
         if bounds is None or (match["noun"][0] in "tc" and not _COUNTED.search(match["middle"])):
             continue
+        bounds, span = _paired(lower, match, bounds, criterion.kind == "exclusion")
         # the class counted: named inside ("2 prior chemotherapy regimens") or right after ("lines of systemic therapy")
-        after = _OF_CLASS.match(lower, match.end()).end()
+        after = _OF_CLASS.match(lower, span[1]).end()
         named = [c for c in classes if match.start("middle") <= c[0] < match.end() or c[0] == after]
         therapy = named[0][2] if named else "systemic therapy"
         consumed.update(c[0] for c in named[:1])
-        item = _item(criterion, lower, "required", therapy, [], match.start(), max([match.end(), *(c[1] for c in named[:1])]))
+        item = _item(criterion, lower, "required", therapy, [], span[0], max([span[1], *(c[1] for c in named[:1])]))
         item["min_lines"], item["max_lines"] = bounds
-        counted_until = max([match.end(), *(c[1] for c in named[:1])])
+        counted_until = max([span[1], *(c[1] for c in named[:1])])
         aside = _ASIDE.match(lower, counted_until)
         if aside:  # "1 prior chemotherapy (which includes antibody drug conjugates)": what counts as a line
             consumed.update(c[0] for c in classes if counted_until <= c[0] < aside.end())
@@ -281,9 +284,9 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
         if _DURING.search(lower, max(start, first - 40), first) or _ANAPHORA.search(lower, max(start, first - 12), first):
             index += 1  # "during their first line course of chemotherapy" dates something else
             continue
-        if kind == "class" and _part_of_class(mentions, index, lower):
-            index += 1  # "topoisomerase I inhibitor-containing ADC" is an ADC
-            continue
+        while kind == "class" and _heads(mentions, index, lower):
+            index += 1  # "anti-HER2 targeted therapy" is anti-HER2 therapy: the generic head adds nothing
+            last = mentions[index][1]
         examples: list[str] = []
         if kind == "class":  # gather the drugs given as its examples
             gap = _EXAMPLES
@@ -300,13 +303,10 @@ def _sentence_items(criterion: Criterion, polar: Criterion, lower: str, start: i
                         examples.append(mentions[index][3])
         else:
             examples = [name]
-        stated = "excluded" if criterion.kind == "exclusion" and _RESTATED_EXCLUSION.search(sentence) else requirement(polar, first, last)
+        restated = criterion.kind == "exclusion" and _live(lower, context.triggers(("prohibition", "excluded"), start, end))
+        stated = "excluded" if restated else requirement(criterion, first, last)
         yield _item(criterion, lower, stated, name, list(dict.fromkeys(examples)), first, last)
         index += 1
-
-
-# "including but not limited to" negates nothing.
-_NOT_LIMITED = re.compile(r"\bnot\s+limited\s+to\b", re.IGNORECASE)
 
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
@@ -317,21 +317,20 @@ def find(criterion: Criterion) -> Iterator[tuple[str, dict]]:
     untreated = _UNTREATED.search(lower) if ("untreated" in lower or "naive" in lower or "naïve" in lower or "no p" in lower) else None
     if not untreated and not _EXPOSURE.search(lower):
         return
-    masked = _NOT_LIMITED.sub(lambda m: " " * len(m.group()), text) if "limited" in lower else text
-    polar = criterion.model_copy(update={"text": masked}) if masked != text else criterion
-    cohort = [m.start() for m in _COHORT_ANYWHERE.finditer(lower)]
+    context = annotate(text)
+    cohort = [m.trigger_start for m in context.triggers("cohort")]
     if cohort and ":" in lower:
         return
     # asides that allow a therapy are blanked out, so the sentence around them stands
     if "(" in lower:
-        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if _allows(m.group()) or _SEE.match(m.group()) else m.group(), lower)
+        lower = _PARENTHETICAL.sub(lambda m: " " * len(m.group()) if context.triggers("permitted", m.start(), m.end()) or _SEE.match(m.group()) else m.group(), lower)
     cues = {
         "exposure": [m.start() for m in _EXPOSURE.finditer(lower)],
         "cohort": cohort,
     }
     seen: set[tuple] = set()  # "Enhertu or DS-8201" names one drug twice
     for sentence in _SENTENCE.finditer(lower):
-        for item in _sentence_items(criterion, polar, lower, sentence.start(), sentence.end(), cues):
+        for item in _sentence_items(criterion, lower, sentence.start(), sentence.end(), cues, context):
             key = (item["requirement"], item["therapy"], item["min_lines"], item["max_lines"])
             if key not in seen:
                 seen.add(key)
