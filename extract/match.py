@@ -252,7 +252,9 @@ def _result_outcome(result: PatientBiomarker, test) -> Outcome:
 def _biomarker_rule(results: dict[str, list[PatientBiomarker]], rule) -> Requirement:
     outcomes = [_test_outcome(results, test) for test in rule.any_of]
     kinds = [outcome for outcome, _ in outcomes]
-    reasons = " or ".join(reason for _, reason in outcomes)
+    # An alternative that is met decides the rule, so it alone is the reason; else every one is.
+    decisive = [reason for kind, reason in outcomes if kind == "meets"] or [reason for _, reason in outcomes]
+    reasons = " or ".join(decisive)
     if rule.requirement == "required":  # any of the tests will do
         outcome = "meets" if "meets" in kinds else "fails" if all(k == "fails" for k in kinds) else "unknown"
     else:  # showing any of them excludes

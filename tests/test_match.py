@@ -36,6 +36,8 @@ def test_her2_ihc_3_plus_without_an_ish_result_is_enough_for_the_seed_trial(seed
                                         "method": "IHC", "value": "3+"}]), seed)  # fmt: skip
     assert outcomes(result, "biomarkers") == ["meets"]
     assert result.verdict != "ineligible"
+    [her2] = [r for r in result.requirements if r.field == "biomarkers"]
+    assert "do not say" not in her2.reason  # the alternative met is the reason, not the one left open
 
 
 def test_her2_amplification_alone_is_enough_too(seed):
