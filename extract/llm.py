@@ -318,7 +318,10 @@ class OpenAIBackend:
         return cls(model=model, client=client, workspace=workspace, settings=settings)
 
     def cache_key(self, trial: Trial) -> str:
-        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version,
+        """What decides the answer: model, prompt (with its tool schema), the request's parameters, text."""
+        parameters = {"mode": self.settings.mode, "max_tokens": self.settings.max_tokens, "temperature": 0,
+                      "part_chars": self.part_chars}  # fmt: skip
+        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version, "parameters": parameters,
                                  "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text})  # fmt: skip
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
