@@ -522,3 +522,14 @@ def test_an_answer_with_no_items_is_stored_with_a_warning(openai_server, workspa
     assert summary.failures == {}
     warnings = workspace.current_record(TRIAL).extraction.warnings
     assert "the model answered with no items at all: every criterion is left in `other`" in warnings
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_trial_failing_at_its_re_ask_records_the_tokens_of_the_answer_before(openai_server, workspace):
+    # What a strict chat template did to the old tool-role re-asks: the first answer was billed, then 500s.
+    openai_server.script(tool_call('{"cancer_types": [}', usage=(1000, 100)), *[error(500, "template error")] * 2)
+
+    summary = extract(workspace, backend(workspace))
+
+    assert "failed after 2 attempt(s): HTTP 500 template error" in summary.failures[TRIAL]
+    assert stored_row(workspace) == ("error", 1000, 100, pytest.approx(1000 * 1.0 / 1e6 + 100 * 2.0 / 1e6))
