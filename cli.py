@@ -258,8 +258,9 @@ def schema(check: bool, patient: bool) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Trials extracted at once: requests in flight, for the openai backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
+@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (implies --force).")
 @click.pass_obj
-def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, force) -> None:
+def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, force, refresh) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
 
     One trial's failure never stops the batch: it is stored with its reason and named at the end
@@ -270,6 +271,8 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
 
     _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
+    if refresh and chosen.name == "openai":
+        chosen.refresh, force = True, True
     with workspace.writing():
         trials = _stored_trials(workspace, list(nct_ids) or None)
         announce(workspace, chosen, trials, force)

@@ -271,6 +271,7 @@ class OpenAIBackend:
     prompt: Prompt = field(default_factory=load_prompt)
     prices: dict[str, dict[str, float]] = field(default_factory=load_prices)
     name: str = "openai"
+    refresh: bool = False  # ask again instead of answering from the cache (the new answer replaces it)
 
     def __post_init__(self) -> None:
         if self.settings.mode not in MODES:
@@ -326,7 +327,7 @@ class OpenAIBackend:
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         key = self.cache_key(trial)
-        cached = await self.workspace.cache_lookup(key) if self.workspace else None
+        cached = await self.workspace.cache_lookup(key) if self.workspace and not self.refresh else None
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()

@@ -358,6 +358,21 @@ def test_the_cache_makes_a_second_run_send_no_request(openai_server, workspace):
     assert (again.extraction.input_tokens, again.extraction.output_tokens, again.extraction.cost_usd) == (0, 0, 0.0)
 
 
+def test_refresh_asks_again_and_its_answer_replaces_the_cached_one(openai_server, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
+    where = str(tmp_path / "ws")
+    assert run("--workspace", where, "import", "evals/records").exit_code == 0
+    openai_server.respond = first_criterion_answer
+    assert run("--workspace", where, "extract", "--all").exit_code == 0
+    assert run("--workspace", where, "extract", "--all", "--force").exit_code == 0
+    assert openai_server.count == 1  # the second from the cache
+
+    assert run("--workspace", where, "extract", "--all", "--refresh").exit_code == 0
+    assert openai_server.count == 2
+    assert run("--workspace", where, "extract", "--all", "--force").exit_code == 0
+    assert openai_server.count == 2  # the refreshed answer is the cached one now
+
+
 @pytest.mark.usefixtures("environment")
 def test_a_long_text_is_split_by_criteria_and_the_answers_merged(openai_server, workspace):
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
