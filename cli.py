@@ -279,8 +279,9 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
               help="Processes extracting at once, for the rules backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
+@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (implies --force).")
 @click.pass_obj
-def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force) -> None:
+def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force, refresh) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
 
     One trial's failure never stops the batch: it is stored with its reason and named at the end
@@ -292,6 +293,8 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
 
     _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
+    if refresh and chosen.name == "openai":
+        chosen.refresh, force = True, True
     with workspace.writing():
         named = _check_stored(workspace, list(nct_ids) or None)
         work = plan(workspace, chosen, named, force)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from extract.backend import Draft
 from extract.errors import InputError, UpstreamError, one_line, redact
-from extract.llm import ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge
+from extract.llm import CUT_OFF, ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge, parse_answer, truncated
 from extract.pipeline import RunSummary, extract_one, new_run_id, store_one, up_to_date
 from extract.store import Workspace, atomic_write
 from extract.text import segment
@@ -90,13 +90,14 @@ def custom_id(trial: Trial, prompt_version: str, part: int) -> str:
 
 
 def requests(llm: OpenAIBackend, trial: Trial, criteria: list[Criterion]) -> list[dict[str, Any]]:
-    """One Batch API line per part of the trial: the online request, answered in strict JSON."""
+    """One Batch API line per part of the trial: the online request, answered in strict JSON (no tool)."""
     return [
         {
             "custom_id": custom_id(trial, llm.prompt_version, index),
             "method": "POST",
             "url": ENDPOINT,
-            "body": {"model": llm.model, "messages": llm.messages(trial, part), "response_format": RESPONSE_FORMAT},
+            "body": {key: value for key, value in llm.request(trial, part).items() if key not in ("tools", "tool_choice")}
+            | {"response_format": RESPONSE_FORMAT},
         }
         for index, part in enumerate(llm.parts(criteria))
     ]
@@ -359,11 +360,13 @@ def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[s
     usage.add(completion)
     message = completion.choices[0].message if completion.choices else None
     if message is None or completion.choices[0].finish_reason == "length":
-        raise UpstreamError("the model's answer was cut off at its output token limit")
+        raise UpstreamError(CUT_OFF)
     if message.refusal:
         raise UpstreamError(one_line(f"the model refused: {message.refusal}", 300))
     try:
-        return ExtractedEligibility.model_validate_json(message.content or "").model_dump(mode="json")
+        return parse_answer(message.content or "")
+    except json.JSONDecodeError as invalid:
+        raise UpstreamError(CUT_OFF if truncated(message.content or "", invalid) else f"invalid answer: {_problem(invalid)}") from None
     except ValidationError as invalid:
         raise UpstreamError(f"invalid answer: {_problem(invalid)}") from None
 

@@ -2,10 +2,13 @@
 
 The model sees the criteria with their ids and answers with items whose evidence is only a criterion
 id and a verbatim quote; `extract.backend.assemble` grounds them with the one aligner. Each failure
-has one retry policy: an answer that fails validation is re-asked (in instructor's words), tenacity
-retries transport failures (429, 5xx, timeouts, lost connections) honouring Retry-After, and the
-openai client's own retries are off. Answers are cached per eligibility text in the workspace, so an
-unchanged trial is never sent twice.
+has one retry policy: an answer that fails validation is re-asked (in instructor's words, as a user
+message: strict chat templates refuse a `tool` role), tenacity retries transport failures (429, 5xx,
+timeouts, lost connections) honouring Retry-After, and the openai client's own retries are off. A
+request always bounds its answer (`max_tokens`) and asks for temperature 0; a trial's criteria are
+cut into parts that fit the model's context, sent one after another, and a part the server finds
+too long is split in two. Answers are cached per eligibility text in the workspace, so an unchanged
+trial is never sent twice.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,11 +26,9 @@ from typing import Any
 
 import openai
 from aiolimiter import AsyncLimiter
-from instructor.core.exceptions import IncompleteOutputException
 from instructor.v2 import Mode, Provider, mode_registry
-from instructor.v2.core.errors import ResponseParsingError
 from pydantic import Field, ValidationError, create_model
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from extract.backend import Draft
 from extract.errors import Billed, InputError, UpstreamError, one_line, positive_env, redact, retry_after, retry_notice
@@ -41,7 +43,12 @@ from schemas.record import Contract, NonNegative
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 PROMPT_FILE = PROMPTS / "extract-v1.md"  # its version follows its text and ExtractedEligibility (prompt_version)
 PRICES_FILE = PROMPTS / "prices.json"
-DEFAULT_MODEL = "gpt-4.1-mini"
+DEFAULT_MODEL = "gpt-4.1-mini"  # with OpenAI itself; a local server is asked what it serves
+CHARS_PER_TOKEN = 3  # for sizing parts: clinical text runs nearer 3 characters a token than 4
+CUT_OFF = "the model's answer was cut off at its output token limit"
+NO_ITEMS = "the model answered with no items at all: every criterion is left in `other`"
+# How servers say a request is longer than the model's context (OpenAI, vLLM, llama.cpp, TGI).
+_CONTEXT_ERROR = re.compile(r"context.length|context window|maximum context|too many tokens|prompt is too long", re.I)
 MODES = {"tools": Mode.TOOLS, "json": Mode.JSON}
 
 # Failures are reported once, per trial, by the pipeline; without a handler of its own instructor's
@@ -134,6 +141,11 @@ def trial_message(trial: Trial, criteria: list[Criterion]) -> str:
     return "\n".join(lines)
 
 
+def empty(answer: dict[str, Any]) -> bool:
+    """An answer with no item in any field."""
+    return not any(answer.values())
+
+
 def chunk(criteria: list[Criterion], budget: int) -> list[list[Criterion]]:
     """Criteria in order, grouped under `budget` characters of text; a criterion is never cut."""
     groups: list[list[Criterion]] = []
@@ -202,11 +214,13 @@ class Settings:
     backoff_seconds: float = 1.0  # first wait between attempts without Retry-After, then doubled
     max_wait_seconds: float = 30.0  # cap on any wait between attempts, Retry-After included
     reasks: int = 2  # re-asks after an answer fails validation
-    chunk_chars: int = 12_000  # criteria text per request
+    max_tokens: int = 4096  # the answer's bound: a model that loops stops there, and it is a cut-off
+    context_tokens: int = 128_000  # the model's context (ELIGEX_LLM_CONTEXT): prompt and answer together
 
 
 def transient(error: BaseException) -> bool:
-    """Worth another attempt: rate limits, server errors, timeouts and lost connections."""
+    """Worth another attempt: rate limits, server errors, timeouts and lost connections (the caller
+    stops at a 500 that repeats: `_retryable`)."""
     if isinstance(error, TimeoutError):  # the attempt's deadline
         return True
     if isinstance(error, openai.APIStatusError):
@@ -221,6 +235,14 @@ def server_wait(error: BaseException | None) -> float | None:
     headers = error.response.headers
     milliseconds = retry_after(headers.get("retry-after-ms"))
     return milliseconds / 1000 if milliseconds is not None else retry_after(headers.get("retry-after"))
+
+
+def too_long(error: BaseException) -> bool:
+    """The server says the request does not fit the model's context."""
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in (400, 413, 422, 500):
+        return False
+    body = error.body if isinstance(error.body, dict) else {}
+    return body.get("code") == "context_length_exceeded" or bool(_CONTEXT_ERROR.search(describe(error)))
 
 
 def describe(error: BaseException) -> str:
@@ -249,16 +271,16 @@ class OpenAIBackend:
     prompt: Prompt = field(default_factory=load_prompt)
     prices: dict[str, dict[str, float]] = field(default_factory=load_prices)
     name: str = "openai"
+    refresh: bool = False  # ask again instead of answering from the cache (the new answer replaces it)
 
     def __post_init__(self) -> None:
         if self.settings.mode not in MODES:
             raise InputError(f"unknown LLM mode {self.settings.mode!r}: use one of {', '.join(MODES)}")
-        # instructor's handlers for the mode shape the request, parse answers and word the re-asks; the
-        # loop over them is ours (`_ask`): the one in `instructor.patch` re-checks the response model six
-        # times per request, some 3 ms of CPU, the ceiling on throughput at high concurrency.
-        self._handlers = mode_registry.get_handlers(Provider.OPENAI, MODES[self.settings.mode])
+        # instructor's handler for the mode shapes the request (the tool, or the schema in the system
+        # prompt); parsing and re-asks are ours (`_ask`): lenient JSON, and re-asks as user messages.
+        handlers = mode_registry.get_handlers(Provider.OPENAI, MODES[self.settings.mode])
         # The stable prefix (system prompt; the tool, or the schema in the system prompt) built once.
-        self._answer_model, self._prefix = self._handlers.request_handler(
+        _, self._prefix = handlers.request_handler(
             response_model=ExtractedEligibility, kwargs={"messages": self.messages()}
         )
         self._prefix_chars = len(json.dumps(self._prefix))
@@ -284,6 +306,8 @@ class OpenAIBackend:
             requests_per_minute=positive_env("ELIGEX_RPM", Settings.requests_per_minute),
             tokens_per_minute=positive_env("ELIGEX_TPM", Settings.tokens_per_minute),
             timeout_seconds=positive_env("ELIGEX_LLM_TIMEOUT", Settings.timeout_seconds),
+            max_tokens=positive_env("ELIGEX_LLM_MAX_TOKENS", Settings.max_tokens),
+            context_tokens=positive_env("ELIGEX_LLM_CONTEXT", Settings.context_tokens),
         )
         client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",  # local servers want a base URL only, the client wants a key
@@ -291,26 +315,29 @@ class OpenAIBackend:
             timeout=settings.timeout_seconds,
             max_retries=0,  # one retry policy: ours
         )
-        return cls(model=model or os.environ.get("ELIGEX_MODEL") or DEFAULT_MODEL, client=client,
-                   workspace=workspace, settings=settings)  # fmt: skip
+        model = model or os.environ.get("ELIGEX_MODEL") or (served_model(client) if base_url else DEFAULT_MODEL)
+        return cls(model=model, client=client, workspace=workspace, settings=settings)
 
     def cache_key(self, trial: Trial) -> str:
-        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version,
+        """What decides the answer: model, prompt (with its tool schema), the request's parameters, text."""
+        parameters = {"mode": self.settings.mode, "max_tokens": self.settings.max_tokens, "temperature": 0,
+                      "part_chars": self.part_chars}  # fmt: skip
+        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version, "parameters": parameters,
                                  "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text})  # fmt: skip
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         key = self.cache_key(trial)
-        cached = await self.workspace.cache_lookup(key) if self.workspace else None
+        cached = await self.workspace.cache_lookup(key) if self.workspace and not self.refresh else None
         if cached is not None:
             return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
-        # Every part to its end, even when one fails: what the others cost was billed all the same.
-        answers = await asyncio.gather(
-            *(self._ask(trial, part, usage) for part in self.parts(criteria)), return_exceptions=True
-        )
-        failed = next((answer for answer in answers if isinstance(answer, BaseException)), None)
-        if failed is not None:
-            raise self.billed(failed, usage)
+        # One part after another: the pipeline's --concurrency is then the bound on requests in flight.
+        answers = []
+        try:
+            for part in self.parts(criteria):
+                answers += await self._ask_fitting(trial, part, usage)
+        except Exception as error:
+            raise self.billed(error, usage) from None
         answer = merge(answers)
         self.remember(key, answer, usage)
         return self.draft(answer, usage)
@@ -338,46 +365,91 @@ class OpenAIBackend:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost_usd=None if cost is None else round(cost * price_factor, 8),
+            warnings=[NO_ITEMS] if empty(answer) else [],
         )
 
     def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
         """The criteria as they are sent: one request per part."""
-        return chunk(criteria, self.settings.chunk_chars)
+        return chunk(criteria, self.part_chars)
+
+    @cached_property
+    def part_chars(self) -> int:
+        """Criteria text per request: what the context holds beside the prompt and the answer, and no
+        more than the answer's bound, since an answer quotes the text it reads."""
+        room = self.settings.context_tokens - self.settings.max_tokens - self._prefix_chars // CHARS_PER_TOKEN
+        return max(1, min(room, self.settings.max_tokens)) * CHARS_PER_TOKEN
 
     def messages(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> list[dict[str, str]]:
         """The system prompt, then the trial's criteria when given."""
         system = {"role": "system", "content": self.prompt.system}
         return [system] if trial is None else [system, {"role": "user", "content": trial_message(trial, criteria)}]
 
+    async def _ask_fitting(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> list[dict[str, Any]]:
+        """The answers for a part; halves of it, and so on, while the server finds it too long."""
+        try:
+            return [await self._ask(trial, criteria, usage)]
+        except UpstreamError as error:
+            if not (too_long(error.__cause__) and len(criteria) > 1):
+                raise
+        half = len(criteria) // 2
+        return await self._ask_fitting(trial, criteria[:half], usage) + await self._ask_fitting(trial, criteria[half:], usage)
+
+    def request(self, trial: Trial, criteria: list[Criterion]) -> dict[str, Any]:
+        """The chat completion asked for a part of a trial: the stable prefix, then its criteria."""
+        user = self.messages(trial, criteria)[-1]
+        return self._prefix | {"model": self.model, "messages": [*self._prefix["messages"], user],
+                               "max_tokens": self.settings.max_tokens, "temperature": 0}  # fmt: skip
+
     async def _ask(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> dict[str, Any]:
         """One validated answer for some of a trial's criteria, re-asked while it fails validation.
 
         `usage` counts every attempt."""
-        user = self.messages(trial, criteria)[-1]
-        request = self._prefix | {"model": self.model, "messages": [*self._prefix["messages"], user]}
+        request = self.request(trial, criteria)
         for attempt in range(1, self.settings.reasks + 2):
             response = await self._send(request)
             usage.add(response)
+            text = answer_text(response, self.settings.mode)
             try:
-                answer = self._handlers.response_parser(
-                    response=response, response_model=self._answer_model, validation_context=None,
-                    strict=False,  # lenient like the contract: "2" for 2 is not worth a re-ask
-                    stream=False, is_async=True,
-                )  # fmt: skip
-            except IncompleteOutputException:
-                raise UpstreamError("the model's answer was cut off at its output token limit") from None
-            except (ValidationError, json.JSONDecodeError, ResponseParsingError) as error:
+                return parse_answer(text)
+            except json.JSONDecodeError as error:
+                if self._cut_off(response) or truncated(text, error):
+                    raise UpstreamError(CUT_OFF) from None
                 problem = error
-                request = self._handlers.reask_handler(kwargs=request, response=response, exception=error)
-                continue
-            return answer.model_dump(mode="json")
+            except ValidationError as error:
+                if self._cut_off(response):
+                    raise UpstreamError(CUT_OFF) from None
+                problem = error
+            request = request | {"messages": [*request["messages"], {"role": "assistant", "content": text},
+                                              {"role": "user", "content": reask_message(problem)}]}  # fmt: skip
         raise UpstreamError(f"no valid answer after {attempt} attempt(s): {_problem(problem)}")
+
+    def _cut_off(self, response: Any) -> bool:
+        """The answer stopped at a limit: servers may say `tool_calls` even when the context ran out."""
+        usage = getattr(response, "usage", None)
+        reason = response.choices[0].finish_reason if response.choices else None
+        if reason == "length" or usage is None:
+            return reason == "length"
+        spent = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        return (usage.completion_tokens or 0) >= self.settings.max_tokens or spent >= self.settings.context_tokens
 
     async def _send(self, request: dict[str, Any]) -> Any:
         """One chat completion under the limits, retried on transport failures; UpstreamError after that."""
         estimate = min(self._tokens_estimate(request), self.settings.tokens_per_minute)
+        errors: list[str] = []  # what each failed attempt was answered
+
+        def retryable(state: RetryCallState) -> bool:
+            """Transient, unless a 500 says the same thing again to the same request: a server
+            rejecting what it is sent (a chat template refusing the messages) does so every time."""
+            error = state.outcome.exception()
+            if error is None or not transient(error):
+                return False
+            said = describe(error) if isinstance(error, openai.APIStatusError) and error.status_code == 500 else None
+            repeated = said is not None and errors[-1:] == [said]
+            errors.append(said)
+            return not repeated
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception(transient),
+            retry=retryable,
             stop=stop_after_attempt(self.settings.attempts),
             wait=self._wait,
             before_sleep=retry_notice(f"the LLM request ({self.model})"),
@@ -394,16 +466,15 @@ class OpenAIBackend:
                     return response
         except (openai.OpenAIError, TimeoutError) as error:
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise UpstreamError(
-                redact(f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}")
-            ) from error
+            repeated = len(errors) >= 2 and errors[-1] is not None and errors[-1] == errors[-2]
+            why = " (the same error twice for the same request: not transient)" if repeated else ""
+            raise UpstreamError(redact(
+                f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}{why}"
+            )) from error
 
     def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
         """The input tokens the trial's requests will cost, roughly: for a cost estimate before a run."""
-        return sum(
-            self._tokens_estimate(self._prefix | {"messages": [*self._prefix["messages"], self.messages(trial, part)[-1]]})
-            for part in self.parts(criteria)
-        )
+        return sum(self._tokens_estimate(self.request(trial, part)) for part in self.parts(criteria))
 
     async def _attempt(self, request: dict[str, Any]) -> Any:
         """One request with a deadline for its whole answer (the client's timeout restarts with every
@@ -435,8 +506,55 @@ class OpenAIBackend:
         return min(delay, self.settings.max_wait_seconds)
 
 
+def answer_text(response: Any, mode: str) -> str:
+    """The answer's JSON as the model wrote it: the tool call's arguments, or the message's content
+    (without a Markdown fence around it)."""
+    message = response.choices[0].message if response.choices else None
+    if message is None:
+        return ""
+    if mode == "tools" and message.tool_calls:
+        return message.tool_calls[0].function.arguments or ""
+    text = (message.content or "").strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*(?:```)?", text, re.S)
+    return fenced[1] if fenced else text
+
+
+def parse_answer(text: str) -> dict[str, Any]:
+    """The answer's JSON, validated, as plain data. Lenient JSON: grammar-constrained output may hold
+    raw newlines inside strings; lenient values like the contract ("2" for 2 is not worth a re-ask)."""
+    return ExtractedEligibility.model_validate(json.loads(text, strict=False)).model_dump(mode="json")
+
+
+def truncated(text: str, error: json.JSONDecodeError) -> bool:
+    """JSON that stops mid-way, as an answer cut off at a limit does (not JSON that goes wrong)."""
+    return error.msg.startswith("Unterminated string") or error.pos >= len(text.rstrip())
+
+
+def reask_message(problem: BaseException) -> str:
+    """What was wrong with the answer, for the model to correct (instructor's wording)."""
+    what = f"Invalid JSON: {problem}" if isinstance(problem, json.JSONDecodeError) else problem
+    return f"Validation Error found:\n{what}\nRecall the function correctly, fix the errors"
+
+
+def served_model(client: openai.AsyncOpenAI) -> str:
+    """The model a local server serves (GET /v1/models), when it serves exactly one."""
+    url = redact(str(client.base_url))
+    try:
+        models = openai.OpenAI(api_key=client.api_key, base_url=client.base_url, timeout=10, max_retries=0).models.list()
+        names = [model.id for model in models.data]
+    except openai.OpenAIError as error:
+        raise InputError(f"no model named and {url}models did not say ({describe(error)}): "
+                         "name one with --model or ELIGEX_MODEL") from None  # fmt: skip
+    if len(names) != 1:
+        raise InputError(f"{url} serves {len(names)} models ({', '.join(names[:10])}): "
+                         "name one with --model or ELIGEX_MODEL")  # fmt: skip
+    return names[0]
+
+
 def _problem(error: BaseException) -> str:
     """The first thing wrong with an answer, on one line."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"answer: Invalid JSON: {error}"
     if isinstance(error, ValidationError) and error.errors():
         first = error.errors()[0]
         return f"{'.'.join(map(str, first['loc'])) or 'answer'}: {first['msg']}"

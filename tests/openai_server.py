@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: scripted replies, every request recorded.
 
-POST /v1/chat/completions, and GET /v1/_stats (the request count; with `?requests=1` every request
-body too) for a client in another process. Each request takes the first scripted reply whose `when` text occurs
+POST /v1/chat/completions, GET /v1/models (`models`: the ids it lists, ["test-model"] unless told),
+and GET /v1/_stats (the request count; with `?requests=1` every request body too) for a client in
+another process; `peak` is the most chat requests it held at once. Each request takes the first scripted reply whose `when` text occurs
 in its body (or that has no `when`), so concurrent trials get their own answers; with nothing left to
 say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
 failed trial. `latency` makes every call wait that long first, as a model's thinking would. A reply
@@ -56,9 +57,9 @@ def json_content(content: dict, usage: tuple[int, int] = (1200, 300), when: str 
 
 
 def error(status: int, message: str = "scripted failure", retry_after: str | None = None, when: str | None = None,
-          echo_authorization: bool = False) -> Reply:  # fmt: skip
+          echo_authorization: bool = False, code: str | None = None) -> Reply:  # fmt: skip
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    body = {"error": {"message": message, "type": "server_error"}}
+    body = {"error": {"message": message, "type": "server_error", "code": code}}
     return Reply(status=status, body=body, headers=headers, when=when, echo_authorization=echo_authorization)
 
 
@@ -99,6 +100,9 @@ class OpenAIServer:
         self.respond = respond  # answers a request that no scripted reply matches
         self.requests: list[dict] = []  # every request body, in arrival order
         self.authorizations: list[str] = []  # every request's Authorization header, in arrival order
+        self.models = ["test-model"]  # what GET /v1/models lists
+        self.peak = 0  # the most chat requests held at once
+        self._held = 0
         self._script: list[Reply] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()  # ends stalls at shutdown
@@ -144,9 +148,16 @@ class OpenAIServer:
                     return
                 authorization = self.headers.get("Authorization", "")
                 reply = server._next(raw, authorization)
-                wait = reply.delay + server.latency
-                if wait and server._closing.wait(wait):
-                    return
+                with server._lock:
+                    server._held += 1
+                    server.peak = max(server.peak, server._held)
+                try:
+                    wait = reply.delay + server.latency
+                    if wait and server._closing.wait(wait):
+                        return
+                finally:
+                    with server._lock:
+                        server._held -= 1
                 body = reply.body
                 if reply.echo_authorization:  # a copy: one Reply may be scripted many times
                     message = f"{body['error']['message']} (Authorization: {authorization})"
@@ -177,13 +188,16 @@ class OpenAIServer:
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
-                if path != "/v1/_stats":
+                if path not in ("/v1/_stats", "/v1/models"):
                     self.send_error(404)
                     return
                 with server._lock:
                     stats: dict[str, Any] = {"count": len(server.requests)}
                     if "requests=1" in query.split("&"):
                         stats["requests"] = list(server.requests)
+                if path == "/v1/models":
+                    stats = {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
+                                                         "owned_by": "test"} for model in server.models]}  # fmt: skip
                 payload = json.dumps(stats).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

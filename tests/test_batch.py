@@ -96,8 +96,10 @@ def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, 
     trial = next(workspace.trials([TRIAL]))
     body = lines[1]["body"]
     assert (lines[1]["method"], lines[1]["url"]) == ("POST", "/v1/chat/completions")
-    assert body == {"model": "test-model", "messages": backend.messages(trial, segment(trial.eligibility_text)),
-                    "response_format": batch.RESPONSE_FORMAT}  # fmt: skip
+    # The online request (one builder: messages, max_tokens, temperature), answered in strict JSON, not by a tool.
+    online = backend.request(trial, segment(trial.eligibility_text))
+    assert body == {"model": "test-model", "messages": online["messages"], "max_tokens": online["max_tokens"],
+                    "temperature": 0, "response_format": batch.RESPONSE_FORMAT}  # fmt: skip
     assert first["state"] == "written" and batch_server.files == {} and batch_server.batches == {}
     again.close()
 

@@ -9,11 +9,12 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from openai_server import OpenAIServer, error, json_content, openai_server, tool_call  # noqa: F401 (a fixture)
+from openai_server import (OpenAIServer, error, first_criterion_answer, json_content, openai_server,  # noqa: F401
+                           tool_call)
 
 from extract.consistency import WARNING, flagged
 from extract.errors import InputError, UpstreamUnreachable
-from extract.llm import OpenAIBackend, Settings, chunk, load_prompt, merge
+from extract.llm import OpenAIBackend, Settings, Usage, chunk, cost_usd, load_prompt, merge
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
 from extract.store import Workspace
@@ -97,6 +98,12 @@ def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
     return dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast))
 
 
+def split(chosen: OpenAIBackend, chars: int) -> OpenAIBackend:
+    """The backend, cutting the criteria into parts of `chars` characters of text."""
+    chosen.part_chars = chars
+    return chosen
+
+
 # A bound on every run, so that one that would never end fails its test instead of hanging it.
 BOUND_SECONDS = 30
 
@@ -175,7 +182,7 @@ def test_an_answer_obeying_an_instruction_planted_in_the_criteria_is_stored_with
 @pytest.mark.parametrize(
     ("first", "problem"),
     [
-        ('{"cancer_types": [{"name": "colorectal', "Invalid JSON"),
+        ('{"cancer_types": [}', "Invalid JSON"),
         (json.dumps(dict(ANSWER, performance_status=[dict(ANSWER["performance_status"][0], min=2)])), "min is above max"),
     ],
     ids=["broken-json", "contract-validator"],
@@ -188,8 +195,11 @@ def test_an_invalid_answer_is_re_asked_with_the_validation_error(openai_server, 
     assert summary.failures == {}
     assert openai_server.count == 2
     reask = openai_server.requests[1]["messages"]
-    feedback = [m["content"] for m in reask if m["role"] == "tool"]
-    assert len(feedback) == 1 and "Validation Error found" in feedback[0] and problem in feedback[0]
+    # Roles alternate user/assistant after the system prompt, as strict chat templates (Gemma's) demand: no `tool`.
+    assert [m["role"] for m in reask] == ["system", "user", "assistant", "user"]
+    assert reask[2]["content"] == first and "tool_calls" not in reask[2]
+    feedback = reask[3]["content"]
+    assert "Validation Error found" in feedback and problem in feedback
     record = workspace.current_record(TRIAL)
     assert (record.extraction.input_tokens, record.extraction.output_tokens) == (2400, 600)  # both attempts
 
@@ -230,14 +240,14 @@ def test_a_429_waits_for_retry_after_then_succeeds(openai_server, workspace):
 @pytest.mark.usefixtures("environment")
 def test_server_errors_past_the_budget_fail_one_trial_and_the_batch_goes_on(openai_server, workspace):
     # A careless server echoes the key: the stored reason must not.
-    openai_server.script(*[error(500, f"upstream broke for key {API_KEY}", when=TRIAL)] * 3,
+    openai_server.script(*[error(503, f"upstream broke for key {API_KEY}", when=TRIAL)] * 3,
                          tool_call(OTHER_ANSWER, when=OTHER))  # fmt: skip
 
     summary = extract(workspace, backend(workspace, attempts=3), TRIAL, OTHER)
 
     assert openai_server.count == 4
     reason = summary.failures[TRIAL]
-    assert reason.startswith(f"UpstreamError: LLM request to {openai_server.base_url}/ failed after 3 attempt(s): HTTP 500")
+    assert reason.startswith(f"UpstreamError: LLM request to {openai_server.base_url}/ failed after 3 attempt(s): HTTP 503")
     assert API_KEY not in reason and "[redacted]" in reason
     stored = workspace.db.execute("SELECT status, error FROM extractions WHERE nct_id = ?", [TRIAL]).fetchone()
     assert stored == ("error", reason)
@@ -286,7 +296,7 @@ def test_an_llm_base_url_where_nothing_listens_stops_the_run(openai_server, work
 
 
 def test_the_command_says_so_in_one_line_with_exit_3(openai_server, monkeypatch, tmp_path):
-    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY)
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
     where = str(tmp_path / "ws")
     assert run("--workspace", where, "import", "evals/records").exit_code == 0
     openai_server.refuse_connections()
@@ -328,7 +338,7 @@ def test_a_trial_failing_in_one_part_records_what_the_other_parts_were_billed(op
     cut_off.body["choices"][0]["finish_reason"] = "length"
     openai_server.script(tool_call(ANSWER, usage=(1200, 300), when="[inc-1]"), cut_off)
 
-    summary = extract(workspace, backend(workspace, chunk_chars=budget))
+    summary = extract(workspace, split(backend(workspace), budget))
 
     assert summary.failures[TRIAL] == "UpstreamError: the model's answer was cut off at its output token limit"
     assert stored_row(workspace)[:3] == ("error", 1700, 4300)
@@ -348,6 +358,21 @@ def test_the_cache_makes_a_second_run_send_no_request(openai_server, workspace):
     assert (again.extraction.input_tokens, again.extraction.output_tokens, again.extraction.cost_usd) == (0, 0, 0.0)
 
 
+def test_refresh_asks_again_and_its_answer_replaces_the_cached_one(openai_server, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
+    where = str(tmp_path / "ws")
+    assert run("--workspace", where, "import", "evals/records").exit_code == 0
+    openai_server.respond = first_criterion_answer
+    assert run("--workspace", where, "extract", "--all").exit_code == 0
+    assert run("--workspace", where, "extract", "--all", "--force").exit_code == 0
+    assert openai_server.count == 1  # the second from the cache
+
+    assert run("--workspace", where, "extract", "--all", "--refresh").exit_code == 0
+    assert openai_server.count == 2
+    assert run("--workspace", where, "extract", "--all", "--force").exit_code == 0
+    assert openai_server.count == 2  # the refreshed answer is the cached one now
+
+
 @pytest.mark.usefixtures("environment")
 def test_a_long_text_is_split_by_criteria_and_the_answers_merged(openai_server, workspace):
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
@@ -357,7 +382,7 @@ def test_a_long_text_is_split_by_criteria_and_the_answers_merged(openai_server, 
     exclusion = {"prior_therapies": ANSWER["prior_therapies"], "stage": exclusion_stage}
     openai_server.script(tool_call(inclusion, when="[inc-1]"), tool_call(exclusion, when="[exc-1]"))
 
-    summary = extract(workspace, backend(workspace, chunk_chars=budget))
+    summary = extract(workspace, split(backend(workspace), budget))
 
     assert summary.failures == {} and openai_server.count == 2
     sent = sorted(user_message(request) for request in openai_server.requests)
@@ -396,10 +421,19 @@ def test_configuration_from_the_environment(monkeypatch, openai_server):
     with pytest.raises(InputError, match="OPENAI_API_KEY"):
         OpenAIBackend.from_environment()
 
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)  # OpenAI itself: its default model
+    assert OpenAIBackend.from_environment().model == "gpt-4.1-mini"
+    monkeypatch.delenv("OPENAI_API_KEY")
+
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)  # a local server: no key needed
+    openai_server.models = ["gemma-3-270m"]
     local = OpenAIBackend.from_environment()
     assert local.client.api_key == "not-needed" and local.client.max_retries == 0
-    assert local.model == "gpt-4.1-mini" and local.prices["gpt-4.1-mini"]["input"] > 0
+    assert local.model == "gemma-3-270m"  # the one model the server serves, never OpenAI's default
+    assert cost_usd(local.prices, local.model, Usage(1000, 100)) is None  # not priced at OpenAI's rates
+    openai_server.models = ["one", "two"]
+    with pytest.raises(InputError, match=r"serves 2 models \(one, two\): name one with --model or ELIGEX_MODEL"):
+        OpenAIBackend.from_environment()
     monkeypatch.setenv("ELIGEX_MODEL", "llama3")
     assert OpenAIBackend.from_environment().model == "llama3"
     assert OpenAIBackend.from_environment(model="qwen").model == "qwen"
@@ -407,3 +441,110 @@ def test_configuration_from_the_environment(monkeypatch, openai_server):
     monkeypatch.setenv("ELIGEX_RPM", "fast")
     with pytest.raises(InputError, match="ELIGEX_RPM"):
         OpenAIBackend.from_environment()
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_500_repeated_for_the_same_request_is_not_taken_as_transient(openai_server, workspace):
+    # A strict chat template refusing the request answers 500 every time: asking a third time is waste.
+    openai_server.script(*[error(500, "Conversation roles must alternate user/assistant")] * 3, tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace, attempts=4))
+
+    assert openai_server.count == 2
+    assert summary.failures[TRIAL] == (
+        f"UpstreamError: LLM request to {openai_server.base_url}/ failed after 2 attempt(s): HTTP 500 Conversation "
+        "roles must alternate user/assistant (the same error twice for the same request: not transient)")  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_every_request_bounds_its_answer_and_asks_for_determinism(openai_server, workspace):
+    openai_server.script(tool_call("not json"), tool_call(ANSWER))
+
+    extract(workspace, backend(workspace, max_tokens=1234))
+
+    assert [(r["max_tokens"], r["temperature"]) for r in openai_server.requests] == [(1234, 0)] * 2
+
+
+@pytest.mark.usefixtures("environment")
+@pytest.mark.parametrize(
+    ("arguments", "usage"),
+    [
+        ('{"cancer_types": [{"name": "colorectal', (1200, 300)),  # the context ran out: JSON stops mid-way
+        ('{"cancer_types": [}', (1200, 2000)),  # the answer used every token it was allowed
+        ('{"cancer_types": [}', (15000, 1384)),  # prompt and answer filled the model's context
+    ],
+    ids=["truncated-json", "max-tokens", "context-full"],
+)
+def test_an_answer_cut_off_is_detected_even_when_the_server_says_tool_calls(openai_server, workspace, arguments, usage):
+    openai_server.script(tool_call(arguments, usage=usage), tool_call(ANSWER))  # finish_reason "tool_calls"
+
+    summary = extract(workspace, backend(workspace, max_tokens=2000, context_tokens=16384))
+
+    assert openai_server.count == 1
+    assert summary.failures[TRIAL] == "UpstreamError: the model's answer was cut off at its output token limit"
+    assert stored_row(workspace)[:3] == ("error", *usage)  # what it cost is recorded with the failure
+
+
+@pytest.mark.usefixtures("environment")
+def test_raw_newlines_inside_json_strings_are_accepted(openai_server, workspace):
+    # Grammar-constrained output lets a model put a newline character inside a string.
+    raw = json.dumps(ANSWER).replace("anti-her2 therapy", "anti-her2\ntherapy")  # a newline, not `\\n`
+    openai_server.script(tool_call(raw))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 1
+    assert [p.therapy for p in workspace.current_record(TRIAL).eligibility.prior_therapies] == ["anti-her2\ntherapy"]
+
+
+@pytest.mark.usefixtures("environment")
+def test_parts_follow_the_models_context_and_go_one_after_another(openai_server, workspace):
+    openai_server.respond, openai_server.latency = first_criterion_answer, 0.1
+    criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
+    roomy, small = backend(workspace, context_tokens=128_000), backend(workspace, context_tokens=7000, max_tokens=400)
+    assert len(roomy.parts(criteria)) == 1 and len(small.parts(criteria)) > 2
+
+    summary = extract(workspace, small)
+
+    assert summary.failures == {} and openai_server.count == len(small.parts(criteria))
+    assert openai_server.peak == 1  # one trial at a time (--concurrency 1) is one request at a time
+    sent = "\n".join(user_message(request) for request in openai_server.requests)
+    assert all(f"[{c.id}] {c.text}" in sent for c in criteria)
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_context_length_error_splits_the_part_in_two(openai_server, workspace):
+    openai_server.respond = first_criterion_answer
+    too_long = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens."
+    openai_server.script(error(400, too_long, code="context_length_exceeded"))
+    criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 3
+    first, second = (user_message(r) for r in openai_server.requests[1:])
+    half = len(criteria) // 2
+    assert f"[{criteria[half - 1].id}]" in first and f"[{criteria[half].id}]" not in first
+    assert f"[{criteria[half].id}]" in second and f"[{criteria[-1].id}]" in second
+
+
+@pytest.mark.usefixtures("environment")
+def test_an_answer_with_no_items_is_stored_with_a_warning(openai_server, workspace):
+    openai_server.script(tool_call({}))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {}
+    warnings = workspace.current_record(TRIAL).extraction.warnings
+    assert "the model answered with no items at all: every criterion is left in `other`" in warnings
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_trial_failing_at_its_re_ask_records_the_tokens_of_the_answer_before(openai_server, workspace):
+    # What a strict chat template did to the old tool-role re-asks: the first answer was billed, then 500s.
+    openai_server.script(tool_call('{"cancer_types": [}', usage=(1000, 100)), *[error(500, "template error")] * 2)
+
+    summary = extract(workspace, backend(workspace))
+
+    assert "failed after 2 attempt(s): HTTP 500 template error" in summary.failures[TRIAL]
+    assert stored_row(workspace) == ("error", 1000, 100, pytest.approx(1000 * 1.0 / 1e6 + 100 * 2.0 / 1e6))
