@@ -36,8 +36,10 @@ def scores(workspace: Path, vocab_dir: Path | None, out: Path) -> dict[str, dict
     result = {}
     for split in SPLITS:
         report = out / split
-        subprocess.run([ELIGEX, "--workspace", str(workspace), "eval", "--backend", "rules", "--split", split,
-                        "--out", str(report)], env=env, check=True, capture_output=True)  # fmt: skip
+        done = subprocess.run([ELIGEX, "--workspace", str(workspace), "eval", "--backend", "rules", "--split", split,
+                               "--out", str(report)], env=env, capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"eval of {split} with {vocab_dir or 'the committed build'} failed: {done.stderr.strip()[-500:]}")
         metrics = json.loads((report / "metrics.json").read_text())
         result[split] = {"micro": round(metrics["micro"]["f1"], 3),
                          "fields": {name: round(field["f1"], 3) for name, field in metrics["fields"].items()}}  # fmt: skip
