@@ -7,6 +7,8 @@ same clause before the term flips it ("no prior CDK4/6 inhibitor" in the inclusi
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from extract.rules.context import annotate
 from schemas import Criterion
 
@@ -48,6 +50,7 @@ def requirement(criterion: Criterion, start: int, end: int) -> str:
     return "required" if flipped else "excluded"
 
 
+@lru_cache(maxsize=256)  # every finder asks it of the same criterion (and of its lines)
 def cohort_specific(text: str) -> bool:
     """Does the criterion state itself for one cohort only ("Cohort A: HER2-positive ...")?"""
     return any(m.scope_end == len(text) for m in annotate(text).opening("cohort"))
