@@ -246,6 +246,8 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
       eligex schema > schemas/eligibility-record.schema.json
       eligex schema --patient --format markdown > docs/patient.md
     """
+    if check and (patient or fmt != "json"):
+        raise click.UsageError(f"--check compares the record's JSON Schema with {SCHEMA_FILE.name} only")
     if patient:
         from schemas.patient import Patient
 
@@ -259,7 +261,7 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
         return
     text = json.dumps(model_schema, indent=2) + "\n"
     if check:
-        if patient or not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
+        if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != text:
             raise click.ClickException(f"{SCHEMA_FILE} is out of date: run `eligex schema > {SCHEMA_FILE}`")
         return
     click.echo(text, nl=False)
@@ -502,10 +504,12 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
     fmt = choose_format(out, fmt, table)
     records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
+    if fmt in ("fhir", "ctml") and out != "-" and Path(out).is_dir():
+        raise InputError(f"--out {out} is a folder: name the file to write")
     if fmt in ("fhir", "ctml"):
         from extract.interop import write
 
-        records = list(records)  # one Bundle / one CTML list: the document holds every record anyway
+        records = list(records)  # a FHIR Bundle holds every record; CTML lines are small
         write(records, out, fmt)
         click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
         return

@@ -194,6 +194,9 @@ def test_eligex_export_fhir_and_ctml(tmp_path, monkeypatch, seed):
     [line] = result.stdout.splitlines()
     jsonschema.validate(json.loads(line), ctml.schema())
     assert json.loads(line)["nct_id"] == "NCT06450314"
+    for fmt in ("fhir", "ctml"):  # a folder as --out is one line and exit 2, not a traceback
+        result = run("export", "--format", fmt, "--out", str(tmp_path))
+        assert result.exit_code == 2 and "is a folder" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_criteria_of_one_cohort_stay_out_of_the_ctml_tree_and_are_noted(seed):

@@ -78,3 +78,9 @@ def test_the_field_reference_names_and_describes_every_property_of_every_model()
             [row] = [line for line in reference.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0].splitlines()
                      if line.startswith(f"| `{field}` |")]  # fmt: skip
             assert not row.endswith("|  |"), f"{name}.{field} has no description"
+
+
+@pytest.mark.parametrize("options", [["--patient"], ["--format", "markdown"]])
+def test_check_is_refused_where_it_would_check_nothing_or_the_wrong_file(options):
+    result = CliRunner().invoke(main, ["schema", "--check", *options])
+    assert result.exit_code == 2 and "--check" in result.output and "out of date" not in result.output
