@@ -281,7 +281,7 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
               help="Processes extracting at once, for the rules backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
-@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (implies --force).")
+@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (openai backend; implies --force).")
 @click.pass_obj
 def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force, refresh) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.

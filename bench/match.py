@@ -12,7 +12,6 @@ with a few facts, and an empty profile.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -26,32 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import eligex  # noqa: E402
-from extract.backend import assemble  # noqa: E402
-from extract.importer import files_under  # noqa: E402
 from extract.match_io import read_records  # noqa: E402
-from extract.rules import RulesBackend  # noqa: E402
-from extract.sources import RawRecord, parse_document  # noqa: E402
-from extract.text import segment  # noqa: E402
+from run import shared_trials  # noqa: E402  (bench/run.py: every shared trial, newest per id)
 from schemas.patient import Patient  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
 PATIENTS = {
     "readme": json.loads((ROOT / "examples" / "patient.json").read_text()),
     "few_facts": {"age_years": 61, "cancer": {"name": "non-small cell lung cancer", "oncotree": "NSCLC"},
                   "biomarkers": [{"marker": "EGFR", "status": "positive", "alteration": "mutation", "variant": "L858R"}]},
     "empty": {},
 }  # fmt: skip
-
-
-def shared_records():
-    rules, records = RulesBackend(), {}
-    for path in files_under([SHARED / "ctgov-v2", SHARED / "ctgov-classic-xml", SHARED / "ctgov-2026"]):
-        for parsed in parse_document(path.read_bytes(), path.name):
-            if isinstance(parsed, RawRecord):
-                trial = parsed.trial
-                criteria = segment(trial.eligibility_text)
-                records[trial.nct_id] = assemble(trial, criteria, asyncio.run(rules.extract(trial, criteria)), rules)
-    return list(records.values())
 
 
 def best_seconds(patient: Patient, records, repeat: int) -> tuple[float, float]:
@@ -71,7 +54,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "match.json")
     args = parser.parse_args()
-    records = read_records(args.records)[0] if args.records else shared_records()
+    records = read_records(args.records)[0] if args.records else [eligex.extract(trial) for trial in shared_trials()]
     ten_thousand = list(islice(cycle(records), 10_000))
     results = {}
     for name, profile in PATIENTS.items():

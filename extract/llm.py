@@ -220,7 +220,7 @@ class Settings:
 
 def transient(error: BaseException) -> bool:
     """Worth another attempt: rate limits, server errors, timeouts and lost connections (the caller
-    stops at a 500 that repeats: `_retryable`)."""
+    stops at a 500 that repeats: `retryable` in `_send`)."""
     if isinstance(error, TimeoutError):  # the attempt's deadline
         return True
     if isinstance(error, openai.APIStatusError):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cli import main
 from extract.backend import Draft
+from extract.sources import RawRecord, parse_document
 from schemas import Criterion
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,6 +80,15 @@ def use_llm_server(monkeypatch, tmp_path: Path, base_url: str, api_key: str, **s
     environment = {"OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": base_url, "ELIGEX_PRICES": str(prices)}
     for name, value in (environment | settings).items():
         monkeypatch.setenv(name, value)
+
+
+def shared_trials():
+    """Every trial of the shared registry records (API v2, classic XML, the 2026 export), file by file."""
+    for path in sorted(SHARED_DATA.glob("ctgov-*/*")):
+        if path.suffix in (".json", ".jsonl", ".xml"):
+            for parsed in parse_document(path.read_bytes(), path.name):
+                if isinstance(parsed, RawRecord):
+                    yield parsed.trial
 
 
 @pytest.fixture(scope="session")

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import jsonschema
 import pytest
 from fhir.resources.bundle import Bundle
 
-from conftest import SEED_RECORDS, gold_record, run
-from extract.backend import assemble
-from extract.importer import files_under
+import eligex
+from conftest import SEED_RECORDS, gold_record, run, shared_trials
 from extract.interop import ctml, fhir
-from extract.rules import RulesBackend
-from extract.sources import RawRecord, parse_document
-from extract.text import segment
 from schemas import EligibilityRecord
 
 
 @pytest.fixture(scope="module")
 def shared_records(shared_data) -> list[EligibilityRecord]:
     """The rules backend's record of every trial in ../shared/data, made once for the module."""
-    rules, records = RulesBackend(), {}
-    for path in files_under([shared_data / "ctgov-v2", shared_data / "ctgov-2026", shared_data / "ctgov-classic-xml"]):
-        for parsed in parse_document(path.read_bytes(), path.name):
-            if isinstance(parsed, RawRecord):
-                trial = parsed.trial
-                criteria = segment(trial.eligibility_text)
-                records[trial.nct_id] = assemble(trial, criteria, asyncio.run(rules.extract(trial, criteria)), rules)
+    records = {trial.nct_id: eligex.extract(trial) for trial in shared_trials()}
     assert len(records) > 1000
     return list(records.values())
 

@@ -80,6 +80,14 @@ def eligex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([ELIGEX, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+def wait_for_records(root: Path, count: int, process: subprocess.Popen, seconds: float) -> None:
+    """Until `count` record files are in the workspace, the running process never having ended."""
+    deadline = time.monotonic() + seconds
+    while len(list((root / "structured").glob("NCT*.json"))) < count:
+        assert time.monotonic() < deadline and process.poll() is None, f"no records after {seconds:g} s"
+        time.sleep(0.01)
+
+
 def assert_grounded(record: EligibilityRecord) -> None:
     """Every quote is the text at its offsets, inside the criterion it names."""
     criteria = {c.id: c for c in record.criteria}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_robustness import ELIGEX, environment, ok_counts, raw_disagreements
+from test_robustness import ELIGEX, environment, ok_counts, raw_disagreements, wait_for_records
 
 from extract.importer import import_files
 from extract.pipeline import plan, run_in_pool
@@ -95,10 +95,7 @@ def test_ctrl_c_stops_the_pool_keeps_what_was_stored_and_exits_130(tmp_path):
     assert eligex(env, "import", str(EXPORT_2026)).returncode == 0
     extracting = subprocess.Popen([ELIGEX, "extract", "--all", "--backend", "rules", "--workers", "2"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list((root / "structured").glob("NCT*.json"))) < 100:
-        assert time.monotonic() < deadline and extracting.poll() is None, "no records after 120 s"
-        time.sleep(0.02)
+    wait_for_records(root, 100, extracting, seconds=120)
     extracting.send_signal(signal.SIGINT)
     _, stderr = extracting.communicate(timeout=60)
 
@@ -120,17 +117,15 @@ def test_an_extraction_killed_mid_batch_leaves_files_and_rows_agreeing(tmp_path)
     assert eligex(env, "import", str(EXPORT_2026)).returncode == 0
     extracting = subprocess.Popen([ELIGEX, "extract", "--all", "--backend", "rules", "--workers", "2"],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list((root / "structured").glob("NCT*.json"))) < 70:
-        assert time.monotonic() < deadline and extracting.poll() is None, "no records after 120 s"
-        time.sleep(0.005)
+    wait_for_records(root, 70, extracting, seconds=120)
     workers = children(extracting.pid)
     assert len(workers) == 2
     extracting.send_signal(signal.SIGKILL)
     assert extracting.wait(10) == -signal.SIGKILL
     # The workers end with it, rather than wait for work forever.
+    deadline = time.monotonic() + 30
     while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers):
-        assert time.monotonic() < deadline + 30, f"workers {workers} outlived their parent"
+        assert time.monotonic() < deadline, f"workers {workers} outlived their parent"
         time.sleep(0.05)
 
     # Opening the workspace writes the files still pending: every served row has its file, and back.

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from extract.sources import RawRecord, parse_document
+from extract.sources import parse_document
 from extract.text import normalise, segment
 
-from conftest import SHARED_DATA
-
-
-def shared_trials():
-    for path in sorted(SHARED_DATA.glob("ctgov-*/*")):
-        if path.suffix in (".json", ".jsonl", ".xml"):
-            for parsed in parse_document(path.read_bytes(), path.name):
-                if isinstance(parsed, RawRecord):
-                    yield parsed.trial
+from conftest import SHARED_DATA, shared_trials
 
 
 @pytest.fixture(scope="module")
