@@ -28,6 +28,7 @@ from extract.errors import EligexError, InputError, UpstreamError
 from extract.evaluate.scoring import score_trial, summarise
 from extract.match import MatchResult, PatientFacts, Requirement, match_all, rank
 from extract.match import match as _match
+from extract.match_io import parse_patient
 from extract.sources import RecordError, parse_document
 from extract.text import normalise, segment
 from schemas import SCHEMA_VERSION, Criterion, EligibilityRecord, Trial
@@ -148,6 +149,6 @@ def match(patient: Patient | PatientFacts | dict[str, Any] | str | bytes, record
     lacks the fact) or `not_assessed` (a criterion eligex did not structure). A dict or JSON is read as
     a `Patient` (`eligex schema --patient`) and a contract record. For one patient against many records,
     `match_all(patient, records)` works the patient's facts out once and ranks the results."""
-    if not isinstance(patient, (Patient, PatientFacts)):
-        patient = Patient.model_validate_json(patient) if isinstance(patient, (str, bytes)) else Patient.model_validate(patient)
+    if not isinstance(patient, PatientFacts):
+        patient = parse_patient(patient)  # InputError, naming the field, for a profile that is not one
     return _match(patient, record if isinstance(record, EligibilityRecord) else validate(record))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,11 +18,20 @@ def _problem(error: ValidationError) -> str:
     return f"{'.'.join(map(str, first['loc'])) or 'the document'}: {first['msg']}"
 
 
-def load_patient(path: Path) -> Patient:
+def parse_patient(document: Patient | dict[str, Any] | str | bytes, name: str = "patient") -> Patient:
+    """A patient profile from JSON or a dict; InputError, one line naming the field, when it is not one."""
+    if isinstance(document, Patient):
+        return document
     try:
-        return Patient.model_validate_json(path.read_bytes())
+        if isinstance(document, (str, bytes)):
+            return Patient.model_validate_json(document)
+        return Patient.model_validate(document)
     except ValidationError as error:
-        raise InputError(one_line(f"patient file {path}: {_problem(error)}", limit=400)) from None
+        raise InputError(one_line(f"{name}: {_problem(error)}", limit=400)) from None
+
+
+def load_patient(path: Path) -> Patient:
+    return parse_patient(path.read_bytes(), f"patient file {path}")
 
 
 def read_records(folder: Path) -> tuple[list[EligibilityRecord], list[str]]:

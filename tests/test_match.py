@@ -290,3 +290,15 @@ def test_the_python_api_is_the_command_s_matching(seed):
     assert isinstance(result, eligex.MatchResult)
     assert result.as_dict() == match(Patient.model_validate(profile), seed).as_dict()
     assert [r.nct_id for r in eligex.match_all(Patient.model_validate(profile), [seed])] == ["NCT06450314"]
+
+
+def test_a_bad_patient_is_an_input_error_naming_the_field(seed):
+    """The library's promise: bad input is an InputError (one line), as the CLI says it."""
+    import eligex
+
+    for patient in ({"performance_status": [{"scale": "ECOG", "value": "good"}]}, '{"age_years": ', b"[]"):
+        with pytest.raises(eligex.InputError, match=r"^patient: .+") as raised:
+            eligex.match(patient, seed)
+        assert "\n" not in str(raised.value)
+    with pytest.raises(eligex.InputError, match="performance_status.0.value"):
+        eligex.match({"performance_status": [{"scale": "ECOG", "value": "good"}]}, seed)
