@@ -2,7 +2,7 @@
 
 Data goes to stdout, diagnostics and progress to stderr. Exit codes: 0 success, 1 some records
 failed (each named on stderr), 2 bad input or usage (a busy, full or read-only workspace too), 3 an
-upstream service failed, 130 interrupted.
+upstream service failed, 130 interrupted, 141 the reader of stdout closed it (`| head`).
 """
 
 from __future__ import annotations
@@ -81,7 +81,13 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 class Eligex(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return result
+        except BrokenPipeError:
+            # The reader of stdout stopped (`| head`): nothing more is wanted, and nothing is left to flush.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except EligexError as error:
             click.echo(f"Error: {redact(str(error))}", err=True)
             sys.exit(error.exit_code)

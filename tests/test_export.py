@@ -65,3 +65,19 @@ def test_an_empty_parquet_export_is_still_readable(tmp_path):
     out = tmp_path / "empty.parquet"
     assert export(tmp_path / "ws", "--format", "parquet", "--out", str(out)).exit_code == 0
     assert len(pandas.read_parquet(out)) == 0
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_reader_that_stops_early_is_no_traceback(workspace, fmt):
+    """`eligex export --out - | head -1`: the reader closes the pipe; eligex stops quietly, exit 141
+    (128 + SIGPIPE, as Unix tools report it), and what it says on stderr is no traceback."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cli", "--workspace", str(workspace), "export", "--format", fmt, "--out", "-"]
+    exporter = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = exporter.stdout.readline()
+    exporter.stdout.close()  # as `head -1` does after its line
+    stderr = exporter.stderr.read().decode()
+    assert first and exporter.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
