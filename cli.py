@@ -510,13 +510,13 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
     fmt = choose_format(out, fmt, table)
     records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
-    if fmt in ("fhir", "ctml") and out != "-" and Path(out).is_dir():
-        raise InputError(f"--out {out} is a folder: name the file to write")
-    if fmt in ("fhir", "ctml"):
-        from extract.interop import write
+    if fmt == "fhir":
+        if out != "-" and Path(out).is_dir():
+            raise InputError(f"--out {out} is a folder: name the file to write")
+        from extract.interop import write_fhir
 
-        records = list(records)  # a FHIR Bundle holds every record; CTML lines are small
-        write(records, out, fmt)
+        records = list(records)  # a FHIR Bundle holds every record
+        write_fhir(records, out)
         click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
         return
     if fmt == "cards":
@@ -533,7 +533,8 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         raise InputError(f"--out {out} is a folder: name the file to write")
     count = export(records, out, fmt, table)
     where = "stdout" if out == "-" else out
-    schema = f" (schema: {write_schema(out, record_json_schema())})" if table == "records" and out != "-" else ""
+    beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records
+    schema = f" (schema: {write_schema(out, record_json_schema())})" if beside else ""
     click.echo(f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
 
 

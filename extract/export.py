@@ -71,8 +71,13 @@ def export(records: Iterable[EligibilityRecord], out: str, fmt: str, table: str 
     one record at a time to a temporary file beside `out` (Parquet and CSV through DuckDB, in row
     groups), renamed into place at the end, so memory stays flat however many records. The count."""
     counted = _Counted(records)
-    if table == "records":
-        documents: Iterable[dict[str, Any]] = (record.model_dump(mode="json") for record in counted)
+    if fmt == "ctml":  # MatchMiner's documents, one per line, made one record at a time
+        from extract.interop import ctml
+
+        documents: Iterable[dict[str, Any]] = (ctml.build(record) for record in counted)
+        columns = None
+    elif table == "records":
+        documents = (record.model_dump(mode="json") for record in counted)
         columns = duckdb_columns(EligibilityRecord)
     else:
         documents = long_rows(counted, table)
@@ -82,8 +87,8 @@ def export(records: Iterable[EligibilityRecord], out: str, fmt: str, table: str 
         folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".eligex-export-") as scratch:
         target = Path(scratch) / f"export.{fmt}"
-        if fmt in ("jsonl", "json"):
-            _write_json(documents, target, fmt)
+        if fmt in ("jsonl", "json", "ctml"):
+            _write_json(documents, target, "json" if fmt == "json" else "jsonl")
         else:
             _through_duckdb(documents, columns, fmt, target)
         if out == "-":

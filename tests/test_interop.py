@@ -183,6 +183,10 @@ def test_eligex_export_fhir_and_ctml(tmp_path, monkeypatch, seed):
     [line] = result.stdout.splitlines()
     jsonschema.validate(json.loads(line), ctml.schema())
     assert json.loads(line)["nct_id"] == "NCT06450314"
+    lines = tmp_path / "trials.ctml.jsonl"
+    assert run("export", "--format", "ctml", "--out", str(lines)).exit_code == 0
+    assert lines.read_text().splitlines() == [line]
+    assert not list(tmp_path.glob("*.schema.json"))  # the contract's schema does not describe CTML
     for fmt in ("fhir", "ctml"):  # a folder as --out is one line and exit 2, not a traceback
         result = run("export", "--format", fmt, "--out", str(tmp_path))
         assert result.exit_code == 2 and "is a folder" in result.stderr and "Traceback" not in result.stderr

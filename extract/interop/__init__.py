@@ -1,7 +1,8 @@
-"""Exports in formats other systems read: FHIR R5 (`fhir`) and MatchMiner's CTML (`ctml`). Pure but for `write`.
+"""Exports in formats other systems read: FHIR R5 (`fhir`) and MatchMiner's CTML (`ctml`). Pure but for `write_fhir`.
 
-Each format is one module with `build(record) -> dict` (validated by that format's own schema before
-it is returned) and `document(records) -> bytes` (what `eligex export --format NAME` writes).
+Each format is one module with `build(record) -> dict`, validated by that format's own schema before
+it is returned. `eligex export` writes CTML's documents as JSON lines, one record at a time
+(`extract.export.export`), and FHIR's as one Bundle (`fhir.document(records)`, `write_fhir`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,12 @@ from schemas import EligibilityRecord
 FORMATS = ("fhir", "ctml")
 
 
-def document(records: list[EligibilityRecord], fmt: str) -> bytes:
-    if fmt == "fhir":
-        from extract.interop import fhir
+def write_fhir(records: list[EligibilityRecord], out: str) -> None:
+    """`eligex export --format fhir`, one Bundle of every record: to the file `out`, or stdout for "-".
+    (CTML's lines stream through `extract.export.export`.)"""
+    from extract.interop import fhir
 
-        return fhir.document(records)
-    from extract.interop import ctml
-
-    return ctml.document(records)
-
-
-def write(records: list[EligibilityRecord], out: str, fmt: str) -> None:
-    """`eligex export --format fhir|ctml`: to the file `out`, or stdout for "-"."""
-    data = document(records, fmt)
+    data = fhir.document(records)
     if out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

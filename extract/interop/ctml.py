@@ -59,11 +59,6 @@ def validate(document: dict[str, Any]) -> None:
     _validator().validate(document)
 
 
-def document(records: list[EligibilityRecord]) -> bytes:
-    """JSON lines: one CTML document per trial."""
-    return "".join(json.dumps(build(record), ensure_ascii=False) + "\n" for record in records).encode()
-
-
 def build(record: EligibilityRecord) -> dict[str, Any]:
     """The record's CTML document, validated against schemas/ctml.schema.json."""
     notes: list[dict[str, Any]] = []
