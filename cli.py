@@ -510,9 +510,9 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
     fmt = choose_format(out, fmt, table)
     records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
+    if fmt != "cards" and out != "-" and Path(out).is_dir():
+        raise InputError(f"--out {out} is a folder: name the file to write")
     if fmt == "fhir":
-        if out != "-" and Path(out).is_dir():
-            raise InputError(f"--out {out} is a folder: name the file to write")
         from extract.interop import write_fhir
 
         records = list(records)  # a FHIR Bundle holds every record
@@ -529,8 +529,6 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         write_cards(records, folder)
         click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
         return
-    if out != "-" and Path(out).is_dir():
-        raise InputError(f"--out {out} is a folder: name the file to write")
     count = export(records, out, fmt, table)
     where = "stdout" if out == "-" else out
     beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records

@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def child(tree: Path) -> dict:
@@ -32,18 +31,14 @@ def child(tree: Path) -> dict:
     import time
 
     sys.path.insert(0, str(tree))
+    # The shared trials read with `tree`'s code: rules_outputs (beside this file) imports the checkout on PYTHONPATH.
+    from rules_outputs import shared_trials
+
     from extract.backend import assemble
-    from extract.importer import files_under
     from extract.rules import RulesBackend
-    from extract.sources import RawRecord, parse_document
     from extract.text import segment
 
-    trials = {}
-    for path in files_under([SHARED / "ctgov-v2", SHARED / "ctgov-classic-xml", SHARED / "ctgov-2026"]):
-        for parsed in parse_document(path.read_bytes(), path.name):
-            if isinstance(parsed, RawRecord):
-                trials[parsed.trial.nct_id] = parsed.trial
-    trials = list(trials.values())
+    trials = shared_trials()
     backend = RulesBackend()
     segmented = [(trial, segment(trial.eligibility_text)) for trial in trials]
 
