@@ -111,6 +111,15 @@ def rules() -> tuple[Rule, ...]:
     return tuple(found)
 
 
+@lru_cache(maxsize=1)
+def _rules_by_family() -> dict[str, tuple[Rule, ...]]:
+    """The rules of each family, in file order: annotating a family tries its own rules only."""
+    by_family: dict[str, list[Rule]] = {}
+    for rule in rules():
+        by_family.setdefault(_family(rule.kind), []).append(rule)
+    return {family: tuple(found) for family, found in by_family.items()}
+
+
 class _Breaks:
     """Where a text breaks (clauses, sentences), searched by bisection."""
 
@@ -176,7 +185,7 @@ class Context:
         text, words, lower = self.text, self._words, self._lower
         hits = [
             (m.start(), m.end(), rule)
-            for rule in rules() if _family(rule.kind) == family
+            for rule in _rules_by_family().get(family, ())
             for m in rule.finditer(text, words, lower) if m.end() > m.start()
         ]
         kept = _outermost(hits)
@@ -219,7 +228,7 @@ class Context:
         if _family(kind) in self._families:
             return [m for m in self._of((kind,)) if m.trigger_start == 0]
         found = []
-        for rule in rules():
+        for rule in _rules_by_family().get(_family(kind), ()):
             if rule.kind != kind or (rule.gate and rule.gate.isdisjoint(self._words)):
                 continue
             lowered = rule.lowered is not None and len(self._lower) == len(self.text)

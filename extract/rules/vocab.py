@@ -142,9 +142,9 @@ class _Tokens:
         spelt = text.translate(_GREEK)
         self.text = text
         self.exact = _TOKEN.findall(spelt)
-        self.folded = _TOKEN.findall(spelt.lower())
-        if len(self.folded) != len(self.exact):  # a rare letter whose lower case is two ("İ"): fold word by word
-            self.folded = [word.lower() for word in self.exact]
+        # each token in lower case, in one call: no token holds a space (a letter whose lower case is two
+        # characters, "İ", stays one token)
+        self.folded = " ".join(self.exact).lower().split(" ") if self.exact else []
         self.present = set(self.exact).union(self.folded)  # every form, to meet a lexicon's starters in one step
         self._spans: list[tuple[int, int]] | None = None
 
@@ -160,25 +160,21 @@ class _Tokens:
         return [index for index, (exact, folded) in enumerate(zip(self.exact, self.folded)) if exact in forms or folded in forms]
 
 
-def _tokenize(text: str) -> _Tokens:
-    # Long texts (criteria) have a cache of their own: the many short phrases looked up while a
-    # criterion is read would push it out of a shared one, and a long text is costly to tokenise again.
-    return _tokenize_long(text) if len(text) > 200 else _tokenize_short(text)
-
-
-@functools.lru_cache(maxsize=256)
-def _tokenize_short(text: str) -> _Tokens:
+# Two caches: the texts scanned (criteria, asked again by every finder and lexicon) and the many short
+# phrases looked up by key while a criterion is read, which would push the criteria out of a shared one.
+@functools.lru_cache(maxsize=32)
+def _scanned_tokens(text: str) -> _Tokens:
     return _Tokens(text)
 
 
-@functools.lru_cache(maxsize=16)
-def _tokenize_long(text: str) -> _Tokens:
+@functools.lru_cache(maxsize=1024)
+def _phrase_tokens(text: str) -> _Tokens:
     return _Tokens(text)
 
 
 def tokens(text: str) -> list[Token]:
-    """The tokens of a text (tokenised once: every finder reads the same criterion)."""
-    found = _tokenize(text)
+    """The tokens of a phrase (tokenised once: the same phrases are looked up again and again)."""
+    found = _phrase_tokens(text)
     return [Token(start, end, exact, folded) for (start, end), exact, folded in zip(found.spans, found.exact, found.folded)]
 
 
@@ -199,11 +195,13 @@ def _plurals(word: str) -> list[str]:
     return [word + "s"]
 
 
+@functools.lru_cache(maxsize=4096)
 def exact_key(phrase: str) -> str:
     """The lookup key of a phrase matched as written: "PD-L1" -> "PDL1"."""
     return "".join(token.exact for token in tokens(phrase))
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_key(phrase: str) -> str:
     """The lookup key of a phrase matched in any case: "Anti-HER2 therapy" -> "antiher2therapy"."""
     return "".join(token.folded for token in tokens(phrase))
@@ -315,7 +313,7 @@ class Lexicon(Generic[V]):
         return scanned.within(start, len(text) if end is None else end)
 
     def _scan(self, text: str) -> list[Hit[V]]:
-        toks = _tokenize(text)
+        toks = _scanned_tokens(text)
         count = len(toks.exact)
         sides = ((self._tables[0], self._prefixes[0], toks.exact), (self._tables[1], self._prefixes[1], toks.folded))
         found: list[Hit[V]] = []
@@ -523,7 +521,8 @@ _TARGET_BEFORE = re.compile(rf"(?i)(?<![\w-])\(?{_TARGET}\)?{_VARIANT_WORD}[\s-]
 _NOUN_OF_TARGET = re.compile(rf"(?i)\b(?P<noun>inhibitors?|antagonists?|blockers?|degraders?)\s+of\s+(?:the\s+)?{_TARGET}(?![\w-])")
 # A noun that says too little without "targeted" or "directed": "EGFR therapy" is no class, "HER2-targeted therapy" is.
 _VAGUE_NOUN = re.compile(r"(?i)therap(?:y|ies)|agents?|drugs?|treatments?|medications?|immunotherap(?:y|ies)")
-_ANY_GENERIC = re.compile(r"(?i)\banti|inhibit|\btki|antagon|blocke|degrad|antibod|\bmabs?\b|\badcs?\b|conjugate|bispecific|\bcar\b|directed|targeted|targeting")
+# searched in the lower-cased text: far faster than a case-insensitive alternation
+_ANY_GENERIC = re.compile(r"\banti|inhibit|\btki|antagon|blocke|degrad|antibod|\bmabs?\b|\badcs?\b|conjugate|bispecific|\bcar\b|directed|targeted|targeting")
 
 
 def _generic_matches(text: str) -> Iterator[tuple[int, int, str, str | None, str | None]]:
@@ -542,7 +541,7 @@ def _generic_matches(text: str) -> Iterator[tuple[int, int, str, str | None, str
 def generic_classes(text: str) -> list[Hit[str]]:
     """Classes named generically by a target and a class noun, whether or not a row names them:
     "anti-CD38 therapy" -> anti-cd38 antibody, "inhibitor of MEK" -> mek inhibitor."""
-    if not _ANY_GENERIC.search(text):
+    if not _ANY_GENERIC.search(text.lower()):
         return []
     found: list[Hit[str]] = []
     for start, end, target, noun, variant in _generic_matches(text):
