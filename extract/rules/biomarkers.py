@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from extract.rules.gate import gated
 from extract.rules.context import annotate
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, scoped_to_cohort, stated_requirement
 from extract.rules.vocab import Marker, markers
@@ -537,10 +538,10 @@ def _test(marker, status, alteration, variant, method, value) -> dict[str, Any]:
 
 
 # "HER2-positive is defined as ...", "HER2 positivity is defined by ...": a criterion that defines a status.
-_DEFINITION = re.compile(
+_DEFINITION = gated(re.compile(
     r"(?i)^\W*(?P<name>[\w/.-]+(?:\s+[\w/.-]+){0,5}?)[\s-]*(?:positiv\w*|\+)(?:\s*\([^()]{0,30}\))?"
     r"(?:\s+(?:disease|status|tumou?rs?|expression))?\s+(?:is|are|will\s+be|must\s+be)?\s*(?:defined|determined|confirmed)\s+(?:as|by)\b"
-)
+))
 
 
 def defined_marker(criterion: Criterion) -> str | None:

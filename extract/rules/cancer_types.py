@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
+from extract.rules.gate import gated
 from extract.rules.polarity import cohort_specific, evidence, requirement
 from extract.rules.vocab import cancer_types
 from schemas import Criterion
@@ -22,10 +23,10 @@ _DIAGNOSIS = re.compile(
     r"(?i)\b(?:histolog\w*|cytolog\w*|patholog\w*|confirmed|diagnos\w*|documented|proven|"
     r"(?:patients?|participants?|subjects?|women|men)\s+with|has|have|metastatic|advanced|unresectable|recurrent)\b"
 )
-_OTHER_CANCER = re.compile(
+_OTHER_CANCER = gated(re.compile(
     r"(?i)\b(?:history|other|another|prior|previous|second|secondary|concurrent|additional|treated|curative|survivors?|"
     r"therapy|treatment|regimen|chemotherapy|except|including)\b"
-)
+))
 # An exclusion names the tumour type near its start ("Known small cell lung cancer ...").
 _EXCLUSION_OPENER = re.compile(
     r"(?i)^\W*(?:(?:known|confirmed|documented|any|prior|active)\s+)*(?:(?:patients?|participants?|subjects?)\s+with\s+|"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
+from extract.rules.gate import gated
 from extract.rules.polarity import cohort_specific, evidence, negated, scoped_to_cohort, sentence_bounds
 from schemas import Criterion
 
@@ -28,7 +29,7 @@ _DISEASE_AHEAD = (
     r"RCC|PDAC|melanoma|lymphoma|sarcoma|mesothelioma|breast|stage|or\s+metastatic|and/or\s+metastatic|/metastatic|solid|"
     r"recurrent|unresectable|inoperable|relapsed|refractory|metastatic))"
 )
-_SETTING = re.compile(
+_SETTING = gated(re.compile(
     rf"""(?ix)(?<![\w-])(?:
         (?P<locally_advanced>locally[\s-]+advanced|loco-?regionally[\s-]+advanced)
         |(?P<advanced>advanced){_DISEASE_AHEAD}
@@ -38,17 +39,17 @@ _SETTING = re.compile(
         |(?P<recurrent>recurrent|relapsed|refractory|relapsing)
         |(?P<early>(?:early(?:[\s-]+stage)?|operable|(?<!borderline\s)resectable){_DISEASE_AHEAD})
     )(?![\w-])"""
-)
+))
 # A setting that only qualifies a prior therapy: "chemotherapy for metastatic disease", "in the advanced setting".
 _THERAPY_BEFORE = re.compile(
     r"(?i)\b(?:therap\w*|treatments?|treated|chemotherapy|regimens?|lines?|received|prior|previous(?:ly)?|progressed)\b"
     r"[^.;:\n]{0,40}\b(?:for|in|of)\s+(?:the\s+)?(?:[\w-]+[\s/]+){0,2}$|\bnegative\s+for\s+$"
 )
 _SETTING_AFTER = re.compile(r"(?i)[\w\s/-]{0,25}?\bsetting\b")
-_OTHER_CANCER = re.compile(
+_OTHER_CANCER = gated(re.compile(
     r"(?i)\b(?:history\s+of|other|another|prior|previous|second|secondary|concurrent|additional)\s+(?:[\w-]+\s+){0,3}?"
     r"(?:malignan\w*|cancers?|tumou?rs?|neoplasms?)"
-)
+))
 
 
 def find(criterion: Criterion) -> Iterator[tuple[str, dict[str, Any]]]:
