@@ -566,12 +566,15 @@ def batch_collect(workspace: Workspace, ref) -> None:
 def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, as_json: bool) -> None:
     """Print the current structured record of one trial: a table of its facts, --json the record, or
     --format its trial card."""
-    from extract.display import record_table
+    from extract.display import record_table, registry_state
 
     [nct_id] = nct_ids_of([nct_id])
     record = workspace.current_record(nct_id)  # a file written whole: readable while another process works
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
+    state = registry_state(record, workspace.removed(nct_id))
+    if state:
+        warn([f"{nct_id} is {state}"])
     if fmt:
         from extract.cards import render
 
@@ -582,7 +585,7 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, a
         document = record.model_dump(mode="json")
         click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
     else:
-        print_table(record_table(record))
+        print_table(record_table(record, state))
 
 
 @main.command(name="export")
@@ -607,10 +610,11 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
       eligex export --format fhir --out trials.fhir.json    # FHIR R5 Bundle, validated by fhir.resources
       eligex export --format ctml --out - | head -1         # CTML, validated by schemas/ctml.schema.json
     """
-    from extract.export import choose_format, export, iter_current_records, write_schema
+    from extract.export import Listed, choose_format, export, iter_current_records, write_schema
 
     fmt = choose_format(out, fmt, table)
-    records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
+    listed = Listed()  # what the export left out (removed studies) and kept marked (withdrawn ones)
+    records = iter_current_records(workspace, since.date() if since else None, listed)  # one at a time: flat memory
     if fmt != "cards" and out != "-" and Path(out).is_dir():
         raise InputError(f"--out {out} is a folder: name the file to write")
     if fmt == "fhir":
@@ -618,9 +622,8 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
         records = list(records)  # a FHIR Bundle holds every record
         write_fhir(records, out)
-        click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
-        return
-    if fmt == "cards":
+        said = f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}"
+    elif fmt == "cards":
         from extract.cards import write_cards
 
         records = list(records)
@@ -628,13 +631,14 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         if out == "-" or (folder.exists() and not folder.is_dir()):
             raise InputError(f"--out {out} is a file: cards are written to a folder")
         write_cards(records, folder)
-        click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
-        return
-    count = export(records, out, fmt, table)
-    where = "stdout" if out == "-" else out
-    beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records
-    schema = f" (schema: {write_schema(out, record_json_schema())})" if beside else ""
-    click.echo(f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
+        said = f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}"
+    else:
+        count = export(records, out, fmt, table)
+        where = "stdout" if out == "-" else out
+        beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records
+        schema = f" (schema: {write_schema(out, record_json_schema())})" if beside else ""
+        said = f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}"
+    click.echo(said + (f"; {listed.line()}" if listed.line() else ""), err=True)
 
 
 @main.command(name="match")
@@ -666,11 +670,18 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
             raise InputError("give --records DIR, or trial ids / --all from the workspace, not both")
         records, failures = read_records(records_dir)
     else:
-        from extract.export import current_records
+        from extract.display import registry_state
+        from extract.export import Listed, current_records
 
         _check_choice(nct_ids, all_trials)
         nct_ids = nct_ids_of(nct_ids)
-        records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
+        listed = Listed()
+        if all_trials:  # a removed study's record is left out, and said
+            records = current_records(workspace, listed=listed)
+            warn([listed.line()] if listed.line() else [])
+        else:  # a study named is matched as asked, its state said
+            records = [r for i in nct_ids if (r := workspace.current_record(i))]
+            warn([f"{r.nct_id} is {state}" for r in records if (state := registry_state(r, workspace.removed(r.nct_id)))])
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
     results = match_all(patient, records)

@@ -15,6 +15,7 @@ and a test can queue faults that the next requests meet, in order (None: answer 
   "drip"       the real response, its body one byte every `drip_seconds` (each read is quick, the whole never)
   "other-study" another study's record in answer to GET /studies/{nctId}
   "stale-page" the page before the one asked for again, under a fresh next token (nothing new)
+  "die"        no answer, and the server stops listening: from then on every connection is refused
 
 `update(nct_id, last_update, status)` changes a study as the registry does when its record is
 edited (a new LastUpdatePostDate, a new overallStatus: WITHDRAWN); deleting it from `studies`
@@ -230,6 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         fault = self.server.take(url.path, dict(params), dict(self.headers))
+        if fault == "die":
+            threading.Thread(target=self.server.refuse_connections, daemon=True).start()
+            self.close_connection = True
+            return
         if fault == "stall":
             time.sleep(self.server.stall_seconds)
             self.close_connection = True
