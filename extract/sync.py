@@ -12,8 +12,8 @@ stores each page, to the latest date on it. A sync that stops (a dead registry, 
 therefore starts again from the last page it stored, losing nothing: every study after it is
 updated on or after that day. Two cases hold the mark back instead: a page whose studies are
 not in last-update order (a registry that did not sort) puts it back where this sync started
-until the search is done, and a study that could not be stored stops it at the day of its page,
-so that the next sync asks for that study again.
+until the search is done, and a study that could not be stored stops it before its page (at the
+latest day of the pages stored before it), so that the next sync asks for that study again.
 
 The trials stored since an unfinished sync began are extracted by the next one (`pending_since`):
 an extraction cut short is not lost either.
