@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -140,16 +148,9 @@ def test_the_mark_is_per_search_and_the_same_search_however_spelt(ctgov, ws):
 def test_a_search_key_folds_case_spaces_order_and_repeats_and_leaves_out_the_date():
     a = Search(cond=" Breast   Cancer", statuses=("RECRUITING", "COMPLETED"), phases=("PHASE3", "PHASE2"))
     b = Search(cond="breast cancer", statuses=("COMPLETED", "RECRUITING", "COMPLETED"), phases=("PHASE2", "PHASE3"))
-    assert a.key() == replace_date(b).key()
+    assert a.key() == replace(b, updated_since=date(2024, 1, 1)).key()
     assert a.key() != Search(cond="breast cancer").key() != Search(term="breast cancer").key()
     assert json.loads(a.key()) == {"cond": "breast cancer", "phase": ["PHASE2", "PHASE3"], "status": ["COMPLETED", "RECRUITING"]}
-
-
-def replace_date(search: Search) -> Search:
-    from dataclasses import replace
-    from datetime import date
-
-    return replace(search, updated_since=date(2024, 1, 1))
 
 
 # -- withdrawn and removed studies --------------------------------------------------------------
@@ -312,3 +313,31 @@ def test_sync_exits_3_in_one_line_when_the_registry_cannot_be_reached_and_keeps_
 def test_sync_exits_2_on_bad_input(ctgov, ws, args, message):
     result = sync_cli(ctgov, ws, *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_sync_killed_mid_way_resumes_with_no_loss_and_no_duplicate(ctgov, ws):
+    """A real `eligex sync` process, killed (SIGKILL) while page 2 hangs; the next sync does the rest."""
+    ctgov.stall_seconds = 20
+    ctgov.fail_next(None, "stall")  # page 1, then page 2 never comes
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ELIGEX_"))}
+    env |= {"ELIGEX_CTGOV_URL": ctgov.url, "ELIGEX_WORKSPACE": str(ws)}
+    command = [str(Path(sys.executable).with_name("eligex")), "sync", "--phase", "PHASE2", "--page-size", "4",
+               "--rate", "60000", "--workers", "1"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while len(list((ws / "raw").rglob("NCT*.json"))) < 4:  # page 1's files: written once its rows are committed
+        assert time.monotonic() < deadline and process.poll() is None, "page 1 was never stored"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(10) == -signal.SIGKILL
+    mark = mark_of(ws, Search(phases=("PHASE2",)))
+    assert mark["last_update"] and mark["pending_since"] and structured(ws) == []
+
+    result = sync_cli(ctgov, ws, "--phase", "PHASE2", "--page-size", "4", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["since"] == mark["last_update"] and report["new"] == len(PHASE2_IDS) - 4
+    assert [row[0] for row in in_db(ws, "SELECT nct_id FROM trials ORDER BY nct_id")] == PHASE2_IDS
+    assert structured(ws) == PHASE2_IDS
+    assert in_db(ws, "SELECT count(*), count(DISTINCT nct_id) FROM extractions") == [(len(PHASE2_IDS), len(PHASE2_IDS))]
