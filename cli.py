@@ -661,29 +661,30 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
       eligex match --patient patient.json --all --format json
       eligex match --patient patient.json --records structured/
     """
+    from extract.export import Listed
     from extract.match import match_all
     from extract.match_io import load_patient, read_records, render_table
 
     patient = load_patient(patient_file)
+    listed = Listed()  # the records of removed studies are left out, and said
     if records_dir is not None:
         if nct_ids or all_trials:
             raise InputError("give --records DIR, or trial ids / --all from the workspace, not both")
-        records, failures = read_records(records_dir)
+        records, failures = read_records(records_dir, listed.removed)
     else:
         from extract.display import registry_state
-        from extract.export import Listed, current_records
+        from extract.export import current_records
 
         _check_choice(nct_ids, all_trials)
         nct_ids = nct_ids_of(nct_ids)
-        listed = Listed()
-        if all_trials:  # a removed study's record is left out, and said
+        if all_trials:
             records = current_records(workspace, listed=listed)
-            warn([listed.line()] if listed.line() else [])
         else:  # a study named is matched as asked, its state said
             records = [r for i in nct_ids if (r := workspace.current_record(i))]
             warn([f"{r.nct_id} is {state}" for r in records if (state := registry_state(r, workspace.removed(r.nct_id)))])
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
+    warn([listed.line()] if listed.line() else [])
     results = match_all(patient, records)
     if fmt == "json":
         for result in results:

@@ -195,6 +195,8 @@ def test_a_stored_study_the_registry_no_longer_has_is_marked_removed_never_serve
     assert f"left out 1 removed from the registry ({gone})" in exported.stderr
     matched = cli(ws, "match", "--patient", "examples/patient.json", "--all", "--format", "json")
     assert gone not in matched.stdout and f"left out 1 removed from the registry ({gone})" in matched.stderr
+    folder = cli(ws, "match", "--patient", "examples/patient.json", "--records", str(ws / "structured"), "--format", "json")
+    assert gone not in folder.stdout and kept in folder.stdout and f"left out 1 removed from the registry ({gone})" in folder.stderr
     unknown = CliRunner().invoke(main, ["--workspace", str(ws), "fetch", "--rate", "60000", "--nct", "NCT00000000"], env=env)
     assert unknown.exit_code == 1 and "failed: NCT00000000: not found (404)" in unknown.stderr  # never stored: a failure
 
