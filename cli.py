@@ -572,7 +572,7 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, a
     record = workspace.current_record(nct_id)  # a file written whole: readable while another process works
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
-    state = registry_state(record, workspace.removed(nct_id))
+    state = registry_state(record.trial, workspace.removed(nct_id))
     if state:
         warn([f"{nct_id} is {state}"])
     if fmt:
@@ -681,7 +681,7 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
             records = current_records(workspace, listed=listed)
         else:  # a study named is matched as asked, its state said
             records = [r for i in nct_ids if (r := workspace.current_record(i))]
-            warn([f"{r.nct_id} is {state}" for r in records if (state := registry_state(r, workspace.removed(r.nct_id)))])
+            warn([f"{r.nct_id} is {state}" for r in records if (state := registry_state(r.trial, workspace.removed(r.nct_id)))])
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
     warn([listed.line()] if listed.line() else [])

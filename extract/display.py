@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas import Criterion, EligibilityRecord, iter_evidence
+from schemas import Criterion, EligibilityRecord, TrialFacts, iter_evidence
 
 
 def print_table(table: Table) -> None:
@@ -51,12 +51,12 @@ def criteria_table(criteria: list[Criterion]) -> Table:
     return table
 
 
-def registry_state(record: EligibilityRecord, removed: dict[str, Any] | None) -> str | None:
-    """What the registry says of the study beyond its record, when it is not simply current: removed
-    (`removed`: how, from Workspace.removed) or withdrawn."""
+def registry_state(facts: TrialFacts, removed: dict[str, Any] | None) -> str | None:
+    """What the registry says of the study (`facts`: a record's or a stored trial's `trial`) beyond
+    its record, when it is not simply current: removed (`removed`: how, from Workspace.removed) or withdrawn."""
     if removed is not None:
         return f"removed from the registry: {removed['reason']} (seen {removed['removed_at'][:10]}); this record is not current"
-    if record.trial.overall_status == "WITHDRAWN":
+    if facts.overall_status == "WITHDRAWN":
         return "withdrawn: the registry's overall status is WITHDRAWN (the study stopped before enrolling)"
     return None
 
