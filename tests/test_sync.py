@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 from ctgov_server import CtgovServer, ctgov  # noqa: F401 (ctgov is a fixture)
@@ -23,7 +24,7 @@ from test_fetch import ALL_IDS, PHASE1, PHASE1_IDS, protocol, settings
 from cli import main
 from extract.errors import UpstreamError
 from extract.fetch import Search
-from extract.store import Workspace
+from extract.store import MIGRATIONS, Workspace
 from extract.sync import mark_name, sync_search
 
 PHASE2_IDS = [i for i in ALL_IDS if "PHASE2" in (protocol(i).get("designModule") or {}).get("phases", [])]
@@ -343,3 +344,23 @@ def test_a_sync_killed_mid_way_resumes_with_no_loss_and_no_duplicate(ctgov, ws):
     assert [row[0] for row in in_db(ws, "SELECT nct_id FROM trials ORDER BY nct_id")] == PHASE2_IDS
     assert structured(ws) == PHASE2_IDS
     assert in_db(ws, "SELECT count(*), count(DISTINCT nct_id) FROM extractions") == [(len(PHASE2_IDS), len(PHASE2_IDS))]
+
+
+def test_a_workspace_made_before_the_removed_columns_migrates_keeping_its_trials(ctgov, ws):
+    """A database at the schema before migration 8 (trials without removed_at), with a trial stored in it."""
+    assert sync_cli(ctgov, ws, "--phase", "PHASE1").exit_code == 0
+    row = in_db(ws, "SELECT * EXCLUDE (removed_at, removed_reason) FROM trials WHERE nct_id = ?", [PHASE1_IDS[0]])[0]
+    old = ws.parent / "old"
+    old.mkdir()
+    db = duckdb.connect(str(old / "eligex.duckdb"))
+    db.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    for version, sql in enumerate(MIGRATIONS[:7], 1):
+        db.execute(sql)
+        db.execute("INSERT INTO migrations VALUES (?, now())", [version])
+    db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", list(row))
+    db.close()
+
+    assert in_db(old, "SELECT nct_id, removed_at FROM trials") == [(PHASE1_IDS[0], None)]
+    assert in_db(old, "SELECT max(version) FROM migrations") == [(len(MIGRATIONS),)]
+    result = sync_cli(ctgov, old, "--phase", "PHASE1", "--json")  # stores into the migrated table
+    assert result.exit_code == 0 and json.loads(result.stdout)["new"] == len(PHASE1_IDS) - 1
