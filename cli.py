@@ -260,17 +260,21 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
 @click.option("--backend", type=click.Choice(["rules", "openai"]), default="rules", show_default=True,
               help="The backend that extracts the changed trials.")
 @EXTRACTION_OPTIONS
+@click.option("--full", is_flag=True, help="Search everything again, not only what changed since the mark; studies "
+              "found before and no longer are asked for by id (404: marked removed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object instead of a line.")
 @click.pass_obj
 def sync(workspace: Workspace, cond, term, intr, statuses, phases, page_size, rate, timeout, backend, model,
-         concurrency, workers, as_json) -> None:  # fmt: skip
+         concurrency, workers, full, as_json) -> None:  # fmt: skip
     """Fetch the studies a search finds that changed since its last sync, then extract them.
 
     The search's mark (the latest last-update date of the studies it stored, in the database)
     is sent as the registry's last-update filter, inclusive; the first sync of a search fetches all
     of it. The mark advances with each page stored, so a sync that stops (exit code 3 when the
     registry fails) goes on from there when run again, and the trials it stored are extracted
-    then. Withdrawn studies are counted; the summary goes to stdout (--json: one object).
+    then. Withdrawn studies are counted. A whole search (the first sync, --full) asks by id for the
+    studies it found before and no longer finds: those the registry answers 404 for are marked
+    removed. The summary goes to stdout (--json: one object).
     """
     from extract import sync as syncing
 
@@ -281,11 +285,11 @@ def sync(workspace: Workspace, cond, term, intr, statuses, phases, page_size, ra
     chosen = make_backend(backend, model, workspace)
     with workspace.writing():
         with progress(None, "syncing") as bar:
-            result = asyncio.run(syncing.sync_search(workspace, search, settings, page_size, bar.advance_to))
+            result = asyncio.run(syncing.sync_search(workspace, search, settings, page_size, bar.advance_to, full))
         fetched = result.summary
         warn(fetched.warnings)
-        since = result.since.isoformat() if result.since else "the start (first sync)"
-        click.echo(f"fetched the studies updated since {since} into {workspace.root}: {fetched.line()}", err=True)
+        since = f"updated since {result.since}" if result.since else "of the whole search"
+        click.echo(f"fetched the studies {since} into {workspace.root}: {fetched.line()}", err=True)
         changed = syncing.changed(workspace, result)
         extracted = extract_trials(workspace, chosen, changed, workers=workers, concurrency=concurrency, skip_if_none=True)
         if extracted is not None:
@@ -296,6 +300,7 @@ def sync(workspace: Workspace, cond, term, intr, statuses, phases, page_size, ra
         "search": json.loads(search.key()), "since": result.since.isoformat() if result.since else None,
         "mark": result.mark.isoformat() if result.mark else None, "new": fetched.new, "changed": fetched.changed,
         "unchanged": fetched.unchanged, "failed": len(fetched.failures), "withdrawn": withdrawn,
+        "left_search": result.left, "removed": fetched.removed,
         "extracted": extracted.extracted if extracted else 0, "extraction_failed": len(extracted.failures) if extracted else 0,
         "run_id": extracted.run_id if extracted else None, "mark_held_back": result.held_back,
     }  # fmt: skip
@@ -304,7 +309,8 @@ def sync(workspace: Workspace, cond, term, intr, statuses, phases, page_size, ra
     else:
         held = f" (held back: {result.held_back})" if result.held_back else ""
         click.echo(f"synced {search.key()}: {fetched.new} new, {fetched.changed} changed, {fetched.unchanged} unchanged, "
-                   f"{len(fetched.failures)} failed; {len(withdrawn)} withdrawn; {report['extracted']} extracted, "
+                   f"{len(fetched.failures)} failed; {len(withdrawn)} withdrawn, {len(fetched.removed)} removed; "
+                   f"{report['extracted']} extracted, "
                    f"{report['extraction_failed']} failed; mark {report['mark'] or 'none'}{held}")  # fmt: skip
     fail_if(fetched.failures + [f"{i}: {reason}" for i, reason in (extracted.failures if extracted else {}).items()])
 

@@ -43,6 +43,14 @@ class Summary:
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
+    def add(self, other: Summary) -> None:
+        """Count what `other` did too."""
+        for outcome in ("new", "changed", "unchanged", "older"):
+            setattr(self, outcome, getattr(self, outcome) + getattr(other, outcome))
+        self.failures += other.failures
+        self.warnings += other.warnings
+        self.removed += other.removed
+
     def line(self) -> str:
         older = f", {self.older} older than stored (kept the stored one)" if self.older else ""
         removed = f", {len(self.removed)} removed from the registry (marked so)" if self.removed else ""

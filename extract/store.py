@@ -150,6 +150,11 @@ MIGRATIONS = [
     ALTER TABLE trials ADD COLUMN removed_at TIMESTAMPTZ;
     ALTER TABLE trials ADD COLUMN removed_reason VARCHAR
     """,
+    # The studies each sync's search has found (by the mark's name): a whole search that no longer finds
+    # one asks for it by id, to tell a study removed from the registry from one that left the search.
+    """
+    CREATE TABLE sync_members (mark VARCHAR NOT NULL, nct_id VARCHAR NOT NULL, PRIMARY KEY (mark, nct_id))
+    """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
@@ -504,6 +509,15 @@ class Workspace:
         return [row[0] for row in self.db.execute(
             "SELECT nct_id FROM trials WHERE nct_id IN (SELECT unnest(?)) "
             "AND json_extract_string(trial, '$.trial.overall_status') = 'WITHDRAWN' ORDER BY nct_id", [nct_ids]).fetchall()]  # fmt: skip
+
+    def add_members(self, mark: str, nct_ids: list[str]) -> None:
+        self._insert("sync_members", [[mark, nct_id] for nct_id in nct_ids])
+
+    def members(self, mark: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT nct_id FROM sync_members WHERE mark = ?", [mark]).fetchall()}
+
+    def drop_members(self, mark: str, nct_ids: list[str]) -> None:
+        self.db.execute("DELETE FROM sync_members WHERE mark = ? AND nct_id IN (SELECT unnest(?))", [mark, nct_ids])
 
     def stored_since(self, since: datetime) -> list[str]:
         """The ids of the trials stored (new or changed) at or after `since`, in id order."""

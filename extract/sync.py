@@ -19,18 +19,21 @@ The trials stored since an unfinished sync began are extracted by the next one (
 an extraction cut short is not lost either.
 
 What is marked: a study whose record says `overallStatus` WITHDRAWN is stored as the registry
-gives it and counted as withdrawn; a stored study the registry answers 404 for by id (`eligex
-fetch --nct`) is marked removed (extract/store.py). A search cannot tell a removed study from one
-that no longer matches it, so sync alone never marks a study removed.
+gives it and counted as withdrawn; a stored study the registry answers 404 for by id is marked
+removed (extract/store.py). A search cannot tell a removed study from one that no longer matches
+it, so the studies each search found are kept (`sync_members`), and a whole search (the first
+sync, or `full`) that ends without finding some of them asks for each by id: 404, and it is
+marked removed; else it is stored as it is now, outside the search. An incremental sync sees
+only changed studies, so it cannot notice a removal.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
-from extract.fetch import Progress, Search, Settings, fetch_search
+from extract.fetch import Progress, Search, Settings, _study_id, fetch_ids, fetch_search
 from extract.importer import Summary
 from extract.store import Workspace
 
@@ -49,6 +52,7 @@ class SyncResult:
     summary: Summary
     pending_since: datetime  # when the sync whose trials are still to be extracted began
     held_back: str | None = None  # why the mark did not advance as far as the studies fetched
+    left: list[str] = field(default_factory=list)  # found before, not by this whole search: asked for by id
 
 
 class _Mark:
@@ -60,8 +64,12 @@ class _Mark:
         self.latest = since  # the latest date seen, in order or not
         self.out_of_order = False
         self.failures = 0
+        self.seen: set[str] = set()
 
     def page(self, studies: list[Any], failures: int) -> None:
+        found = [nct_id for nct_id in map(_study_id, studies) if nct_id is not None]
+        self.seen.update(found)
+        self.workspace.add_members(self.name, found)
         dates = [day for day in map(_last_update, studies) if day is not None]
         if dates != sorted(dates) or (dates and self.latest and dates[0] < self.latest):
             self.out_of_order = True
@@ -99,20 +107,31 @@ async def sync_search(
     settings: Settings,
     page_size: int = 100,
     on_progress: Progress = lambda done, total: None,
+    full: bool = False,
 ) -> SyncResult:
-    """Fetch the search's studies changed since its mark (every one, the first time), advancing the
-    mark with each page stored. UpstreamError when the registry fails: what was stored stays, and
-    the mark says where the next sync starts."""
+    """Fetch the search's studies changed since its mark (every one, the first time or when `full`),
+    advancing the mark with each page stored. UpstreamError when the registry fails: what was
+    stored stays, and the mark says where the next sync starts. After a whole search, the studies
+    it found before and not now are asked for by id (those answering 404 marked removed); the
+    summary counts them too."""
     name = mark_name(search)
     stored = workspace.mark(name) or {}
-    since = date.fromisoformat(stored["last_update"]) if stored.get("last_update") else None
+    since = date.fromisoformat(stored["last_update"]) if stored.get("last_update") and not full else None
     pending = stored.get("pending_since")
     pending_since = datetime.fromisoformat(pending) if pending else datetime.now(timezone.utc)
     mark = _Mark(workspace, name, since, pending_since)
     summary = await fetch_search(workspace, replace(search, updated_since=since), settings, None, page_size,
                                  on_progress, sort=SORT, on_page=mark.page)  # fmt: skip
     mark.finish()
-    return SyncResult(name, since, mark.value, summary, pending_since, mark.held_back)
+    result = SyncResult(name, since, mark.value, summary, pending_since, mark.held_back)
+    if since is None:  # a whole search: what it no longer finds has left it, or the registry
+        result.left = sorted(workspace.members(name) - mark.seen)
+        if result.left:
+            asked = await fetch_ids(workspace, result.left, settings)
+            summary.add(asked)
+            failed = {line.split(":", 1)[0] for line in asked.failures}  # asked again by the next whole search
+            workspace.drop_members(name, [nct_id for nct_id in result.left if nct_id not in failed])
+    return result
 
 
 def changed(workspace: Workspace, result: SyncResult) -> list[str]:

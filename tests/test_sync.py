@@ -95,7 +95,7 @@ def test_the_first_sync_fetches_the_whole_search_in_last_update_order_and_extrac
     assert mark_of(ws, Search(phases=("PHASE2",))) == {"last_update": latest, "pending_since": None}
     [line] = result.stdout.splitlines()  # the summary is the data; progress went to stderr
     assert f"{len(PHASE2_IDS)} new, 0 changed" in line and f"{len(PHASE2_IDS)} extracted" in line and latest in line
-    assert "fetched the studies updated since the start (first sync)" in result.stderr
+    assert "fetched the studies of the whole search" in result.stderr
 
 
 def test_a_second_sync_sends_the_mark_and_stores_and_extracts_only_what_changed(ctgov, ws):
@@ -206,6 +206,36 @@ def test_a_stored_study_the_registry_no_longer_has_is_marked_removed_never_serve
     assert again.exit_code == 0 and "1 unchanged" in again.stderr
     assert in_db(ws, "SELECT removed_at FROM trials WHERE nct_id = ?", [gone]) == [(None,)]
     assert "removed" not in cli(ws, "show", gone).stderr and gone in cli(ws, "export", "--out", "-").stdout
+
+
+def test_a_whole_search_asks_by_id_for_the_studies_it_no_longer_finds_and_marks_those_gone_removed(ctgov, ws):
+    assert sync_cli(ctgov, ws, "--phase", "PHASE1").exit_code == 0
+    gone, moved = PHASE1_IDS[0], PHASE1_IDS[1]
+    ctgov.studies.pop(gone)  # removed from the registry
+    study = json.loads(ctgov.studies[moved])  # edited so that it no longer matches the search
+    study["protocolSection"]["designModule"]["phases"] = ["PHASE4"]
+    ctgov.studies[moved] = json.dumps(study).encode()
+    ctgov.requests.clear()
+
+    incremental = sync_cli(ctgov, ws, "--phase", "PHASE1", "--json")  # sees only changes: it cannot notice
+    assert json.loads(incremental.stdout)["removed"] == [] and ctgov.requests_to(f"/studies/{gone}") == []
+
+    result = sync_cli(ctgov, ws, "--phase", "PHASE1", "--full", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert search_filters(ctgov)[-1] is None  # the whole search again
+    assert report["left_search"] == sorted([gone, moved]) and report["removed"] == [gone]
+    assert len(ctgov.requests_to(f"/studies/{gone}")) == 1 and len(ctgov.requests_to(f"/studies/{moved}")) == 1
+    assert report["changed"] == 1  # the one that left the search, stored as it is now
+    assert in_db(ws, "SELECT nct_id FROM trials WHERE removed_at IS NOT NULL") == [(gone,)]
+    assert f"warning: {gone} is removed from the registry" in cli(ws, "show", gone).stderr
+    assert gone not in cli(ws, "export", "--out", "-").stdout
+    workspace = Workspace(ws)
+    try:  # neither is the search's any more: the next whole search does not ask for them again
+        assert workspace.members(mark_name(PHASE1)) == set(PHASE1_IDS) - {gone, moved}
+    finally:
+        workspace.close()
 
 
 # -- a sync cut short, and resumed --------------------------------------------------------------
