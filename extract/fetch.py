@@ -208,7 +208,7 @@ async def fetch_ids(
             except UpstreamError as error:
                 summary.failures.append(f"{nct_id}: {error}")
             else:
-                answered = _study_id(study)
+                answered = study_id(study)
                 if answered is None or answered == nct_id or nct_id in _aliases(study):
                     store(workspace, _parsed(study), nct_id, summary)
                 else:  # never store what was not asked for
@@ -268,7 +268,7 @@ async def fetch_search(
     return summary
 
 
-def _study_id(study: Any) -> str | None:
+def study_id(study: Any) -> str | None:
     """The id a study says it has, read without trusting its shape."""
     try:
         nct_id = study["protocolSection"]["identificationModule"]["nctId"]
@@ -286,7 +286,7 @@ def _aliases(study: Any) -> list[str]:
 def _first_sight(study: Any, seen: set[str]) -> bool:
     """Is this a study the search has not received yet? (One without an id counts as new: it is a
     failure of its own when stored.)"""
-    nct_id = _study_id(study)
+    nct_id = study_id(study)
     if nct_id is None:
         return True
     if nct_id in seen:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
-from extract.fetch import Progress, Search, Settings, _study_id, fetch_ids, fetch_search
+from extract.fetch import Progress, Search, Settings, study_id, fetch_ids, fetch_search
 from extract.importer import Summary
 from extract.store import Workspace
 
@@ -67,7 +67,7 @@ class _Mark:
         self.seen: set[str] = set()
 
     def page(self, studies: list[Any], failures: int) -> None:
-        found = [nct_id for nct_id in map(_study_id, studies) if nct_id is not None]
+        found = [nct_id for nct_id in map(study_id, studies) if nct_id is not None]
         self.seen.update(found)
         self.workspace.add_members(self.name, found)
         dates = [day for day in map(_last_update, studies) if day is not None]
