@@ -164,19 +164,61 @@ def import_command(workspace: Workspace, paths: tuple[Path, ...]) -> None:
     fail_if(summary.failures)
 
 
+def options(*decorators):
+    """Several click options as one decorator, in the order given (one definition for every command using them)."""
+
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+SEARCH_OPTIONS = options(
+    click.option("--cond", help="Search: condition or disease (query.cond)."),
+    click.option("--term", help="Search: any words (query.term)."),
+    click.option("--intr", help="Search: intervention or treatment (query.intr)."),
+    click.option("--status", "statuses", multiple=True, help="Search: overall status(es), e.g. RECRUITING; comma list."),
+    click.option("--phase", "phases", multiple=True, help="Search: phase(s), e.g. PHASE2,PHASE3; comma list."),
+)
+REGISTRY_OPTIONS = options(
+    click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Search: studies per request."),
+    click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True, help="Requests per minute."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+                 help="Seconds for a whole answer, per attempt."),
+)  # fmt: skip
+
+
+EXTRACTION_OPTIONS = options(
+    click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL."),
+    click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+                 help="Trials extracted at once: requests in flight, for the openai backend."),
+    click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
+                 help="Processes extracting at once, for the rules backend."),
+)  # fmt: skip
+
+
+def search_of(cond, term, intr, statuses, phases, updated_since=None):
+    """The registry search the options describe (extract/fetch.py's `Search`)."""
+    from extract.fetch import Search, comma_list
+
+    return Search(cond=cond, term=term, intr=intr, statuses=tuple(comma_list(statuses)),
+                  phases=tuple(comma_list(phases)), updated_since=updated_since.date() if updated_since else None)  # fmt: skip
+
+
+def registry_settings(rate: float, timeout: float):
+    from extract.fetch import DEFAULT_URL, Settings
+
+    return Settings(base_url=os.environ.get("ELIGEX_CTGOV_URL") or DEFAULT_URL, rate=rate, timeout=timeout)
+
+
 @main.command()
 @click.option("--nct", "nct_ids", multiple=True, help="Study id(s) to fetch; repeat or give a comma list.")
-@click.option("--cond", help="Search: condition or disease (query.cond).")
-@click.option("--term", help="Search: any words (query.term).")
-@click.option("--intr", help="Search: intervention or treatment (query.intr).")
-@click.option("--status", "statuses", multiple=True, help="Search: overall status(es), e.g. RECRUITING; comma list.")
-@click.option("--phase", "phases", multiple=True, help="Search: phase(s), e.g. PHASE2,PHASE3; comma list.")
+@SEARCH_OPTIONS
 @click.option("--updated-since", type=click.DateTime(["%Y-%m-%d"]), help="Search: last updated on or after this date.")
 @click.option("--limit", type=click.IntRange(min=1), help="Search: stop after this many studies.")
-@click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Search: studies per request.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True, help="Requests per minute.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
-              help="Seconds for a whole answer, per attempt.")
+@REGISTRY_OPTIONS
 @click.pass_obj
 def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, updated_since, limit, page_size, rate,
           timeout) -> None:  # fmt: skip
@@ -185,22 +227,17 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
     Studies are stored as `import` stores them: one whose content is unchanged is not rewritten.
     Requests are spaced to --rate and retried on 429, 5xx, timeouts and broken connections. An id
     that is unknown, cannot be had or comes back as another study is named and the rest goes on
-    (exit code 1); a search page that cannot be had ends the search (exit code 3), keeping what was
-    stored before it. A search ends at --limit, at the registry's total count, or at a page that
-    brings no new study. A registry that cannot be reached stops the fetch at once (exit code 3).
+    (exit code 1); a stored study the registry answers 404 for is marked removed from the registry
+    (`show` says so, `export` leaves it out). A search page that cannot be had ends the search (exit
+    code 3), keeping what was stored before it. A search ends at --limit, at the registry's total
+    count, or at a page that brings no new study. A registry that cannot be reached stops the fetch
+    at once (exit code 3).
     """
-    from extract.fetch import DEFAULT_URL, Search, Settings, comma_list, fetch_ids, fetch_search
+    from extract.fetch import comma_list, fetch_ids, fetch_search
 
-    settings = Settings(base_url=os.environ.get("ELIGEX_CTGOV_URL") or DEFAULT_URL, rate=rate, timeout=timeout)
+    settings = registry_settings(rate, timeout)
     ids = comma_list(nct_ids)
-    search = Search(
-        cond=cond,
-        term=term,
-        intr=intr,
-        statuses=tuple(comma_list(statuses)),
-        phases=tuple(comma_list(phases)),
-        updated_since=updated_since.date() if updated_since else None,
-    )
+    search = search_of(cond, term, intr, statuses, phases, updated_since)
     if ids and search.params():
         raise InputError("fetch by --nct ids or by search options, not both")
     if not ids and not search.params() and not limit:
@@ -215,6 +252,67 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
     warn(summary.warnings)
     click.echo(f"fetched into {workspace.root}: {summary.line()}", err=True)
     fail_if(summary.failures)
+
+
+@main.command()
+@SEARCH_OPTIONS
+@REGISTRY_OPTIONS
+@click.option("--backend", type=click.Choice(["rules", "openai"]), default="rules", show_default=True,
+              help="The backend that extracts the changed trials.")
+@EXTRACTION_OPTIONS
+@click.option("--full", is_flag=True, help="Search everything again, not only what changed since the mark; studies "
+              "found before and no longer are asked for by id (404: marked removed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object instead of a line.")
+@click.pass_obj
+def sync(workspace: Workspace, cond, term, intr, statuses, phases, page_size, rate, timeout, backend, model,
+         concurrency, workers, full, as_json) -> None:  # fmt: skip
+    """Fetch the studies a search finds that changed since its last sync, then extract them.
+
+    The search's mark (the latest last-update date of the studies it stored, in the database)
+    is sent as the registry's last-update filter, inclusive; the first sync of a search fetches all
+    of it. The mark advances with each page stored, so a sync that stops (exit code 3 when the
+    registry fails) goes on from there when run again, and the trials it stored are extracted
+    then. Withdrawn studies are counted. A whole search (the first sync, --full) asks by id for the
+    studies it found before and no longer finds: those the registry answers 404 for are marked
+    removed. The summary goes to stdout (--json: one object).
+    """
+    from extract import sync as syncing
+
+    search = search_of(cond, term, intr, statuses, phases)
+    if not search.params():
+        raise InputError("name the search to sync (--cond, --term, --intr, --status, --phase)")
+    settings = registry_settings(rate, timeout)
+    chosen = make_backend(backend, model, workspace)
+    with workspace.writing():
+        with progress(None, "syncing") as bar:
+            result = asyncio.run(syncing.sync_search(workspace, search, settings, page_size, bar.advance_to, full))
+        fetched = result.summary
+        warn(fetched.warnings)
+        since = f"updated since {result.since}" if result.since else "of the whole search"
+        click.echo(f"fetched the studies {since} into {workspace.root}: {fetched.line()}", err=True)
+        changed = syncing.changed(workspace, result)
+        extracted = extract_trials(workspace, chosen, changed, workers=workers, concurrency=concurrency, skip_if_none=True)
+        if extracted is not None:
+            say_extracted(workspace, chosen, extracted)
+        withdrawn = workspace.withdrawn(changed)
+        syncing.finished(workspace, result)
+    report = {
+        "search": json.loads(search.key()), "since": result.since.isoformat() if result.since else None,
+        "mark": result.mark.isoformat() if result.mark else None, "new": fetched.new, "changed": fetched.changed,
+        "unchanged": fetched.unchanged, "failed": len(fetched.failures), "withdrawn": withdrawn,
+        "left_search": result.left, "removed": fetched.removed,
+        "extracted": extracted.extracted if extracted else 0, "extraction_failed": len(extracted.failures) if extracted else 0,
+        "run_id": extracted.run_id if extracted else None, "mark_held_back": result.held_back,
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        held = f" (held back: {result.held_back})" if result.held_back else ""
+        click.echo(f"synced {search.key()}: {fetched.new} new, {fetched.changed} changed, {fetched.unchanged} unchanged, "
+                   f"{len(fetched.failures)} failed; {len(withdrawn)} withdrawn, {len(fetched.removed)} removed; "
+                   f"{report['extracted']} extracted, "
+                   f"{report['extraction_failed']} failed; mark {report['mark'] or 'none'}{held}")  # fmt: skip
+    fail_if(fetched.failures + [f"{i}: {reason}" for i, reason in (extracted.failures if extracted else {}).items()])
 
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs instead of a table.")
@@ -281,11 +379,7 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
     type=click.Choice(["rules", "openai"]),
     help="Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.",
 )
-@click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Trials extracted at once: requests in flight, for the openai backend.")
-@click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
-              help="Processes extracting at once, for the rules backend.")
+@EXTRACTION_OPTIONS
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
 @click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (openai backend; implies --force).")
 @click.pass_obj
@@ -297,28 +391,42 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     skipped unless --force. The rules backend runs in --workers processes, the openai backend with
     --concurrency requests in flight.
     """
-    from extract.pipeline import new_run_id, plan, planned_trials, run_extraction, run_in_pool
-
     _check_choice(nct_ids, all_trials)
     chosen = make_backend(backend, model, workspace)
     if refresh and chosen.name == "openai":
         chosen.refresh, force = True, True
     with workspace.writing():
         named = _check_stored(workspace, list(nct_ids) or None)
-        work = plan(workspace, chosen, named, force)
-        with progress(work.to_extract, f"extracting ({chosen.name})") as bar:
-            bar.run_id = new_run_id(chosen)
-            if chosen.name == "rules":
-                summary = run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(),
-                                      run_id=bar.run_id)  # fmt: skip
-            else:
-                trials = planned_trials(workspace, chosen, work)
-                announce(workspace, chosen, trials, work.skipped)
-                summary = run_async(
-                    run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
-                                   on_done=lambda _: bar.update(), run_id=bar.run_id),
-                    chosen,
-                )  # fmt: skip
+        summary = extract_trials(workspace, chosen, named, force=force, workers=workers, concurrency=concurrency)
+    say_extracted(workspace, chosen, summary)
+    fail_if(summary.failures)
+
+
+def extract_trials(workspace: Workspace, chosen, named: list[str] | None, *, force: bool = False, workers: int,
+                   concurrency: int, skip_if_none: bool = False):  # fmt: skip
+    """Extract the trials named (None: all) that are not up to date (unless `force`), with progress on
+    stderr: the rules in `workers` processes, the LLM with `concurrency` requests in flight. The
+    run's summary; None, and no run, when `skip_if_none` and every trial is up to date."""
+    from extract.pipeline import new_run_id, plan, planned_trials, run_extraction, run_in_pool
+
+    work = plan(workspace, chosen, named, force)
+    if skip_if_none and not work.to_extract:
+        return None
+    with progress(work.to_extract, f"extracting ({chosen.name})") as bar:
+        bar.run_id = new_run_id(chosen)
+        if chosen.name == "rules":
+            return run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(), run_id=bar.run_id)
+        trials = planned_trials(workspace, chosen, work)
+        announce(workspace, chosen, trials, work.skipped)
+        return run_async(
+            run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
+                           on_done=lambda _: bar.update(), run_id=bar.run_id),
+            chosen,
+        )  # fmt: skip
+
+
+def say_extracted(workspace: Workspace, chosen, summary) -> None:
+    """The run's one line (and its tokens and cost, if any) on stderr."""
     model_note = f", model {chosen.model}" if chosen.model else ""
     click.echo(
         f"backend {chosen.name}{model_note}, run {summary.run_id}: {summary.extracted} extracted, "
@@ -327,7 +435,6 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     )
     if summary.input_tokens:
         click.echo(f"tokens: {summary.input_tokens} in, {summary.output_tokens} out; cost ${summary.cost_usd:.4f}", err=True)
-    fail_if(summary.failures)
 
 
 def announce(workspace: Workspace, backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
@@ -465,12 +572,15 @@ def batch_collect(workspace: Workspace, ref) -> None:
 def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, as_json: bool) -> None:
     """Print the current structured record of one trial: a table of its facts, --json the record, or
     --format its trial card."""
-    from extract.display import record_table
+    from extract.display import record_table, registry_state
 
     [nct_id] = nct_ids_of([nct_id])
     record = workspace.current_record(nct_id)  # a file written whole: readable while another process works
     if record is None:
         raise InputError(f"no structured record for {nct_id}: run `eligex extract {nct_id}` first")
+    state = registry_state(record.trial, workspace.removed(nct_id))
+    if state:
+        warn([f"{nct_id} is {state}"])
     if fmt:
         from extract.cards import render
 
@@ -481,7 +591,7 @@ def show(workspace: Workspace, nct_id: str, part: str | None, fmt: str | None, a
         document = record.model_dump(mode="json")
         click.echo(json.dumps(document[part] if part else document, indent=2, ensure_ascii=False))
     else:
-        print_table(record_table(record))
+        print_table(record_table(record, state))
 
 
 @main.command(name="export")
@@ -506,10 +616,11 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
       eligex export --format fhir --out trials.fhir.json    # FHIR R5 Bundle, validated by fhir.resources
       eligex export --format ctml --out - | head -1         # CTML, validated by schemas/ctml.schema.json
     """
-    from extract.export import choose_format, export, iter_current_records, write_schema
+    from extract.export import Listed, choose_format, export, iter_current_records, write_schema
 
     fmt = choose_format(out, fmt, table)
-    records = iter_current_records(workspace, since.date() if since else None)  # one at a time: flat memory
+    listed = Listed()  # what the export left out (removed studies) and kept marked (withdrawn ones)
+    records = iter_current_records(workspace, since.date() if since else None, listed)  # one at a time: flat memory
     if fmt != "cards" and out != "-" and Path(out).is_dir():
         raise InputError(f"--out {out} is a folder: name the file to write")
     if fmt == "fhir":
@@ -517,9 +628,8 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
 
         records = list(records)  # a FHIR Bundle holds every record
         write_fhir(records, out)
-        click.echo(f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}", err=True)
-        return
-    if fmt == "cards":
+        said = f"exported {len(records)} records to {'stdout' if out == '-' else out} as {fmt}"
+    elif fmt == "cards":
         from extract.cards import write_cards
 
         records = list(records)
@@ -527,13 +637,14 @@ def export_command(workspace: Workspace, out: str, fmt: str | None, table: str, 
         if out == "-" or (folder.exists() and not folder.is_dir()):
             raise InputError(f"--out {out} is a file: cards are written to a folder")
         write_cards(records, folder)
-        click.echo(f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}", err=True)
-        return
-    count = export(records, out, fmt, table)
-    where = "stdout" if out == "-" else out
-    beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records
-    schema = f" (schema: {write_schema(out, record_json_schema())})" if beside else ""
-    click.echo(f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}", err=True)
+        said = f"wrote the cards of {len(records)} trial{'' if len(records) == 1 else 's'} to {out}"
+    else:
+        count = export(records, out, fmt, table)
+        where = "stdout" if out == "-" else out
+        beside = table == "records" and fmt != "ctml" and out != "-"  # the contract's schema, for contract records
+        schema = f" (schema: {write_schema(out, record_json_schema())})" if beside else ""
+        said = f"exported {count} records to {where} as {fmt}{'' if table == 'records' else f', table {table}'}{schema}"
+    click.echo(said + (f"; {listed.line()}" if listed.line() else ""), err=True)
 
 
 @main.command(name="match")
@@ -556,22 +667,30 @@ def match_command(workspace: Workspace, nct_ids, patient_file: Path, all_trials:
       eligex match --patient patient.json --all --format json
       eligex match --patient patient.json --records structured/
     """
+    from extract.export import Listed
     from extract.match import match_all
     from extract.match_io import load_patient, read_records, render_table
 
     patient = load_patient(patient_file)
+    listed = Listed()  # the records of removed studies are left out, and said
     if records_dir is not None:
         if nct_ids or all_trials:
             raise InputError("give --records DIR, or trial ids / --all from the workspace, not both")
-        records, failures = read_records(records_dir)
+        records, failures = read_records(records_dir, listed.removed)
     else:
+        from extract.display import registry_state
         from extract.export import current_records
 
         _check_choice(nct_ids, all_trials)
         nct_ids = nct_ids_of(nct_ids)
-        records = current_records(workspace) if all_trials else [r for i in nct_ids if (r := workspace.current_record(i))]
+        if all_trials:
+            records = current_records(workspace, listed=listed)
+        else:  # a study named is matched as asked, its state said
+            records = [r for i in nct_ids if (r := workspace.current_record(i))]
+            warn([f"{r.nct_id} is {state}" for r in records if (state := registry_state(r.trial, workspace.removed(r.nct_id)))])
         found = {record.nct_id for record in records}
         failures = [f"{i}: no structured record: run `eligex extract {i}` first" for i in nct_ids if i not in found]
+    warn([listed.line()] if listed.line() else [])
     results = match_all(patient, records)
     if fmt == "json":
         for result in results:

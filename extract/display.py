@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas import Criterion, EligibilityRecord, iter_evidence
+from schemas import Criterion, EligibilityRecord, TrialFacts, iter_evidence
 
 
 def print_table(table: Table) -> None:
@@ -51,13 +51,25 @@ def criteria_table(criteria: list[Criterion]) -> Table:
     return table
 
 
-def record_table(record: EligibilityRecord) -> Table:
-    """One line per structured fact: its field, its value, and the quote it stands on."""
+def registry_state(facts: TrialFacts, removed: dict[str, Any] | None) -> str | None:
+    """What the registry says of the study (`facts`: a record's or a stored trial's `trial`) beyond
+    its record, when it is not simply current: removed (`removed`: how, from Workspace.removed) or withdrawn."""
+    if removed is not None:
+        return f"removed from the registry: {removed['reason']} (seen {removed['removed_at'][:10]}); this record is not current"
+    if facts.overall_status == "WITHDRAWN":
+        return "withdrawn: the registry's overall status is WITHDRAWN (the study stopped before enrolling)"
+    return None
+
+
+def record_table(record: EligibilityRecord, state: str | None = None) -> Table:
+    """One line per structured fact: its field, its value, and the quote it stands on (under the
+    registry's `state` of the study, if any)."""
     extraction = record.extraction
     title = (
         f"{record.nct_id}  {record.trial.title or ''}\n"
         f"{extraction.backend}{' ' + extraction.model if extraction.model else ''}, "
         f"{extraction.extracted_at:%Y-%m-%d %H:%M}; {len(record.criteria)} criteria"
+        + (f"\n{state}" if state else "")
     )
     table = Table("field", "value", "criterion", "quote", title=title, title_justify="left", box=None, header_style="bold")
     eligibility = record.eligibility

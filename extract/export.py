@@ -18,6 +18,7 @@ import sys
 import tempfile
 import types
 import typing
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -41,19 +42,46 @@ _BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet"
 _SCALARS = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", datetime: "TIMESTAMPTZ", date: "DATE"}
 
 
-def current_records(workspace: Workspace, since: date | None = None) -> list[EligibilityRecord]:
-    """Every current record, in id order; with `since`, only those extracted on or after that day."""
-    return list(iter_current_records(workspace, since))
+@dataclass
+class Listed:
+    """What a listing of current records noted: the trials it left out because the registry removed
+    them, and the withdrawn ones it kept (their `trial.overall_status` says WITHDRAWN)."""
+
+    removed: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """'' when there is nothing to say; else what was left out and what is withdrawn, ids named."""
+        parts = []
+        if self.withdrawn:
+            parts.append(f"{len(self.withdrawn)} withdrawn, kept with overall_status WITHDRAWN ({', '.join(self.withdrawn)})")
+        if self.removed:
+            parts.append(f"left out {len(self.removed)} removed from the registry ({', '.join(self.removed)})")
+        return "; ".join(parts)
 
 
-def iter_current_records(workspace: Workspace, since: date | None = None) -> Iterator[EligibilityRecord]:
+def current_records(workspace: Workspace, since: date | None = None, listed: Listed | None = None) -> list[EligibilityRecord]:
+    """Every current record, in id order; with `since`, only those extracted on or after that day.
+    A trial the registry removed has none (`listed` names it)."""
+    return list(iter_current_records(workspace, since, listed))
+
+
+def iter_current_records(workspace: Workspace, since: date | None = None, listed: Listed | None = None) -> Iterator[EligibilityRecord]:
     """`current_records` one at a time: only the file names are held, never the records."""
+    listed = listed if listed is not None else Listed()
     folder = workspace.structured_dir
     names = sorted(entry.name for entry in os.scandir(folder) if entry.name.startswith("NCT") and entry.name.endswith(".json")) if folder.is_dir() else []
     for name in names:
-        record = workspace.current_record(name.removesuffix(".json"))
-        if record is not None and (since is None or record.extraction.extracted_at.date() >= since):
-            yield record
+        nct_id = name.removesuffix(".json")
+        record = workspace.current_record(nct_id)
+        if record is None or (since is not None and record.extraction.extracted_at.date() < since):
+            continue
+        if workspace.removed(nct_id) is not None:
+            listed.removed.append(nct_id)
+            continue
+        if record.trial.overall_status == "WITHDRAWN":
+            listed.withdrawn.append(nct_id)
+        yield record
 
 
 def choose_format(out: str, fmt: str | None, table: str) -> str:

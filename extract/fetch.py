@@ -19,6 +19,7 @@ from importlib.metadata import version
 from typing import Any, Callable
 
 import asyncio
+import json
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -33,6 +34,7 @@ from extract.transport import Breaker, checked_url
 DEFAULT_URL = "https://clinicaltrials.gov/api/v2"
 MAX_PAGE_SIZE = 1000  # the API's own limit
 PHASES = ("EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4", "NA")
+REMOVED_REASON = "the registry answered 404 (not found) for its id"
 
 Progress = Callable[[int, int | None], None]  # (records done, records expected if known)
 
@@ -79,6 +81,14 @@ class Search:
             "filter.advanced": " AND ".join(advanced),
         }
         return {name: value for name, value in params.items() if value}
+
+    def key(self) -> str:
+        """The search's identity, whatever the spelling: words case- and space-folded (the registry's
+        search ignores both), statuses and phases each once, sorted; the date left out. JSON."""
+        words = {name: " ".join(value.split()).casefold() for name, value in
+                 (("cond", self.cond), ("term", self.term), ("intr", self.intr)) if value and value.strip()}  # fmt: skip
+        lists = {name: sorted(set(values)) for name, values in (("status", self.statuses), ("phase", self.phases)) if values}
+        return json.dumps(words | lists, sort_keys=True, separators=(",", ":"))
 
 
 def comma_list(values: tuple[str, ...] | list[str]) -> list[str]:
@@ -182,7 +192,7 @@ async def fetch_ids(
     workspace: Workspace, nct_ids: list[str], settings: Settings, on_progress: Progress = lambda done, total: None
 ) -> Summary:
     """Each study by id; one that is unknown, cannot be had or comes back as another study is a
-    failure and the rest goes on."""
+    failure and the rest goes on. A stored study the registry answers 404 for is marked removed."""
     summary = Summary()
     async with Registry(settings) as registry:
         for done, nct_id in enumerate(nct_ids, 1):
@@ -190,10 +200,15 @@ async def fetch_ids(
                 study = await registry.get(f"/studies/{nct_id}")
             except UpstreamUnreachable as error:
                 raise UpstreamUnreachable(f"{error} (stored before it: {summary.line()})") from None
-            except (Rejected, UpstreamError) as error:
+            except Rejected as error:
+                if error.status == 404 and workspace.mark_removed(nct_id, REMOVED_REASON):
+                    summary.removed.append(nct_id)  # news about a stored study, not a failure
+                else:
+                    summary.failures.append(f"{nct_id}: {error}")
+            except UpstreamError as error:
                 summary.failures.append(f"{nct_id}: {error}")
             else:
-                answered = _study_id(study)
+                answered = study_id(study)
                 if answered is None or answered == nct_id or nct_id in _aliases(study):
                     store(workspace, _parsed(study), nct_id, summary)
                 else:  # never store what was not asked for
@@ -209,11 +224,17 @@ async def fetch_search(
     limit: int | None = None,
     page_size: int = 100,
     on_progress: Progress = lambda done, total: None,
+    sort: str | None = None,
+    on_page: Callable[[list[Any], int], None] | None = None,
 ) -> Summary:
-    """Every study the search finds (up to `limit`), page by page, each stored as it comes."""
+    """Every study the search finds (up to `limit`), page by page; each page's studies are stored in
+    one transaction, with what `on_page` (given them and how many of them failed) writes in it.
+    `sort` is the API's order of the results (`LastUpdatePostDate:asc`), else its own."""
     summary = Summary()
     # The API refuses a pageToken unless every other parameter is the same as on the first page.
     params = search.params() | {"pageSize": min(page_size, limit or page_size, MAX_PAGE_SIZE), "countTotal": "true"}
+    if sort:
+        params["sort"] = sort
     done, reported, token, number = 0, None, None, 1
     seen_ids: set[str] = set()
     seen_tokens: set[str] = set()
@@ -229,10 +250,15 @@ async def fetch_search(
                     raise UpstreamError(f"search page {number} brought no new study after {done}{of} "
                                         f"(stored: {summary.line()})")  # fmt: skip
                 break  # the empty page after the last study
-            for study in fresh[: None if limit is None else limit - done]:
-                store(workspace, _parsed(study), f"search page {number}", summary)
-                done += 1
-                on_progress(done, min(filter(None, (reported, limit)), default=None))
+            taken = fresh[: None if limit is None else limit - done]
+            failed = len(summary.failures)
+            with workspace.transaction():
+                for study in taken:
+                    store(workspace, _parsed(study), f"search page {number}", summary)
+                    done += 1
+                    on_progress(done, min(filter(None, (reported, limit)), default=None))
+                if on_page is not None:
+                    on_page(taken, len(summary.failures) - failed)
             token, number = page.get("nextPageToken"), number + 1
             if not token:
                 break
@@ -242,7 +268,7 @@ async def fetch_search(
     return summary
 
 
-def _study_id(study: Any) -> str | None:
+def study_id(study: Any) -> str | None:
     """The id a study says it has, read without trusting its shape."""
     try:
         nct_id = study["protocolSection"]["identificationModule"]["nctId"]
@@ -260,7 +286,7 @@ def _aliases(study: Any) -> list[str]:
 def _first_sight(study: Any, seen: set[str]) -> bool:
     """Is this a study the search has not received yet? (One without an id counts as new: it is a
     failure of its own when stored.)"""
-    nct_id = _study_id(study)
+    nct_id = study_id(study)
     if nct_id is None:
         return True
     if nct_id in seen:

@@ -38,13 +38,24 @@ class Summary:
     older: int = 0  # records the registry updated before the stored one: the stored one stays
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # stored studies the registry no longer has (404): marked so
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
+    def add(self, other: Summary) -> None:
+        """Count what `other` did too."""
+        for outcome in ("new", "changed", "unchanged", "older"):
+            setattr(self, outcome, getattr(self, outcome) + getattr(other, outcome))
+        self.failures += other.failures
+        self.warnings += other.warnings
+        self.removed += other.removed
+
     def line(self) -> str:
         older = f", {self.older} older than stored (kept the stored one)" if self.older else ""
-        return f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged, {len(self.failures)} failed{older}"
+        removed = f", {len(self.removed)} removed from the registry (marked so)" if self.removed else ""
+        return (f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged, {len(self.failures)} failed"
+                f"{older}{removed}")  # fmt: skip
 
 
 def files_under(paths: Iterable[Path]) -> list[Path]:

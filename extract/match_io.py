@@ -34,10 +34,16 @@ def load_patient(path: Path) -> Patient:
     return parse_patient(path.read_bytes(), f"patient file {path}")
 
 
-def read_records(folder: Path) -> tuple[list[EligibilityRecord], list[str]]:
-    """Every contract record in `folder` (NCT*.json), and a line for each file that is not one."""
+def read_records(folder: Path, removed: list[str] | None = None) -> tuple[list[EligibilityRecord], list[str]]:
+    """Every contract record in `folder` (NCT*.json), and a line for each file that is not one. A
+    record beside which a workspace says its study was removed from the registry (`NCT….removed`)
+    is left out, its id added to `removed`."""
     records, failures = [], []
     for path in sorted(folder.glob("NCT*.json")):
+        if path.with_suffix(".removed").exists():
+            if removed is not None:
+                removed.append(path.stem)
+            continue
         try:
             records.append(EligibilityRecord.model_validate_json(path.read_bytes()))
         except ValidationError as error:

@@ -144,6 +144,17 @@ MIGRATIONS = [
     """
     CREATE TABLE marks (name VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)
     """,
+    # A stored study the registry no longer has (it answered 404 for its id): when that was seen and how.
+    # Storing the study again (the registry has it after all) clears both.
+    """
+    ALTER TABLE trials ADD COLUMN removed_at TIMESTAMPTZ;
+    ALTER TABLE trials ADD COLUMN removed_reason VARCHAR
+    """,
+    # The studies each sync's search has found (by the mark's name): a whole search that no longer finds
+    # one asks for it by id, to tell a study removed from the registry from one that left the search.
+    """
+    CREATE TABLE sync_members (mark VARCHAR NOT NULL, nct_id VARCHAR NOT NULL, PRIMARY KEY (mark, nct_id))
+    """,
 ]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
@@ -422,12 +433,18 @@ class Workspace:
         content hash is unchanged is not rewritten, and one the registry updated before the stored
         one (`last_update`) does not replace it; otherwise a later record with the same id wins."""
         ids = [record.trial.nct_id for record in records]
-        known = {nct_id: (sha, last_update) for nct_id, sha, last_update in self.db.execute(
-            "SELECT nct_id, content_sha256, last_update FROM trials WHERE nct_id IN (SELECT unnest(?))", [ids]
-        ).fetchall()}  # fmt: skip
+        known, removed = {}, set()
+        for nct_id, sha, last_update, removed_at in self.db.execute(
+            "SELECT nct_id, content_sha256, last_update, removed_at FROM trials WHERE nct_id IN (SELECT unnest(?))", [ids]
+        ).fetchall():
+            known[nct_id] = (sha, last_update)
+            if removed_at is not None:
+                removed.add(nct_id)
         outcomes, rows, files = [], {}, {}
         for record in records:
             trial = record.trial
+            if trial.nct_id in removed:  # the registry has it after all: current again, whatever the outcome
+                files[self.removed_path(trial.nct_id)] = None
             sha, last_update = known.get(trial.nct_id, (None, None))
             if sha == trial.source.content_sha256:
                 outcomes.append(Stored(trial.nct_id, "unchanged"))
@@ -443,15 +460,69 @@ class Workspace:
             rows[trial.nct_id] = [
                 trial.nct_id, record.registry, trial.source.url, trial.source.retrieved_at,
                 trial.source.content_sha256, trial.last_update, record.format,
-                record.raw.decode("utf-8", errors="replace"), trial.model_dump_json(), _now(),
+                record.raw.decode("utf-8", errors="replace"), trial.model_dump_json(), _now(), None, None,
             ]  # fmt: skip
             known[trial.nct_id] = (trial.source.content_sha256, trial.last_update)
             outcomes.append(Stored(trial.nct_id, "changed" if sha else "new"))
         with self.transaction():
             self._insert("trials", list(rows.values()))
+            if removed - rows.keys():  # received unchanged (or older): no row rewritten, so say it here
+                self.db.execute("UPDATE trials SET removed_at = NULL, removed_reason = NULL WHERE nct_id IN (SELECT unnest(?))",
+                                [sorted(removed - rows.keys())])  # fmt: skip
             for path, data in files.items():
                 self.stage_file(path, data)
         return outcomes
+
+    # -- the registry's state of a stored study: withdrawn (its record says so) or removed ------------
+
+    def removed_path(self, nct_id: str) -> Path:
+        """The file beside a removed study's current record that says so: `show` and `export` read it
+        without the database (another process may hold it)."""
+        if not is_nct_id(nct_id):
+            raise InputError(f"{nct_id!r} is not an NCT id")
+        return self.structured_dir / f"{nct_id}.removed"
+
+    def mark_removed(self, nct_id: str, reason: str) -> bool:
+        """Mark a stored study removed from the registry (kept, never served as current); False when
+        it is not stored (there is nothing to mark). Marked once: the first sighting's time stays."""
+        row = self.db.execute("SELECT removed_at FROM trials WHERE nct_id = ?", [nct_id]).fetchone()
+        if row is None:
+            return False
+        if row[0] is None:
+            at = _now()
+            with self.transaction():
+                self.db.execute("UPDATE trials SET removed_at = ?, removed_reason = ? WHERE nct_id = ?", [at, reason, nct_id])
+                document = {"nct_id": nct_id, "removed_at": at.isoformat(), "reason": reason}
+                self.stage_file(self.removed_path(nct_id), json.dumps(document).encode())
+        return True
+
+    def removed(self, nct_id: str) -> dict[str, Any] | None:
+        """How a study was found removed ({nct_id, removed_at, reason}), from its file; None if it was not."""
+        path = self.removed_path(nct_id)
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def withdrawn(self, nct_ids: list[str]) -> list[str]:
+        """Which of the trials named the registry says are withdrawn (`overallStatus` WITHDRAWN), in id order."""
+        return [row[0] for row in self.db.execute(
+            "SELECT nct_id FROM trials WHERE nct_id IN (SELECT unnest(?)) "
+            "AND json_extract_string(trial, '$.trial.overall_status') = 'WITHDRAWN' ORDER BY nct_id", [nct_ids]).fetchall()]  # fmt: skip
+
+    def add_members(self, mark: str, nct_ids: list[str]) -> None:
+        self._insert("sync_members", [[mark, nct_id] for nct_id in nct_ids])
+
+    def members(self, mark: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT nct_id FROM sync_members WHERE mark = ?", [mark]).fetchall()}
+
+    def drop_members(self, mark: str, nct_ids: list[str]) -> None:
+        self.db.execute("DELETE FROM sync_members WHERE mark = ? AND nct_id IN (SELECT unnest(?))", [mark, nct_ids])
+
+    def stored_since(self, since: datetime) -> list[str]:
+        """The ids of the trials stored (new or changed) at or after `since`, in id order."""
+        return [row[0] for row in self.db.execute(
+            "SELECT nct_id FROM trials WHERE stored_at >= ? ORDER BY nct_id", [since]).fetchall()]  # fmt: skip
 
     def mark(self, name: str) -> Any:
         row = self.db.execute("SELECT value FROM marks WHERE name = ?", [name]).fetchone()

@@ -15,6 +15,12 @@ and a test can queue faults that the next requests meet, in order (None: answer 
   "drip"       the real response, its body one byte every `drip_seconds` (each read is quick, the whole never)
   "other-study" another study's record in answer to GET /studies/{nctId}
   "stale-page" the page before the one asked for again, under a fresh next token (nothing new)
+  "die"        no answer, and the server stops listening: from then on every connection is refused
+
+`update(nct_id, last_update, status)` changes a study as the registry does when its record is
+edited (a new LastUpdatePostDate, a new overallStatus: WITHDRAWN); deleting it from `studies`
+removes it (404 by id, gone from searches). `ignore_sort = True` answers in id order whatever
+`sort` asks.
 
 Three ways to lie for good: `endless` names a next page after every page, the empty ones past the
 end included, each with a fresh token (as the live registry has been seen to); `claimed_total`
@@ -42,8 +48,9 @@ from conftest import SHARED_DATA
 STUDIES_DIR = SHARED_DATA / "ctgov-v2"
 SEARCH_PARAMETERS = {
     "query.cond", "query.term", "query.intr", "filter.overallStatus", "filter.advanced",
-    "pageSize", "pageToken", "countTotal", "format",
+    "pageSize", "pageToken", "countTotal", "format", "sort",
 }  # fmt: skip
+SORTS = {"LastUpdatePostDate:asc"}  # the one order this stand-in knows (oldest change first); by default, id order
 STATUSES = {
     "ACTIVE_NOT_RECRUITING", "COMPLETED", "ENROLLING_BY_INVITATION", "NOT_YET_RECRUITING", "RECRUITING", "SUSPENDED",
     "TERMINATED", "WITHDRAWN", "AVAILABLE", "NO_LONGER_AVAILABLE", "TEMPORARILY_NOT_AVAILABLE",
@@ -84,6 +91,7 @@ class CtgovServer(ThreadingHTTPServer):
         self.endless = False
         self.send_total = True
         self.claimed_total: int | None = None  # a totalCount to send instead of the true one
+        self.ignore_sort = False
         self._closing = threading.Event()
         self._tokens: dict[str, tuple[tuple, int]] = {}  # pageToken -> (the query it belongs to, offset)
         self._lock = threading.Lock()
@@ -100,6 +108,15 @@ class CtgovServer(ThreadingHTTPServer):
         self._closing.set()
         self.shutdown()
         self.socket.close()
+
+    def update(self, nct_id: str, last_update: str, status: str | None = None) -> None:
+        """Edit a study as the registry does: a new last-update date, and a new overall status if given."""
+        study = json.loads(self.studies[nct_id])
+        module = study["protocolSection"].setdefault("statusModule", {})
+        module["lastUpdatePostDateStruct"] = {"date": last_update, "type": "ACTUAL"}
+        if status is not None:
+            module["overallStatus"] = status
+        self.studies[nct_id] = json.dumps(study).encode()
 
     def requests_to(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path == f"/api/v2{path}"]
@@ -153,6 +170,10 @@ class CtgovServer(ThreadingHTTPServer):
         found = self.matching(params, statuses)
         if found is None:
             return _text(400, f"unsupported filter.advanced: {params['filter.advanced']}")
+        if params.get("sort") and params["sort"] not in SORTS:
+            return _text(400, f"sort: unsupported value {params['sort']}")
+        if params.get("sort") and not self.ignore_sort:  # a stable order: by date, then id (a study without one first)
+            found.sort(key=lambda nct_id: (_last_update(self.studies[nct_id]), nct_id))
         shown = max(offset - size, 0) if stale else offset
         page: dict = {"studies": [json.loads(self.studies[i]) for i in found[shown : shown + size]]}
         if params.get("countTotal") == "true" and token is None and self.send_total:
@@ -190,6 +211,11 @@ class CtgovServer(ThreadingHTTPServer):
         return found
 
 
+def _last_update(raw: bytes) -> str:
+    status = json.loads(raw)["protocolSection"].get("statusModule") or {}
+    return (status.get("lastUpdatePostDateStruct") or {}).get("date", "")
+
+
 def _contains(wanted: str | None, texts: list[str] | None) -> bool:
     return not wanted or any(wanted.lower() in text.lower() for text in texts or [])
 
@@ -205,6 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         fault = self.server.take(url.path, dict(params), dict(self.headers))
+        if fault == "die":
+            threading.Thread(target=self.server.refuse_connections, daemon=True).start()
+            self.close_connection = True
+            return
         if fault == "stall":
             time.sleep(self.server.stall_seconds)
             self.close_connection = True

@@ -267,6 +267,17 @@ def test_the_trial_list_filters_sorts_and_searches(setup):
     assert ids("field=labs") == sorted([NEW, GOLD]) and ids("field=measurable_disease&gold=no") == []
 
 
+def test_a_study_removed_from_the_registry_is_said_in_the_list_and_on_its_page(setup):
+    workbench, client, _, _ = setup
+    with workbench.workspace.writing():
+        assert workbench.workspace.mark_removed(GOLD, "the registry answered 404 (not found) for its id")
+
+    rows = {chunk.split('"')[0]: chunk.split("</tr>")[0] for chunk in client.get("/").text.split('<tr data-nct="')[1:]}
+    assert "removed from the registry" in rows[GOLD] and "removed from the registry" not in rows[NEW]
+    assert "removed from the registry: the registry answered 404" in page(client, GOLD)
+    assert "removed from the registry" not in page(client, NEW)
+
+
 def test_the_queue_puts_trials_without_gold_and_disagreement_first(setup):
     workbench, _, _, _ = setup
     queue = workbench.queue()

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
+from extract.display import registry_state
 from extract.evaluate import harness
 from extract.evaluate.scoring import HEADLINE_FIELDS, VIEWS, facts, match, score_trial
 from extract.grounding import unaccounted
@@ -125,6 +126,7 @@ class Workbench:
             trial = self._trial(workspace, nct_id)
             record = self._records(workspace, run, backend, nct_id).get(nct_id)
             history = workspace.audit(nct_id, undone=True)
+            removed = workspace.removed(nct_id)
         base, text, criteria = self._base(trial, record)
         changes = [row for row in history if row["undone_at"] is None]
         draft = drafts.current(base, changes)
@@ -155,6 +157,7 @@ class Workbench:
         extraction = (record or {}).get("extraction") or {}
         return {
             "trial": trial, "registry_url": registry_url(trial), "record": record, "extraction": extraction,
+            "registry_state": registry_state(trial.trial, removed),  # withdrawn or removed, said on the page
             "criteria": [{"criterion": c, "segments": drafts.criterion_segments(c, marks)} for c in criteria],
             "draft": draft, "gold": gold, "scored": scored, "missed": missed, "polarity": polarity,
             "history": list(reversed(history)), "last_change": changes[-1] if changes else None,
@@ -194,6 +197,7 @@ class Workbench:
             trials = list(workspace.trials())
             audit = workspace.audit()
             runs = workspace.runs()
+            removed = {trial.nct_id for trial in trials if workspace.removed(trial.nct_id) is not None}
         gold = self._gold()
         changes: dict[str, list[dict[str, Any]]] = {}
         for row in audit:
@@ -206,6 +210,8 @@ class Workbench:
                 continue
             record = records.get(trial.nct_id)
             row = _row(trial, record, gold.get(trial.nct_id), changes.get(trial.nct_id, []), filters.field)
+            row["state"] = "removed from the registry" if trial.nct_id in removed else \
+                "withdrawn" if trial.trial.overall_status == "WITHDRAWN" else ""  # fmt: skip
             if _keep(row, filters):
                 rows.append(row)
         key = filters.sort if filters.sort in SORTS else "nct_id"
