@@ -287,7 +287,9 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
               help="Processes extracting at once, for the rules backend.")
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
-@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (openai backend; implies --force).")
+@click.option("--refresh", is_flag=True,
+              help="Ask the LLM again instead of answering from its cache; the new answers replace the cached ones "
+                   "(openai backend; implies --force).")  # fmt: skip
 @click.pass_obj
 def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force, refresh) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
@@ -300,9 +302,8 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     from extract.pipeline import new_run_id, plan, planned_trials, run_extraction, run_in_pool
 
     _check_choice(nct_ids, all_trials)
-    chosen = make_backend(backend, model, workspace)
-    if refresh and chosen.name == "openai":
-        chosen.refresh, force = True, True
+    chosen = make_backend(backend, model, workspace, refresh=refresh)
+    force = force or refresh
     with workspace.writing():
         named = _check_stored(workspace, list(nct_ids) or None)
         work = plan(workspace, chosen, named, force)
@@ -313,7 +314,7 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
                                       run_id=bar.run_id)  # fmt: skip
             else:
                 trials = planned_trials(workspace, chosen, work)
-                announce(workspace, chosen, trials, work.skipped)
+                announce(chosen, trials, work.skipped)
                 summary = run_async(
                     run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
                                    on_done=lambda _: bar.update(), run_id=bar.run_id),
@@ -330,14 +331,14 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     fail_if(summary.failures)
 
 
-def announce(workspace: Workspace, backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
+def announce(backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
     """Before the first paid call: which backend and model will run, on how many trials (`trials`: the
     ones not up to date), at what cost."""
     if backend.name == "rules" or not os.environ.get("OPENAI_API_KEY"):
         return
     from extract.pipeline import estimate
 
-    cost = estimate(workspace, backend, trials)
+    cost = estimate(backend, trials)
     price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
     click.echo(
         f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "
@@ -347,20 +348,26 @@ def announce(workspace: Workspace, backend, trials, up_to_date: int, price_facto
     )
 
 
-def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None):
+def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None, refresh: bool = False):
     """The backend asked for, or the default: the LLM when one is configured, else rules.
 
-    The LLM backend caches its answers in the workspace's database when given one.
+    Given a workspace, the LLM backend answers from the workspace's cache (extract/cache.py);
+    `refresh` asks it again instead. The rules backend has no cache: `refresh` is a usage error.
     """
     if name is None:
         name = "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") else "rules"
     if name == "rules":
+        if refresh:
+            raise InputError("--refresh asks the LLM again instead of its cache: the rules backend has no cache "
+                             "(use --force to extract again)")  # fmt: skip
         from extract.rules import RulesBackend
 
         return RulesBackend()
+    from extract.cache import CachedBackend
     from extract.llm import OpenAIBackend
 
-    return OpenAIBackend.from_environment(model=model, workspace=workspace)
+    llm = OpenAIBackend.from_environment(model=model)
+    return llm if workspace is None else CachedBackend(llm, workspace, refresh=refresh)
 
 
 @main.group(name="batch")
@@ -389,13 +396,14 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
 
     _check_choice(nct_ids, all_trials)
     with workspace.writing():
-        llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
+        llm = OpenAIBackend.from_environment(model=model)
         trials = _stored_trials(workspace, list(nct_ids) or None)
         if os.environ.get("OPENAI_API_KEY"):
+            from extract.cache import CachedBackend
             from extract.pipeline import up_to_date
 
             done = set() if force else up_to_date(workspace, llm)
-            announce(workspace, llm, [t for t in trials if t.nct_id not in done], len(done),
+            announce(CachedBackend(llm, workspace), [t for t in trials if t.nct_id not in done], len(done),
                      price_factor=batch.BATCH_PRICE_FACTOR)  # fmt: skip
         report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
@@ -421,7 +429,7 @@ def batch_status(workspace: Workspace, ref, wait, interval) -> None:
         done = counts.get("completed", 0) + counts.get("failed", 0)
         click.echo(f"batch {report['batch_id']}: {report['state']}, {done}/{counts.get('total', '?')} done", err=True)
 
-    client = OpenAIBackend.from_environment(workspace=workspace).client
+    client = OpenAIBackend.from_environment().client
     report = run_async(batch.watch(workspace, client, ref, wait=wait, interval=interval, on_poll=show_progress), client)
     click.echo(json.dumps(report))
 
@@ -440,7 +448,7 @@ def batch_collect(workspace: Workspace, ref) -> None:
 
     with workspace.writing():
         row = batch.find(workspace, ref)
-        llm = OpenAIBackend.from_environment(model=row["model"], workspace=workspace)
+        llm = OpenAIBackend.from_environment(model=row["model"])
         summary = run_async(batch.collect(workspace, llm, row), llm)
     if summary is None:
         click.echo(f"batch {row['batch_id']} (run {row['run_id']}) was collected already", err=True)
@@ -656,7 +664,7 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, gold_dir, 
             harness.check_imported(workspace, nct_ids)
             chosen = make_backend(backend, model, workspace)
             trials = list(workspace.trials(nct_ids))
-            announce(workspace, chosen, trials, up_to_date=0)
+            announce(chosen, trials, up_to_date=0)
             with progress(len(trials), f"extracting ({chosen.name})") as bar:
                 bar.run_id = new_run_id(chosen)
                 # force: every trial must be in this run, even one whose current record is up to date

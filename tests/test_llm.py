@@ -12,6 +12,7 @@ import pytest
 from openai_server import (OpenAIServer, error, first_criterion_answer, json_content, openai_server,  # noqa: F401
                            tool_call)
 
+from extract.cache import CachedBackend
 from extract.consistency import WARNING, flagged
 from extract.errors import InputError, UpstreamUnreachable
 from extract.llm import OpenAIBackend, Settings, Usage, chunk, cost_usd, load_prompt, merge
@@ -91,16 +92,17 @@ def environment(monkeypatch, tmp_path, openai_server):
     use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_LLM_TIMEOUT="0.5")
 
 
-def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
-    """The backend as the CLI builds it, with short waits so the retry tests stay fast."""
-    made = OpenAIBackend.from_environment(model="test-model", workspace=workspace)
+def backend(workspace: Workspace, **settings) -> CachedBackend:
+    """The backend as the CLI builds it (behind the workspace's answer cache), with short waits so
+    the retry tests stay fast."""
+    made = OpenAIBackend.from_environment(model="test-model")
     fast = {"attempts": 3, "backoff_seconds": 0.01} | settings
-    return dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast))
+    return CachedBackend(dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast)), workspace)
 
 
-def split(chosen: OpenAIBackend, chars: int) -> OpenAIBackend:
+def split(chosen: CachedBackend, chars: int) -> CachedBackend:
     """The backend, cutting the criteria into parts of `chars` characters of text."""
-    chosen.part_chars = chars
+    chosen.backend.part_chars = chars
     return chosen
 
 
@@ -108,7 +110,7 @@ def split(chosen: OpenAIBackend, chars: int) -> OpenAIBackend:
 BOUND_SECONDS = 30
 
 
-def extract(workspace: Workspace, chosen: OpenAIBackend, *nct_ids: str, force: bool = False):
+def extract(workspace: Workspace, chosen: CachedBackend, *nct_ids: str, force: bool = False):
     trials = list(workspace.trials(list(nct_ids or (TRIAL,))))
     run = run_extraction(workspace, chosen, trials, force=force)
     return run_async(asyncio.wait_for(run, BOUND_SECONDS), chosen)  # closes its client, as the CLI
@@ -127,9 +129,9 @@ def user_message(request: dict) -> str:
 @pytest.mark.usefixtures("environment")
 def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServer, workspace: Workspace):
     answer = dict(ANSWER, labs=[INVENTED])
-    openai_server.script(tool_call(answer, usage=(1200, 300)))
+    openai_server.script(*[tool_call(answer, usage=(1200, 300))] * 3)  # the model insists on its invented quote
 
-    summary = extract(workspace, backend(workspace))
+    summary = extract(workspace, backend(workspace, reasks=2))
 
     assert summary.failures == {} and summary.extracted == 1
     record = workspace.current_record(TRIAL)
@@ -140,7 +142,11 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert eligibility.measurable_disease.standard == "RECIST 1.1"
     ecog = eligibility.performance_status[0].evidence
     assert record.eligibility_text[ecog.start : ecog.end] == ecog.quote and ecog.criterion_id == "inc-6"
-    # The invented quote is dropped by the aligner, counted and reported, and never reaches the output.
+    # The invented quote is re-asked with the reason, twice; after the last try the aligner drops the
+    # item (counted and reported): it never reaches the output, and the rest of the answer stays.
+    assert openai_server.count == 3
+    reason = openai_server.requests[1]["messages"][-1]["content"]
+    assert "the quote 'ANC >= 1500/mm3' is not in criterion inc-6 ('Eastern Cooperative Oncology Group" in reason
     assert eligibility.labs == []
     assert record.extraction.ungrounded_items == 1
     assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
@@ -148,10 +154,10 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert flagged(record.extraction.warnings) == 0  # every quote states its item
     extraction = record.extraction
     assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", load_prompt().version)
-    assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
-    assert extraction.cost_usd == pytest.approx(1200 * 1.0 / 1e6 + 300 * 2.0 / 1e6)
-    # One request: the stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
-    [request] = openai_server.requests
+    assert (extraction.input_tokens, extraction.output_tokens) == (3600, 900)  # every attempt
+    assert extraction.cost_usd == pytest.approx(3600 * 1.0 / 1e6 + 900 * 2.0 / 1e6)
+    # The stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
+    request = openai_server.requests[0]
     assert request["messages"][0] == {"role": "system", "content": load_prompt().system}
     assert request["messages"][-1]["role"] == "user"
     assert "[inc-6] Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1" in user_message(request)
@@ -502,11 +508,11 @@ def test_parts_follow_the_models_context_and_go_one_after_another(openai_server,
     openai_server.respond, openai_server.latency = first_criterion_answer, 0.1
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
     roomy, small = backend(workspace, context_tokens=128_000), backend(workspace, context_tokens=7000, max_tokens=400)
-    assert len(roomy.parts(criteria)) == 1 and len(small.parts(criteria)) > 2
+    assert len(roomy.backend.parts(criteria)) == 1 and len(small.backend.parts(criteria)) > 2
 
     summary = extract(workspace, small)
 
-    assert summary.failures == {} and openai_server.count == len(small.parts(criteria))
+    assert summary.failures == {} and openai_server.count == len(small.backend.parts(criteria))
     assert openai_server.peak == 1  # one trial at a time (--concurrency 1) is one request at a time
     sent = "\n".join(user_message(request) for request in openai_server.requests)
     assert all(f"[{c.id}] {c.text}" in sent for c in criteria)
