@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from datetime import datetime, timezone
 
@@ -554,3 +555,121 @@ def test_a_trial_failing_at_its_re_ask_records_the_tokens_of_the_answer_before(o
 
     assert "failed after 2 attempt(s): HTTP 500 template error" in summary.failures[TRIAL]
     assert stored_row(workspace) == ("error", 1000, 100, pytest.approx(1000 * 1.0 / 1e6 + 100 * 2.0 / 1e6))
+
+
+def trial_with_criterion(workspace: Workspace, rows: dict, criterion: str) -> str:
+    """TRIAL stored again with one more inclusion criterion, first: its id is inc-1."""
+    row = rows[TRIAL]
+    text = row["eligibility"]["raw_text"].replace("Inclusion Criteria:\n", f"Inclusion Criteria:\n\n* {criterion}\n", 1)
+    assert text != row["eligibility"]["raw_text"]
+    workspace.store_trial(flat_export_row(row | {"eligibility": row["eligibility"] | {"raw_text": text}},
+                                          datetime.now(timezone.utc)))  # fmt: skip
+    return criterion
+
+
+@pytest.mark.usefixtures("environment")
+def test_braces_in_the_criteria_reach_the_model_as_written(openai_server, workspace, rows):
+    # instructor renders messages as Jinja templates when given a validation context: ours are not templates.
+    braces = "Dose {{ 2 * dose }} mg/m2 {% if renal %} adjusted {% endif %} {# note #} {% endraw %} {{ '{%' }}"
+    criterion = trial_with_criterion(workspace, rows, braces)
+    quote = {"evidence": quoted("inc-1", criterion)}
+    openai_server.script(tool_call({"prior_therapies": [{"requirement": "excluded", "therapy": "dose"} | quote]}))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 1  # the quote validated against the real text
+    [request] = openai_server.requests
+    assert f"[inc-1] {criterion}\n" in user_message(request)
+    assert request["messages"][0]["content"] == load_prompt().system
+    assert workspace.current_record(TRIAL).eligibility.prior_therapies[0].evidence.quote == criterion
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_server_refusing_the_tool_role_accepts_the_re_ask(openai_server, workspace):
+    openai_server.alternating_roles = True  # as Gemma's chat template in llama.cpp's server: 500 for a `tool` turn
+    openai_server.script(tool_call('{"cancer_types": [}'), tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    assert [m["role"] for m in openai_server.requests[1]["messages"]] == ["system", "user", "assistant", "user"]
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_misquote_is_re_asked_with_its_reason_and_the_corrected_answer_kept(openai_server, workspace):
+    misquoted = dict(ANSWER, performance_status=[dict(ANSWER["performance_status"][0], evidence=quoted("inc-6", "ECOG 0-1"))])
+    openai_server.script(tool_call(misquoted, usage=(1000, 100)), tool_call(ANSWER, usage=(1000, 100)))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    reask = openai_server.requests[1]["messages"][-1]
+    assert reask["role"] == "user" and "performance_status.0.evidence" in reask["content"]
+    assert "the quote 'ECOG 0-1' is not in criterion inc-6" in reask["content"]
+    record = workspace.current_record(TRIAL)
+    assert record.extraction.ungrounded_items == 0 and record.extraction.input_tokens == 2000
+    assert [p.evidence.quote for p in record.eligibility.performance_status] == [
+        "Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1"]  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_plain_text_answer_in_tools_mode_is_re_asked(openai_server, workspace):
+    # A change: the JSON in the message's content used to be accepted; instructor asks for the tool call.
+    openai_server.script(json_content(ANSWER), tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    reask = openai_server.requests[1]["messages"]
+    assert [m["role"] for m in reask] == ["system", "user", "assistant", "user"]
+    assert "No tool calls" in reask[-1]["content"]
+
+
+@pytest.mark.usefixtures("environment")
+def test_json_mode_reads_an_answer_in_a_markdown_fence_with_raw_newlines(openai_server, workspace, monkeypatch):
+    monkeypatch.setenv("ELIGEX_LLM_MODE", "json")
+    fenced = json_content(ANSWER)
+    text = json.dumps(ANSWER).replace("anti-her2 therapy", "anti-her2\ntherapy")
+    fenced.body["choices"][0]["message"]["content"] = f"```json\n{text}\n```"
+    openai_server.script(fenced)
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 1
+    assert [p.therapy for p in workspace.current_record(TRIAL).eligibility.prior_therapies] == ["anti-her2\ntherapy"]
+
+
+def test_a_cached_answer_costs_nothing_even_for_a_model_without_a_price(openai_server, workspace, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="local-model")
+    openai_server.script(tool_call(ANSWER))
+    extract(workspace, CachedBackend(OpenAIBackend.from_environment(), workspace))
+    assert workspace.current_record(TRIAL).extraction.cost_usd is None  # no price for it
+
+    extract(workspace, CachedBackend(OpenAIBackend.from_environment(), workspace), force=True)
+
+    assert openai_server.count == 1
+    extraction = workspace.current_record(TRIAL).extraction
+    assert (extraction.input_tokens, extraction.output_tokens, extraction.cost_usd) == (0, 0, 0.0)
+
+
+def test_the_estimate_under_refresh_counts_no_cache_hit(openai_server, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
+    openai_server.respond = first_criterion_answer
+    where = str(tmp_path / "ws")
+    assert run("--workspace", where, "import", "evals/records").exit_code == 0
+    trials = run("--workspace", where, "extract", "--all").stderr.split(" requests for ")[1].split()[0]
+
+    forced = run("--workspace", where, "extract", "--all", "--force").stderr
+    refreshed = run("--workspace", where, "extract", "--all", "--refresh").stderr
+
+    assert f"0 requests for {trials} trials ({trials} answered from the cache" in forced
+    assert f"for {trials} trials (0 answered from the cache" in refreshed
+
+
+def test_building_a_request_logs_nothing(monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with caplog.at_level(logging.DEBUG, logger="instructor"):
+        request = OpenAIBackend.from_environment().request()
+    assert [m["role"] for m in request["messages"]] == ["system"] and request["tools"]
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
