@@ -608,7 +608,9 @@ def literal(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], dict[
 
     Given a validation context, instructor renders every message as a Jinja template, so that braces in
     a criterion (`{{`, `{%`, `{#`) would be read as template syntax; each message's content becomes a
-    variable of the context instead (`{{ eligex_message_0 }}`), which renders to its text unchanged."""
+    variable of the context instead (`{{ eligex_message_0 }}`), which renders to its text unchanged (but
+    for the `dedent` instructor applies: the first line is never indented, so only lines of white
+    space alone change, to empty lines)."""
     variables = {f"eligex_message_{index}": message["content"] for index, message in enumerate(messages)}
     templated = [message | {"content": "{{ %s }}" % name} for message, name in zip(messages, variables)]
     return templated, variables
