@@ -39,8 +39,8 @@ from pydantic_core import PydanticCustomError
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import (Billed, EligexError, InputError, UpstreamError, one_line, positive_env, redact, retry_after,
-                            retry_notice)  # fmt: skip
+from extract.errors import (Billed, EligexError, InputError, UpstreamError, log, one_line, positive_env, redact,
+                            retry_after, retry_notice)  # fmt: skip
 from extract.grounding import locate
 from extract.hashing import canonical_sha256
 from extract.text import SEGMENTER_VERSION
@@ -439,6 +439,7 @@ class OpenAIBackend:
         instructor's patched create (default: through our transport)."""
         hooks = Hooks()
         hooks.on("completion:response", usage.add)
+        hooks.on("parse:error", self._reask_notice(trial))
         reasks = self.settings.reasks if reasks is None else reasks
         try:
             answer = await (create or self._create)(**self.arguments(trial, criteria), max_retries=reasks, hooks=hooks)
@@ -447,6 +448,16 @@ class OpenAIBackend:
         except InstructorRetryException as failure:
             return self._last_try(failure)
         return answer.model_dump(mode="json")
+
+    def _reask_notice(self, trial: Trial):
+        """A `parse:error` hook: each re-ask is said (logger "eligex"), with the reason the model is given."""
+
+        def notice(error: Exception, *, attempt_number: int = 0, is_last_attempt: bool = False, **_: Any) -> None:
+            if not is_last_attempt:
+                log.warning(one_line(f"re-asking the model ({self.model}) for {trial.nct_id} "
+                                     f"(attempt {attempt_number + 1}): {_problem(error)}", 300))  # fmt: skip
+
+        return notice
 
     def _last_try(self, failure: InstructorRetryException) -> dict[str, Any]:
         """After the last attempt: an answer whose only faults are misquotes is kept (the aligner drops

@@ -596,11 +596,17 @@ def test_a_server_refusing_the_tool_role_accepts_the_re_ask(openai_server, works
 
 
 @pytest.mark.usefixtures("environment")
-def test_a_misquote_is_re_asked_with_its_reason_and_the_corrected_answer_kept(openai_server, workspace):
+def test_a_misquote_is_re_asked_with_its_reason_and_the_corrected_answer_kept(openai_server, workspace, caplog):
     misquoted = dict(ANSWER, performance_status=[dict(ANSWER["performance_status"][0], evidence=quoted("inc-6", "ECOG 0-1"))])
     openai_server.script(tool_call(misquoted, usage=(1000, 100)), tool_call(ANSWER, usage=(1000, 100)))
 
-    summary = extract(workspace, backend(workspace))
+    with caplog.at_level(logging.WARNING, logger="eligex"):
+        summary = extract(workspace, backend(workspace))
+
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("re-asking")] == [  # said, as retries are
+        f"re-asking the model (test-model) for {TRIAL} (attempt 2): performance_status.0.evidence: "
+        "the quote 'ECOG 0-1' is not in criterion inc-6 ('Eastern Cooperative Oncology Group (ECOG) Performance "
+        "Status of 0 or 1'): quote its words exactly"]  # fmt: skip
 
     assert summary.failures == {} and openai_server.count == 2
     reask = openai_server.requests[1]["messages"][-1]
