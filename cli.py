@@ -381,7 +381,9 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 )
 @EXTRACTION_OPTIONS
 @click.option("--force", is_flag=True, help="Extract again even when the current record is up to date.")
-@click.option("--refresh", is_flag=True, help="Ask the LLM again instead of answering from its cache (openai backend; implies --force).")
+@click.option("--refresh", is_flag=True,
+              help="Ask the LLM again instead of answering from its cache; the new answers replace the cached ones "
+                   "(openai backend; implies --force).")  # fmt: skip
 @click.pass_obj
 def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, concurrency, workers, force, refresh) -> None:
     """Extract structured eligibility from stored trials into structured/<NCT>.json and the database.
@@ -392,9 +394,8 @@ def extract_command(workspace: Workspace, nct_ids, all_trials, backend, model, c
     --concurrency requests in flight.
     """
     _check_choice(nct_ids, all_trials)
-    chosen = make_backend(backend, model, workspace)
-    if refresh and chosen.name == "openai":
-        chosen.refresh, force = True, True
+    chosen = make_backend(backend, model, workspace, refresh=refresh)
+    force = force or refresh
     with workspace.writing():
         named = _check_stored(workspace, list(nct_ids) or None)
         summary = extract_trials(workspace, chosen, named, force=force, workers=workers, concurrency=concurrency)
@@ -417,7 +418,7 @@ def extract_trials(workspace: Workspace, chosen, named: list[str] | None, *, for
         if chosen.name == "rules":
             return run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(), run_id=bar.run_id)
         trials = planned_trials(workspace, chosen, work)
-        announce(workspace, chosen, trials, work.skipped)
+        announce(chosen, trials, work.skipped)
         return run_async(
             run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
                            on_done=lambda _: bar.update(), run_id=bar.run_id),
@@ -437,14 +438,14 @@ def say_extracted(workspace: Workspace, chosen, summary) -> None:
         click.echo(f"tokens: {summary.input_tokens} in, {summary.output_tokens} out; cost ${summary.cost_usd:.4f}", err=True)
 
 
-def announce(workspace: Workspace, backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
+def announce(backend, trials, up_to_date: int, price_factor: float = 1.0) -> None:
     """Before the first paid call: which backend and model will run, on how many trials (`trials`: the
     ones not up to date), at what cost."""
     if backend.name == "rules" or not os.environ.get("OPENAI_API_KEY"):
         return
     from extract.pipeline import estimate
 
-    cost = estimate(workspace, backend, trials)
+    cost = estimate(backend, trials)
     price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
     click.echo(
         f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "
@@ -454,20 +455,26 @@ def announce(workspace: Workspace, backend, trials, up_to_date: int, price_facto
     )
 
 
-def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None):
+def make_backend(name: str | None, model: str | None, workspace: Workspace | None = None, refresh: bool = False):
     """The backend asked for, or the default: the LLM when one is configured, else rules.
 
-    The LLM backend caches its answers in the workspace's database when given one.
+    Given a workspace, the LLM backend answers from the workspace's cache (extract/cache.py);
+    `refresh` asks it again instead. The rules backend has no cache: `refresh` is a usage error.
     """
     if name is None:
         name = "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") else "rules"
     if name == "rules":
+        if refresh:
+            raise InputError("--refresh asks the LLM again instead of its cache: the rules backend has no cache "
+                             "(use --force to extract again)")  # fmt: skip
         from extract.rules import RulesBackend
 
         return RulesBackend()
+    from extract.cache import CachedBackend
     from extract.llm import OpenAIBackend
 
-    return OpenAIBackend.from_environment(model=model, workspace=workspace)
+    llm = OpenAIBackend.from_environment(model=model)
+    return llm if workspace is None else CachedBackend(llm, workspace, refresh=refresh)
 
 
 @main.group(name="batch")
@@ -496,13 +503,14 @@ def batch_submit(workspace: Workspace, nct_ids, all_trials, model, force) -> Non
 
     _check_choice(nct_ids, all_trials)
     with workspace.writing():
-        llm = OpenAIBackend.from_environment(model=model, workspace=workspace)
+        llm = OpenAIBackend.from_environment(model=model)
         trials = _stored_trials(workspace, list(nct_ids) or None)
         if os.environ.get("OPENAI_API_KEY"):
+            from extract.cache import CachedBackend
             from extract.pipeline import up_to_date
 
             done = set() if force else up_to_date(workspace, llm)
-            announce(workspace, llm, [t for t in trials if t.nct_id not in done], len(done),
+            announce(CachedBackend(llm, workspace), [t for t in trials if t.nct_id not in done], len(done),
                      price_factor=batch.BATCH_PRICE_FACTOR)  # fmt: skip
         report = run_async(batch.submit(workspace, llm, trials, force=force), llm)
     click.echo(json.dumps(report))
@@ -528,7 +536,7 @@ def batch_status(workspace: Workspace, ref, wait, interval) -> None:
         done = counts.get("completed", 0) + counts.get("failed", 0)
         click.echo(f"batch {report['batch_id']}: {report['state']}, {done}/{counts.get('total', '?')} done", err=True)
 
-    client = OpenAIBackend.from_environment(workspace=workspace).client
+    client = OpenAIBackend.from_environment().client
     report = run_async(batch.watch(workspace, client, ref, wait=wait, interval=interval, on_poll=show_progress), client)
     click.echo(json.dumps(report))
 
@@ -547,7 +555,7 @@ def batch_collect(workspace: Workspace, ref) -> None:
 
     with workspace.writing():
         row = batch.find(workspace, ref)
-        llm = OpenAIBackend.from_environment(model=row["model"], workspace=workspace)
+        llm = OpenAIBackend.from_environment(model=row["model"])
         summary = run_async(batch.collect(workspace, llm, row), llm)
     if summary is None:
         click.echo(f"batch {row['batch_id']} (run {row['run_id']}) was collected already", err=True)
@@ -775,7 +783,7 @@ def eval_command(workspace: Workspace, run_id, backend, model, split, gold_dir, 
             harness.check_imported(workspace, nct_ids)
             chosen = make_backend(backend, model, workspace)
             trials = list(workspace.trials(nct_ids))
-            announce(workspace, chosen, trials, up_to_date=0)
+            announce(chosen, trials, up_to_date=0)
             with progress(len(trials), f"extracting ({chosen.name})") as bar:
                 bar.run_id = new_run_id(chosen)
                 # force: every trial must be in this run, even one whose current record is up to date

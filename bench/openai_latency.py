@@ -9,6 +9,12 @@ What limits the ratio at high concurrency is the work each trial does on the eve
 rerun forced through the cache (no HTTP at all) measures that part alone, as ms_per_trial; with
 it at t ms, no concurrency gets past 1000 / t trials a second.
 
+`instructor_cost` measures what instructor's public API costs per request, in this process and
+without HTTP: one part's answer through the backend's own path (`OpenAIBackend.answered`: instructor
+prepares and templates the request, parses and validates the answer with the quote context) against
+the same answer parsed and validated directly, and profiles the former
+(bench/results/openai_instructor_profile.txt).
+
 The server runs in a process of its own (tests/openai_server.py as a script), as a remote provider
 would: in this process its Python work (parsing ~22 KB request bodies, building answers) would take
 the interpreter lock from the client it is timing. Its request count and the bodies it recorded come
@@ -17,8 +23,12 @@ back over GET /v1/_stats.
 
 from __future__ import annotations
 
+import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -29,7 +39,8 @@ from pathlib import Path
 
 from bench.run import ROOT, repeated
 from cli import run_async
-from extract.llm import OpenAIBackend
+from extract.cache import CachedBackend
+from extract.llm import ANSWER_MODEL, OpenAIBackend, Usage, quote_context
 from extract.pipeline import run_extraction
 from extract.sources import RawRecord
 from extract.store import Workspace
@@ -99,13 +110,14 @@ def store(workspace: Workspace, trials) -> None:
 
 def extract(workspace: Workspace, trials, concurrency: int, force: bool = False) -> tuple[dict, float]:
     """One run of the real backend, as the CLI builds it; its summary and seconds."""
-    backend = OpenAIBackend.from_environment(workspace=workspace)
-    started = time.perf_counter()
+    backend = CachedBackend(OpenAIBackend.from_environment(), workspace)
+    started, cpu = time.perf_counter(), time.process_time()
     summary = run_async(run_extraction(workspace, backend, trials, force=force, concurrency=concurrency), backend)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu  # this process only: the server runs in its own
     if summary.failures:
         raise RuntimeError(f"{len(summary.failures)} trials failed, e.g. {next(iter(summary.failures.items()))}")
-    return summary.as_dict(), seconds
+    return summary.as_dict() | {"cpu_seconds": cpu}, seconds
 
 
 def throughput(server: RemoteServer, trials, concurrency: int, folder: Path) -> dict:
@@ -119,6 +131,7 @@ def throughput(server: RemoteServer, trials, concurrency: int, folder: Path) -> 
     return {"trials": len(trials), "concurrency": concurrency, "calls": server.count - calls,
             "seconds": round(seconds, 3), "trials_per_s": round(rate, 2), "ideal_trials_per_s": round(ideal, 2),
             "ratio": round(rate / ideal, 3), "input_tokens": summary["input_tokens"],
+            "client_cpu_ms_per_call": round(summary["cpu_seconds"] / max(1, server.count - calls) * 1000, 2),
             "output_tokens": summary["output_tokens"]}  # fmt: skip
 
 
@@ -156,6 +169,52 @@ def prompt_shape(requests: list[dict], trials: int, input_tokens: int, output_to
             "request_chars_mean": body // len(requests)}  # fmt: skip
 
 
+INSTRUCTOR_REQUESTS = 300
+PROFILE = ROOT / "bench" / "results" / "openai_instructor_profile.txt"
+
+
+def instructor_cost(trials) -> dict:
+    """CPU ms per request of the answer path through instructor, against the bare parse and validation."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from openai_server import first_criterion_answer
+    from openai.types.chat import ChatCompletion
+
+    from extract.text import segment
+
+    llm = OpenAIBackend.from_environment()
+    cases = []
+    for trial in repeated([t for t in trials if t.eligibility_text.strip()], INSTRUCTOR_REQUESTS):
+        part = llm.parts(segment(trial.eligibility_text))[0]
+        request = {"messages": llm.messages(trial, part), "tools": []}
+        cases.append((trial, part, first_criterion_answer(request).body))
+
+    async def through_instructor() -> None:
+        for trial, part, body in cases:
+            await llm.answered(trial, part, ChatCompletion.model_validate(body), Usage())
+
+    def bare() -> None:
+        for trial, part, body in cases:
+            completion = ChatCompletion.model_validate(body)
+            ANSWER_MODEL.model_validate_json(completion.choices[0].message.tool_calls[0].function.arguments,
+                                             context=quote_context(trial, part), strict=False)  # fmt: skip
+
+    asyncio.run(through_instructor())  # warm: schemas and templates built once
+    started = time.process_time()
+    asyncio.run(through_instructor())
+    instructor_ms = (time.process_time() - started) / len(cases) * 1000
+    started = time.process_time()
+    bare()
+    bare_ms = (time.process_time() - started) / len(cases) * 1000
+    profiler = cProfile.Profile()
+    profiler.runcall(asyncio.run, through_instructor())
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+    PROFILE.write_text(f"# {len(cases)} answers through OpenAIBackend.answered (instructor's public API), cProfile\n"
+                       + "\n".join(line.replace(str(ROOT.parent), "") for line in text.getvalue().splitlines()) + "\n")  # fmt: skip
+    return {"requests": len(cases), "through_instructor_cpu_ms": round(instructor_ms, 2),
+            "bare_parse_cpu_ms": round(bare_ms, 2), "instructor_cpu_ms_per_request": round(instructor_ms - bare_ms, 2)}  # fmt: skip
+
+
 def run(trials) -> dict:
     trials = [t for t in trials if t.eligibility_text.strip()]  # each makes at least one call
     server = RemoteServer(latency=LATENCY)
@@ -171,6 +230,7 @@ def run(trials) -> dict:
                     sum(s["input_tokens"] for s in steps), sum(s["output_tokens"] for s in steps),
                 )  # fmt: skip
                 result |= rerun_unchanged(server, repeated(trials, RERUN_TRIALS), Path(folder))
+                result["instructor_cost"] = instructor_cost(trials)
         return result
     finally:
         server.stop()

@@ -1,11 +1,13 @@
 """`eligex batch`: the provider's Batch API for large jobs, at half the online price.
 
-submit writes one request per trial part (the online path's own prompt, with a strict JSON schema as
-the response format) to `batches/<run_id>/input.jsonl`, uploads it and creates the batch; each step
-is recorded in the `batches` table as it ends, so running submit again after a crash goes on from the
-last step and never creates a second batch. collect downloads the output and error files and puts
-every trial through the pipeline's own per-trial path (validation with the LLM-facing model, then
-`assemble`), fills the LLM cache, and stores records and errors in the batch's run.
+submit writes one request per trial part (the online path's own request: `OpenAIBackend.request`,
+the very chat completion `extract` sends first) to `batches/<run_id>/input.jsonl`, uploads it and
+creates the batch; each step is recorded in the `batches` table as it ends, so running submit again
+after a crash goes on from the last step and never creates a second batch. collect downloads the
+output and error files and puts every trial through the pipeline's own per-trial path: each answer is
+read as the online path reads one (`OpenAIBackend.answered`: the same validation, without re-asks),
+then `assemble`; the answer cache (extract/cache.py) is filled, and records and errors are stored in
+the batch's run.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from extract.backend import Draft
+from extract.cache import CachedBackend, cache_key
 from extract.errors import InputError, UpstreamError, one_line, redact
-from extract.llm import CUT_OFF, ExtractedEligibility, OpenAIBackend, Usage, _problem, describe, merge, parse_answer, truncated
+from extract.llm import OpenAIBackend, Usage, _problem, describe, merge
 from extract.pipeline import RunSummary, extract_one, new_run_id, store_one, up_to_date
 from extract.store import Workspace, atomic_write
 from extract.text import segment
@@ -38,51 +41,9 @@ FINISHED = ("completed", "expired", "cancelled", "failed")
 MISSING = {"expired": "batch expired", "cancelled": "batch cancelled", "failed": "batch failed"}
 DEFAULT_DEADLINE = 120.0  # seconds, for a client configured without a plain timeout
 TRANSFER_DEADLINE_FACTOR = 20  # input and output files run to hundreds of megabytes
-# Keywords strict structured outputs reject; pydantic still checks them on our side.
-_NOT_STRICT = {"default", "title", "examples", "minLength", "maxLength"}
 
 
 # -- the request ----------------------------------------------------------------------------------
-
-
-def strict_schema(schema: Any, names: bool = False) -> Any:
-    """A JSON Schema that strict structured outputs accept: closed objects whose properties are all
-    required, an optional property with a null default becoming nullable, nothing beside a `$ref`."""
-    if isinstance(schema, list):
-        return [strict_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if names:  # `properties` or `$defs`: keys are names, not keywords
-        return {name: strict_schema(value) for name, value in schema.items()}
-    if "$ref" in schema:
-        return {"$ref": schema["$ref"]}
-    strict = {
-        key: strict_schema(value, names=key in ("properties", "$defs"))
-        for key, value in schema.items()
-        if key not in _NOT_STRICT
-    }
-    if "properties" in strict:
-        for name, original in schema["properties"].items():
-            optional = name not in schema.get("required", ())
-            if optional and original.get("default", ...) is None and not _nullable(strict["properties"][name]):
-                strict["properties"][name] = {"anyOf": [strict["properties"][name], {"type": "null"}]}
-        strict["required"] = list(strict["properties"])
-        strict["additionalProperties"] = False
-    return strict
-
-
-def _nullable(schema: dict[str, Any]) -> bool:
-    return schema.get("type") == "null" or any(_nullable(option) for option in schema.get("anyOf", ()))
-
-
-RESPONSE_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": ExtractedEligibility.__name__,
-        "strict": True,
-        "schema": strict_schema(ExtractedEligibility.model_json_schema()),
-    },
-}
 
 
 def custom_id(trial: Trial, prompt_version: str, part: int) -> str:
@@ -90,17 +51,12 @@ def custom_id(trial: Trial, prompt_version: str, part: int) -> str:
 
 
 def requests(llm: OpenAIBackend, trial: Trial, criteria: list[Criterion]) -> list[dict[str, Any]]:
-    """One Batch API line per part of the trial: the online request, answered in strict JSON (no tool)."""
+    """One Batch API line per part of the trial: the online path's first request, as it is sent."""
     return [
-        {
-            "custom_id": custom_id(trial, llm.prompt_version, index),
-            "method": "POST",
-            "url": ENDPOINT,
-            "body": {key: value for key, value in llm.request(trial, part).items() if key not in ("tools", "tool_choice")}
-            | {"response_format": RESPONSE_FORMAT},
-        }
+        {"custom_id": custom_id(trial, llm.prompt_version, index), "method": "POST", "url": ENDPOINT,
+         "body": llm.request(trial, part)}
         for index, part in enumerate(llm.parts(criteria))
-    ]
+    ]  # fmt: skip
 
 
 # -- submit -----------------------------------------------------------------------------------------
@@ -116,14 +72,14 @@ async def submit(
     """Submit the trials that need a request; `stop_after` ("write", "upload") ends early, as a crash would."""
     done = set() if force else up_to_date(workspace, llm)
     todo = [trial for trial in trials if trial.nct_id not in done]
+    cache = CachedBackend(llm, workspace)
     cached, lines, cache_keys = [], [], {}
     for trial in todo:
-        key = llm.cache_key(trial)
-        if workspace.cache_get(key) is not None:
+        if cache.cached(trial):
             cached.append(trial)  # its answer is known: extracted at once, no request
         else:
             lines += requests(llm, trial, segment(trial.eligibility_text))
-            cache_keys[trial.nct_id] = key
+            cache_keys[trial.nct_id] = cache.key(trial)
     if len(lines) > MAX_REQUESTS:
         raise InputError(f"{len(lines)} requests are more than a batch holds ({MAX_REQUESTS}): submit fewer trials")
     custom_ids = [line["custom_id"] for line in lines]
@@ -134,7 +90,7 @@ async def submit(
         workspace.start_run(run_id, llm.name, llm.model, llm.prompt_version)
         summary = RunSummary(run_id=run_id, backend=llm.name)
         for trial in cached:
-            await store_one(workspace, trial, await extract_one(llm, trial), summary)
+            await store_one(workspace, trial, await extract_one(cache, trial), summary)
         if not lines:
             workspace.finish_run(run_id, summary.as_dict() | {"failures": summary.failures})
             return {"run_id": run_id, "batch_id": None, "state": "nothing to submit", "requests": 0,
@@ -256,7 +212,8 @@ async def collect(workspace: Workspace, llm: OpenAIBackend, row: dict[str, Any])
         missing += f": {batch.errors.data[0].message}".splitlines()[0]
     if unreadable:  # some request's result may have been one of them
         missing += f" ({'; '.join(unreadable)})"
-    answers = Answers(llm, lines, row, missing)
+    # The batch's answers are new: they replace any cached answer for the same text (`refresh`).
+    answers = CachedBackend(Answers(llm, lines, row, missing), workspace, refresh=True)
     summary = RunSummary(run_id=row["run_id"], backend=llm.name)
     trials = {trial.nct_id: trial for trial in workspace.trials(list(row["cache_keys"]))}
     for nct_id in row["cache_keys"]:
@@ -319,27 +276,30 @@ class Answers:
     def prompt_version(self) -> str:
         return self.llm.prompt_version
 
+    @property
+    def answer_version(self) -> str:
+        return self.llm.answer_version
+
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
-        key = self.row["cache_keys"][trial.nct_id]
-        if self.llm.cache_key(trial) != key:
+        if cache_key(self.answer_version, trial) != self.row["cache_keys"][trial.nct_id]:
             raise InputError("the trial's text changed after the batch was submitted: submit it again")
         usage = Usage()
-        prefix = f"{trial.nct_id}:"
+        parts = self.llm.parts(criteria)  # as submitted: the same text, the same answer version
         answers, failed = [], None
-        for cid in (cid for cid in self.row["custom_ids"] if cid.startswith(prefix)):
+        for index, part in enumerate(parts):
             try:  # every part read, so that a failure carries what all of them were billed
-                answers.append(answer_of(self.lines.get(cid), usage, self.missing))
+                completion = completion_of(self.lines.get(custom_id(trial, self.prompt_version, index)), self.missing)
+                answers.append(await self.llm.answered(trial, part, completion, usage))
             except UpstreamError as error:
                 failed = failed or error
         if failed is not None:
             raise self.llm.billed(failed, usage, BATCH_PRICE_FACTOR)
-        answer = merge(answers)
-        self.llm.remember(key, answer, usage)
-        return self.llm.draft(answer, usage, price_factor=BATCH_PRICE_FACTOR)
+        return self.llm.draft(merge(answers), usage, price_factor=BATCH_PRICE_FACTOR)
 
 
-def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[str, Any]:
-    """One line of the output or error file as a validated answer, or UpstreamError with a one-line reason."""
+def completion_of(line: dict[str, Any] | None, missing: str) -> ChatCompletion:
+    """One line of the output or error file as the chat completion it holds, or UpstreamError with a
+    one-line reason."""
     if line is None:
         raise UpstreamError(missing)
     if "unreadable" in line:
@@ -354,21 +314,9 @@ def answer_of(line: dict[str, Any] | None, usage: Usage, missing: str) -> dict[s
         message = ((body or {}).get("error") or {}).get("message") if isinstance(body, dict) else None
         raise UpstreamError(one_line(f"HTTP {response.get('status_code')} {message or 'error'}", 300))
     try:
-        completion = ChatCompletion.model_validate(body)
+        return ChatCompletion.model_validate(body)
     except ValidationError as invalid:
         raise UpstreamError(f"not a chat completion: {_problem(invalid)}") from None
-    usage.add(completion)
-    message = completion.choices[0].message if completion.choices else None
-    if message is None or completion.choices[0].finish_reason == "length":
-        raise UpstreamError(CUT_OFF)
-    if message.refusal:
-        raise UpstreamError(one_line(f"the model refused: {message.refusal}", 300))
-    try:
-        return parse_answer(message.content or "")
-    except json.JSONDecodeError as invalid:
-        raise UpstreamError(CUT_OFF if truncated(message.content or "", invalid) else f"invalid answer: {_problem(invalid)}") from None
-    except ValidationError as invalid:
-        raise UpstreamError(f"invalid answer: {_problem(invalid)}") from None
 
 
 # -- transport --------------------------------------------------------------------------------------

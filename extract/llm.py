@@ -1,14 +1,19 @@
 """The `openai` backend: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp).
 
 The model sees the criteria with their ids and answers with items whose evidence is only a criterion
-id and a verbatim quote; `extract.backend.assemble` grounds them with the one aligner. Each failure
-has one retry policy: an answer that fails validation is re-asked (in instructor's words, as a user
-message: strict chat templates refuse a `tool` role), tenacity retries transport failures (429, 5xx,
-timeouts, lost connections) honouring Retry-After, and the openai client's own retries are off. A
-request always bounds its answer (`max_tokens`) and asks for temperature 0; a trial's criteria are
-cut into parts that fit the model's context, sent one after another, and a part the server finds
-too long is split in two. Answers are cached per eligibility text in the workspace, so an unchanged
-trial is never sent twice.
+id and a verbatim quote; `extract.backend.assemble` grounds them with the one aligner. instructor
+drives each request through its public API (`instructor.patch(create=...)` around our own transport):
+it shapes the request (the tool, or the schema in the system prompt), validates the answer with the
+trial's criteria as validation context, so that a quote the aligner would not find is re-asked with
+the reason (instructor's citation pattern; after the last try the aligner drops the misquoted item
+with a warning), and counts every attempt's tokens through its hooks. Each failure has one retry
+policy: instructor re-asks an answer that fails validation (its re-ask turns sent as user turns:
+strict chat templates refuse a `tool` role), tenacity retries transport failures (429, 5xx, timeouts,
+lost connections) honouring Retry-After, and the openai client's own retries are off. A request always
+bounds its answer (`max_tokens`) and asks for temperature 0; a trial's criteria are cut into parts that
+fit the model's context, sent one after another, and a part the server finds too long is split in
+two. The Batch API path (extract/batch.py) builds its requests and reads its answers with the same
+methods; answers are cached by extract/cache.py, a wrapper around any backend.
 """
 
 from __future__ import annotations
@@ -24,19 +29,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import instructor
 import openai
 from aiolimiter import AsyncLimiter
-from instructor.v2 import Mode, Provider, mode_registry
-from pydantic import Field, ValidationError, create_model
+from instructor.core import Hooks, IncompleteOutputException, InstructorRetryException
+from openai.types.chat import ChatCompletion
+from pydantic import Field, ValidationError, ValidationInfo, create_model, model_validator
+from pydantic_core import PydanticCustomError
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from extract.backend import Draft
-from extract.errors import Billed, InputError, UpstreamError, one_line, positive_env, redact, retry_after, retry_notice
+from extract.errors import (Billed, EligexError, InputError, UpstreamError, log, one_line, positive_env, redact,
+                            retry_after, retry_notice)  # fmt: skip
+from extract.grounding import locate
 from extract.hashing import canonical_sha256
-from extract.store import Workspace
 from extract.text import SEGMENTER_VERSION
 from extract.transport import Breaker, checked_url
-from schemas import SCHEMA_VERSION, Criterion, Trial
+from schemas import Criterion, Trial
 from schemas.fields import ITEM_FIELDS, ItemField, with_evidence
 from schemas.record import Contract, NonNegative
 
@@ -46,13 +55,14 @@ PRICES_FILE = PROMPTS / "prices.json"
 DEFAULT_MODEL = "gpt-4.1-mini"  # with OpenAI itself; a local server is asked what it serves
 CHARS_PER_TOKEN = 3  # for sizing parts: clinical text runs nearer 3 characters a token than 4
 CUT_OFF = "the model's answer was cut off at its output token limit"
+MISQUOTED = "misquoted"  # the error type of a quote that is not in the criteria
 NO_ITEMS = "the model answered with no items at all: every criterion is left in `other`"
 # How servers say a request is longer than the model's context (OpenAI, vLLM, llama.cpp, TGI).
 _CONTEXT_ERROR = re.compile(r"context.length|context window|maximum context|too many tokens|prompt is too long", re.I)
-MODES = {"tools": Mode.TOOLS, "json": Mode.JSON}
+MODES = {"tools": instructor.Mode.TOOLS, "json": instructor.Mode.JSON}
 
 # Failures are reported once, per trial, by the pipeline; without a handler of its own instructor's
-# log records would reach stderr through logging's last-resort handler.
+# log records (an ERROR line per failed attempt) would reach stderr through logging's last-resort handler.
 logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 
@@ -62,6 +72,18 @@ logging.getLogger("instructor").addHandler(logging.NullHandler())
 class Quote(Contract):
     criterion_id: str = Field(pattern=r"^(inc|exc)-[1-9][0-9]*$", description="id of the criterion quoted")
     quote: str = Field(min_length=1, description="verbatim text of that criterion: the shortest span carrying the fact")
+
+    @model_validator(mode="after")
+    def _in_the_criteria(self, info: ValidationInfo) -> Quote:
+        """With the trial in the validation context (`quote_context`), a quote the aligner would not find
+        is an error the model is told about, criterion text and all; without it, no check."""
+        trial = info.context or {}
+        if "criteria" in trial and locate(trial["text"], self.quote, trial["criteria"], self.criterion_id) is None:
+            named = next((c.text for c in trial["criteria"] if c.id == self.criterion_id), None)
+            where = f"criterion {self.criterion_id} ({named[:300]!r})" if named else "the criteria given"
+            raise PydanticCustomError(MISQUOTED, "the quote {quote} is not in {where}: quote its words exactly",
+                                      {"quote": repr(self.quote[:200]), "where": where})  # fmt: skip
+        return self
 
 
 class AgeLimits(Contract):
@@ -83,6 +105,10 @@ ExtractedEligibility = create_model(
     age_limits=(AgeLimits | None, Field(default=None, description="only when the criteria state an age")),
     **{field.name: _answer_field(field) for field in ITEM_FIELDS},
 )
+
+
+# The answer model as instructor uses it (its tool schema generated once, not per request).
+ANSWER_MODEL = instructor.response_schema(ExtractedEligibility)
 
 
 def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -266,23 +292,21 @@ def describe(error: BaseException) -> str:
 class OpenAIBackend:
     model: str
     client: openai.AsyncOpenAI
-    workspace: Workspace | None = None
     settings: Settings = field(default_factory=Settings)
     prompt: Prompt = field(default_factory=load_prompt)
     prices: dict[str, dict[str, float]] = field(default_factory=load_prices)
     name: str = "openai"
-    refresh: bool = False  # ask again instead of answering from the cache (the new answer replaces it)
 
     def __post_init__(self) -> None:
         if self.settings.mode not in MODES:
             raise InputError(f"unknown LLM mode {self.settings.mode!r}: use one of {', '.join(MODES)}")
-        # instructor's handler for the mode shapes the request (the tool, or the schema in the system
-        # prompt); parsing and re-asks are ours (`_ask`): lenient JSON, and re-asks as user messages.
-        handlers = mode_registry.get_handlers(Provider.OPENAI, MODES[self.settings.mode])
-        # The stable prefix (system prompt; the tool, or the schema in the system prompt) built once.
-        _, self._prefix = handlers.request_handler(
-            response_model=ExtractedEligibility, kwargs={"messages": self.messages()}
-        )
+        mode = MODES[self.settings.mode]
+        # instructor's public API around our own transport: it shapes the request, validates the answer
+        # and re-asks; `_post` sends each attempt through the limits and the retry policy below.
+        self._create = instructor.patch(create=self._post, mode=mode)
+        # The same preparation, answered at once by an empty answer: the request that would be sent.
+        self._prepare = instructor.patch(create=self._nothing, mode=mode)
+        self._prefix = self.request()  # the stable prefix: system prompt; the tool, or the schema in the prompt
         self._prefix_chars = len(json.dumps(self._prefix))
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._requests = AsyncLimiter(self.settings.requests_per_minute, 60)
@@ -293,8 +317,16 @@ class OpenAIBackend:
     def prompt_version(self) -> str:
         return self.prompt.version
 
+    @cached_property
+    def answer_version(self) -> str:
+        """What decides an answer besides the trial's text (it keys the answer cache, extract/cache.py):
+        the prompt, the request's stable prefix as sent (system prompt, tool schema, model, max_tokens,
+        temperature), the mode and how the criteria are cut into parts."""
+        return canonical_sha256({"prompt_version": self.prompt_version, "prefix": self._prefix,
+                                 "mode": self.settings.mode, "part_chars": self.part_chars})  # fmt: skip
+
     @classmethod
-    def from_environment(cls, model: str | None = None, workspace: Workspace | None = None) -> OpenAIBackend:
+    def from_environment(cls, model: str | None = None) -> OpenAIBackend:
         """OPENAI_API_KEY and/or OPENAI_BASE_URL; model from the argument, ELIGEX_MODEL or the default."""
         api_key, base_url = os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL")
         if not api_key and not base_url:
@@ -316,20 +348,9 @@ class OpenAIBackend:
             max_retries=0,  # one retry policy: ours
         )
         model = model or os.environ.get("ELIGEX_MODEL") or (served_model(client) if base_url else DEFAULT_MODEL)
-        return cls(model=model, client=client, workspace=workspace, settings=settings)
-
-    def cache_key(self, trial: Trial) -> str:
-        """What decides the answer: model, prompt (with its tool schema), the request's parameters, text."""
-        parameters = {"mode": self.settings.mode, "max_tokens": self.settings.max_tokens, "temperature": 0,
-                      "part_chars": self.part_chars}  # fmt: skip
-        return canonical_sha256({"model": self.model, "prompt_version": self.prompt_version, "parameters": parameters,
-                                 "schema_version": SCHEMA_VERSION, "eligibility_text": trial.eligibility_text})  # fmt: skip
+        return cls(model=model, client=client, settings=settings)
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
-        key = self.cache_key(trial)
-        cached = await self.workspace.cache_lookup(key) if self.workspace and not self.refresh else None
-        if cached is not None:
-            return self.draft(cached["response"], Usage())  # no request, nothing spent
         usage = Usage()
         # One part after another: the pipeline's --concurrency is then the bound on requests in flight.
         answers = []
@@ -338,24 +359,13 @@ class OpenAIBackend:
                 answers += await self._ask_fitting(trial, part, usage)
         except Exception as error:
             raise self.billed(error, usage) from None
-        answer = merge(answers)
-        self.remember(key, answer, usage)
-        return self.draft(answer, usage)
+        return self.draft(merge(answers), usage)
 
     def billed(self, error: BaseException, usage: Usage, price_factor: float = 1.0) -> BaseException:
         """`error`, carrying what its trial was billed for (`extract.errors.billed` reads it)."""
         spent = self.draft({}, usage, price_factor)
         error.billed = Billed(spent.input_tokens, spent.output_tokens, spent.cost_usd if usage.input_tokens else None)
         return error
-
-    def remember(self, cache_key: str, answer: dict[str, Any], usage: Usage) -> None:
-        """Cache a trial's merged answer (the Batch API path fills the same cache); written with its record."""
-        if self.workspace:
-            self.workspace.cache_put(cache_key, **self._cache_entry(answer, usage))
-
-    def _cache_entry(self, answer: dict[str, Any], usage: Usage) -> dict[str, Any]:
-        return {"model": self.model, "prompt_version": self.prompt_version, "schema_version": SCHEMA_VERSION,
-                "response": answer, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}  # fmt: skip
 
     def draft(self, answer: dict[str, Any], usage: Usage, price_factor: float = 1.0) -> Draft:
         """`price_factor` scales the list price (the Batch API charges half)."""
@@ -384,6 +394,34 @@ class OpenAIBackend:
         system = {"role": "system", "content": self.prompt.system}
         return [system] if trial is None else [system, {"role": "user", "content": trial_message(trial, criteria)}]
 
+    def arguments(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
+        """What instructor's `create` is given for a part of a trial (for the stable prefix alone,
+        without one): the messages as literals (`literal`), the model and the parameters, and the
+        validation context."""
+        messages, variables = literal(self.messages(trial, criteria))
+        context = variables | (quote_context(trial, criteria) if trial is not None else {})
+        return {"response_model": ANSWER_MODEL, "context": context, "strict": False, "messages": messages,
+                "model": self.model, "max_tokens": self.settings.max_tokens, "temperature": 0}  # fmt: skip
+
+    def request(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
+        """The chat completion first sent for a part of a trial, exactly as `_ask` sends it (the Batch API
+        sends it as is): instructor prepares it from `arguments`, and an empty answer ends the attempt."""
+        prepared: dict[str, Any] = {}
+        hooks = Hooks()
+        hooks.on("completion:kwargs", lambda **request: prepared.update(request))
+        self._prepare(**self.arguments(trial, criteria), max_retries=0, hooks=hooks)
+        return prepared | {"messages": alternating(prepared["messages"])}
+
+    def _nothing(self, **request: Any) -> ChatCompletion:
+        """An empty answer in the mode's shape: what `request` has instructor's preparation end with."""
+        if self.settings.mode == "tools":
+            message = {"role": "assistant", "tool_calls": [{"id": "none", "type": "function", "function": {
+                "name": ExtractedEligibility.__name__, "arguments": "{}"}}]}  # fmt: skip
+        else:
+            message = {"role": "assistant", "content": "{}"}
+        return ChatCompletion.model_validate({"id": "none", "object": "chat.completion", "created": 0, "model": self.model,
+                                              "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+
     async def _ask_fitting(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> list[dict[str, Any]]:
         """The answers for a part; halves of it, and so on, while the server finds it too long."""
         try:
@@ -394,41 +432,93 @@ class OpenAIBackend:
         half = len(criteria) // 2
         return await self._ask_fitting(trial, criteria[:half], usage) + await self._ask_fitting(trial, criteria[half:], usage)
 
-    def request(self, trial: Trial, criteria: list[Criterion]) -> dict[str, Any]:
-        """The chat completion asked for a part of a trial: the stable prefix, then its criteria."""
-        user = self.messages(trial, criteria)[-1]
-        return self._prefix | {"model": self.model, "messages": [*self._prefix["messages"], user],
-                               "max_tokens": self.settings.max_tokens, "temperature": 0}  # fmt: skip
+    async def _ask(self, trial: Trial, criteria: list[Criterion], usage: Usage, create: Any = None,
+                   reasks: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """One validated answer for some of a trial's criteria, re-asked while it fails validation
+        (`reasks` times at most); `usage` counts every attempt's tokens, failed ones too. `create`:
+        instructor's patched create (default: through our transport)."""
+        hooks = Hooks()
+        hooks.on("completion:response", usage.add)
+        hooks.on("parse:error", self._reask_notice(trial))
+        reasks = self.settings.reasks if reasks is None else reasks
+        try:
+            answer = await (create or self._create)(**self.arguments(trial, criteria), max_retries=reasks, hooks=hooks)
+        except IncompleteOutputException:
+            raise UpstreamError(CUT_OFF) from None
+        except InstructorRetryException as failure:
+            return self._last_try(failure)
+        return answer.model_dump(mode="json")
 
-    async def _ask(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> dict[str, Any]:
-        """One validated answer for some of a trial's criteria, re-asked while it fails validation.
+    def _reask_notice(self, trial: Trial):
+        """A `parse:error` hook: each re-ask is said (logger "eligex"), with the reason the model is given."""
 
-        `usage` counts every attempt."""
-        request = self.request(trial, criteria)
-        for attempt in range(1, self.settings.reasks + 2):
-            response = await self._send(request)
-            usage.add(response)
-            text = answer_text(response, self.settings.mode)
+        def notice(error: Exception, *, attempt_number: int = 0, is_last_attempt: bool = False, **_: Any) -> None:
+            if not is_last_attempt:
+                log.warning(one_line(f"re-asking the model ({self.model}) for {trial.nct_id} "
+                                     f"(attempt {attempt_number + 1}): {_problem(error)}", 300))  # fmt: skip
+
+        return notice
+
+    def _last_try(self, failure: InstructorRetryException) -> dict[str, Any]:
+        """After the last attempt: an answer whose only faults are misquotes is kept (the aligner drops
+        each misquoted item, with a warning); any other fault fails the part, and a transport failure
+        is raised as it was."""
+        problem = failure.__cause__
+        if isinstance(problem, EligexError):
+            raise problem
+        if isinstance(problem, ValidationError) and failure.last_completion is not None and misquoted_only(problem):
+            text = answer_text(failure.last_completion, self.settings.mode)
+            return ANSWER_MODEL.model_validate_json(text, strict=False).model_dump(mode="json")
+        raise UpstreamError(f"no valid answer after {failure.n_attempts} attempt(s): {_problem(problem)}") from None
+
+    async def answered(self, trial: Trial, criteria: list[Criterion], completion: ChatCompletion, usage: Usage) -> dict[str, Any]:
+        """A completion obtained elsewhere (a Batch API result) read as `_ask` reads an answer: the same
+        normalising, validation and last-try rule, without re-asks."""
+
+        async def replay(**request: Any) -> ChatCompletion:
+            return self._normalised(completion)
+
+        return await self._ask(trial, criteria, usage, instructor.patch(create=replay, mode=MODES[self.settings.mode]), 0)
+
+    async def _post(self, **request: Any) -> ChatCompletion:
+        """What instructor's `create` calls for every attempt: re-ask turns as user turns, the request
+        through the limits and the retry policy (`_send`), the answer made parseable (`_normalised`)."""
+        request["messages"] = alternating(request["messages"])
+        return self._normalised(await self._send(request))
+
+    def _normalised(self, response: ChatCompletion) -> ChatCompletion:
+        """The answer as instructor reads it: JSON with raw newlines in strings (grammar-constrained output
+        allows them) rewritten as strict JSON, a Markdown fence around JSON content removed, and an
+        answer that ran out of room marked `length` (servers may say `tool_calls` when the context ran
+        out) so that instructor stops instead of re-asking. A tools-mode answer without a tool call is
+        left alone: instructor re-asks it."""
+        choice = response.choices[0] if response.choices else None
+        if choice is None or choice.finish_reason == "length":
+            return response
+        message = choice.message
+        call = message.tool_calls[0].function if self.settings.mode == "tools" and message.tool_calls else None
+        if call is None and self.settings.mode == "tools":
+            return response
+        text = call.arguments if call is not None else answer_text(response, self.settings.mode)
+        try:
+            json.loads(text or "")
+        except json.JSONDecodeError:
             try:
-                return parse_answer(text)
+                text = json.dumps(json.loads(text or "", strict=False), ensure_ascii=False)
             except json.JSONDecodeError as error:
-                if self._cut_off(response) or truncated(text, error):
-                    raise UpstreamError(CUT_OFF) from None
-                problem = error
-            except ValidationError as error:
-                if self._cut_off(response):
-                    raise UpstreamError(CUT_OFF) from None
-                problem = error
-            request = request | {"messages": [*request["messages"], {"role": "assistant", "content": text},
-                                              {"role": "user", "content": reask_message(problem)}]}  # fmt: skip
-        raise UpstreamError(f"no valid answer after {attempt} attempt(s): {_problem(problem)}")
+                if (text or "").strip() and (self._cut_off(response) or truncated(text, error)):
+                    choice.finish_reason = "length"
+        if call is not None:
+            call.arguments = text
+        else:
+            message.content = text
+        return response
 
     def _cut_off(self, response: Any) -> bool:
-        """The answer stopped at a limit: servers may say `tool_calls` even when the context ran out."""
+        """The answer used every token it was allowed, or prompt and answer filled the model's context."""
         usage = getattr(response, "usage", None)
-        reason = response.choices[0].finish_reason if response.choices else None
-        if reason == "length" or usage is None:
-            return reason == "length"
+        if usage is None:
+            return False
         spent = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
         return (usage.completion_tokens or 0) >= self.settings.max_tokens or spent >= self.settings.context_tokens
 
@@ -474,7 +564,7 @@ class OpenAIBackend:
 
     def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
         """The input tokens the trial's requests will cost, roughly: for a cost estimate before a run."""
-        return sum(self._tokens_estimate(self.request(trial, part)) for part in self.parts(criteria))
+        return sum(self._tokens_estimate({"messages": self.messages(trial, part)}) for part in self.parts(criteria))
 
     async def _attempt(self, request: dict[str, Any]) -> Any:
         """One request with a deadline for its whole answer (the client's timeout restarts with every
@@ -519,21 +609,50 @@ def answer_text(response: Any, mode: str) -> str:
     return fenced[1] if fenced else text
 
 
-def parse_answer(text: str) -> dict[str, Any]:
-    """The answer's JSON, validated, as plain data. Lenient JSON: grammar-constrained output may hold
-    raw newlines inside strings; lenient values like the contract ("2" for 2 is not worth a re-ask)."""
-    return ExtractedEligibility.model_validate(json.loads(text, strict=False)).model_dump(mode="json")
-
-
 def truncated(text: str, error: json.JSONDecodeError) -> bool:
     """JSON that stops mid-way, as an answer cut off at a limit does (not JSON that goes wrong)."""
     return error.msg.startswith("Unterminated string") or error.pos >= len(text.rstrip())
 
 
-def reask_message(problem: BaseException) -> str:
-    """What was wrong with the answer, for the model to correct (instructor's wording)."""
-    what = f"Invalid JSON: {problem}" if isinstance(problem, json.JSONDecodeError) else problem
-    return f"Validation Error found:\n{what}\nRecall the function correctly, fix the errors"
+def literal(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The messages as instructor's templating leaves them intact, and the variables that hold them.
+
+    Given a validation context, instructor renders every message as a Jinja template, so that braces in
+    a criterion (`{{`, `{%`, `{#`) would be read as template syntax; each message's content becomes a
+    variable of the context instead (`{{ eligex_message_0 }}`), which renders to its text unchanged (but
+    for the `dedent` instructor applies: the first line is never indented, so only lines of white
+    space alone change, to empty lines)."""
+    variables = {f"eligex_message_{index}": message["content"] for index, message in enumerate(messages)}
+    templated = [message | {"content": "{{ %s }}" % name} for message, name in zip(messages, variables)]
+    return templated, variables
+
+
+def alternating(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with instructor's tools-mode re-ask turns as chat templates that know only user and
+    assistant turns accept them (Gemma's refuses a `tool` role with an HTTP 500): the assistant's tool
+    call as its text, each tool result as a user turn, consecutive user turns joined."""
+    plain: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message["role"], message.get("content") or ""
+        if role == "assistant" and message.get("tool_calls"):
+            content = "\n".join(call["function"]["arguments"] or "" for call in message["tool_calls"])
+            message = {"role": "assistant", "content": content}
+        elif role == "tool":
+            message = {"role": "user", "content": content}
+        if plain and message["role"] == "user" == plain[-1]["role"]:
+            plain[-1] = {"role": "user", "content": f"{plain[-1]['content']}\n\n{message['content']}"}
+        else:
+            plain.append(message)
+    return plain
+
+
+def quote_context(trial: Trial, criteria: list[Criterion]) -> dict[str, Any]:
+    """The validation context in which `Quote` checks each quote: the trial's text and the criteria sent."""
+    return {"text": trial.eligibility_text, "criteria": criteria}
+
+
+def misquoted_only(error: ValidationError) -> bool:
+    return all(problem["type"] == MISQUOTED for problem in error.errors())
 
 
 def served_model(client: openai.AsyncOpenAI) -> str:

@@ -59,20 +59,22 @@ class Estimate:
     usd: float | None = 0.0  # None when the price table does not know the model
 
 
-def estimate(workspace: Workspace, backend, trials: list[Trial]) -> Estimate:
-    """What extracting `trials` with the LLM backend will ask and cost, before anything is sent."""
+def estimate(backend, trials: list[Trial]) -> Estimate:
+    """What extracting `trials` with the cached LLM backend (extract/cache.py) will ask and cost, before
+    anything is sent; under `refresh` no trial is answered from the cache."""
     from extract.llm import Usage, cost_usd
 
+    llm = backend.backend
     result = Estimate(trials=len(trials))
     for trial in trials:
-        if workspace.cache_get(backend.cache_key(trial)) is not None:
+        if backend.cached(trial):
             result.cached += 1
             continue
         criteria = segment(trial.eligibility_text)
-        result.requests += len(backend.parts(criteria))
-        result.input_tokens += backend.input_tokens_estimate(trial, criteria)
+        result.requests += len(llm.parts(criteria))
+        result.input_tokens += llm.input_tokens_estimate(trial, criteria)
     result.output_tokens = result.requests * OUTPUT_TOKENS_PER_REQUEST
-    result.usd = cost_usd(backend.prices, backend.model, Usage(result.input_tokens, result.output_tokens))
+    result.usd = cost_usd(llm.prices, llm.model, Usage(result.input_tokens, result.output_tokens))
     return result
 
 

@@ -7,7 +7,9 @@ in its body (or that has no `when`), so concurrent trials get their own answers;
 say the server answers with `respond(request)` when given one, else 500, which shows up in a test as a
 failed trial. `latency` makes every call wait that long first, as a model's thinking would. A reply
 with `drip` sends its body one byte every `drip` seconds; `refuse_connections()` stops listening, so
-that every new connection is refused, as at a base URL where nothing runs.
+that every new connection is refused, as at a base URL where nothing runs. With `alternating_roles`
+set, a request whose turns after the system prompt are not user, assistant, user, ... (a `tool` turn,
+say) is answered 500 as Gemma's chat template answers it in llama.cpp's server.
 
 Run as a script (`python tests/openai_server.py --latency 0.3`) it serves in a process of its own,
 answering every call with `first_criterion_answer`, and prints its base URL on the first line of
@@ -63,6 +65,15 @@ def error(status: int, message: str = "scripted failure", retry_after: str | Non
     return Reply(status=status, body=body, headers=headers, when=when, echo_authorization=echo_authorization)
 
 
+ROLES_MUST_ALTERNATE = "Conversation roles must alternate user/assistant/user/assistant/..."
+
+
+def alternates(messages: list[dict]) -> bool:
+    """Turns after an optional system prompt go user, assistant, user, ...: what Gemma's template accepts."""
+    turns = messages[1:] if messages and messages[0].get("role") == "system" else messages
+    return all(m.get("role") == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(turns))
+
+
 def prompt_tokens(request: dict) -> int:
     """A meaningful usage figure: the characters of the messages and the tool schema, over 4."""
     text = "".join(m.get("content") or "" for m in request["messages"]) + json.dumps(request.get("tools", []))
@@ -102,6 +113,7 @@ class OpenAIServer:
         self.authorizations: list[str] = []  # every request's Authorization header, in arrival order
         self.models = ["test-model"]  # what GET /v1/models lists
         self.peak = 0  # the most chat requests held at once
+        self.alternating_roles = False  # refuse turns that do not alternate user/assistant (a strict chat template)
         self._held = 0
         self._script: list[Reply] = []
         self._lock = threading.Lock()
@@ -127,6 +139,8 @@ class OpenAIServer:
         with self._lock:
             self.requests.append(request)
             self.authorizations.append(authorization)
+            if self.alternating_roles and not alternates(request.get("messages", [])):
+                return error(500, ROLES_MUST_ALTERNATE)
             for index, reply in enumerate(self._script):
                 if reply.when is None or reply.when in raw:
                     return self._script.pop(index)

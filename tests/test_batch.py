@@ -9,13 +9,14 @@ from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
-from openai_server import BatchServer, batch_server, error, expired_line, json_content  # noqa: F401 (a fixture)
-from test_llm import ANSWER, API_KEY, OTHER, OTHER_ANSWER, TRIAL, rows, workspace  # noqa: F401 (fixtures)
+from openai_server import BatchServer, batch_server, error, expired_line, tool_call  # noqa: F401 (a fixture)
+from test_llm import ANSWER, API_KEY, INVENTED, OTHER, OTHER_ANSWER, TRIAL, rows, workspace  # noqa: F401 (fixtures)
 
 from cli import main
 from extract import batch
 from extract.errors import InputError, UpstreamError
-from extract.llm import ExtractedEligibility, OpenAIBackend, load_prompt
+from extract.cache import CachedBackend
+from extract.llm import OpenAIBackend, load_prompt
 from extract.pipeline import run_extraction
 from extract.sources import flat_export_row
 from extract.store import Workspace
@@ -32,7 +33,7 @@ def environment(monkeypatch, tmp_path, batch_server):
 
 
 def llm(workspace: Workspace) -> OpenAIBackend:
-    return OpenAIBackend.from_environment(workspace=workspace)  # a new client per event loop, as per process
+    return OpenAIBackend.from_environment()  # a new client per event loop, as per process
 
 
 def submit(workspace: Workspace, *nct_ids: str, **options):
@@ -53,32 +54,6 @@ def invalid(answer: dict) -> dict:
     return dict(answer, performance_status=[dict(answer["performance_status"][0], min=2, max=1)])
 
 
-def walk(schema):
-    yield schema
-    for value in schema.values() if isinstance(schema, dict) else schema if isinstance(schema, list) else ():
-        yield from walk(value)
-
-
-def test_the_strict_schema_closes_every_object_and_makes_optional_fields_nullable():
-    schema = batch.RESPONSE_FORMAT["json_schema"]["schema"]
-    assert batch.RESPONSE_FORMAT["json_schema"]["strict"] is True
-    objects = [node for node in walk(schema) if isinstance(node, dict) and "properties" in node]
-    assert len(objects) > 10
-    for node in objects:
-        assert node["additionalProperties"] is False and node["required"] == list(node["properties"])
-        assert not {"default", "title", "minLength"} & {k for p in node["properties"].values() for k in p}
-    assert all(set(node) == {"$ref"} for node in walk(schema) if isinstance(node, dict) and "$ref" in node)
-    # Optional fields accept null, required ones do not; an answer with every field filled in still validates.
-    assert {"type": "null"} in schema["properties"]["stage"]["anyOf"]
-    quote = schema["$defs"]["Quote"]["properties"]
-    assert "anyOf" not in quote["quote"] and quote["quote"]["type"] == "string"
-    full = ExtractedEligibility.model_validate(ANSWER).model_dump(mode="json")
-    assert set(full) == set(schema["properties"])
-    assert batch.strict_schema({"type": "object", "properties": {"default": {"type": "integer", "default": None}}}) == {
-        "type": "object", "properties": {"default": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
-        "required": ["default"], "additionalProperties": False}  # fmt: skip
-
-
 @pytest.mark.usefixtures("environment")
 def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, workspace, tmp_path, rows):
     first = submit(workspace, stop_after="write")
@@ -92,22 +67,24 @@ def test_submit_writes_deterministic_jsonl_with_the_online_prompt(batch_server, 
     lines = [json.loads(line) for line in text.decode().splitlines()]
     version = load_prompt().version
     assert [line["custom_id"] for line in lines] == [f"{OTHER}:{version}:0", f"{TRIAL}:{version}:0"]
-    backend = llm(workspace)
-    trial = next(workspace.trials([TRIAL]))
     body = lines[1]["body"]
     assert (lines[1]["method"], lines[1]["url"]) == ("POST", "/v1/chat/completions")
-    # The online request (one builder: messages, max_tokens, temperature), answered in strict JSON, not by a tool.
-    online = backend.request(trial, segment(trial.eligibility_text))
-    assert body == {"model": "test-model", "messages": online["messages"], "max_tokens": online["max_tokens"],
-                    "temperature": 0, "response_format": batch.RESPONSE_FORMAT}  # fmt: skip
+    assert body["max_tokens"] == 4096 and body["temperature"] == 0 and body["tools"][0]["function"]["name"] == "ExtractedEligibility"
     assert first["state"] == "written" and batch_server.files == {} and batch_server.batches == {}
     again.close()
+
+    # One request builder: the line is the very request `extract` sends first for the trial.
+    batch_server.script(tool_call(ANSWER))
+    trials = list(workspace.trials([TRIAL]))
+    asyncio.run(run_extraction(workspace, CachedBackend(llm(workspace), workspace), trials))
+    [online] = batch_server.requests
+    assert body == online
 
 
 @pytest.mark.usefixtures("environment")
 def test_the_full_cycle_on_the_command_line(batch_server, workspace):
-    batch_server.script(json_content(ANSWER, usage=USAGE, when=TRIAL),
-                        json_content(OTHER_ANSWER, usage=USAGE, when=OTHER))  # fmt: skip
+    batch_server.script(tool_call(ANSWER, usage=USAGE, when=TRIAL),
+                        tool_call(OTHER_ANSWER, usage=USAGE, when=OTHER))  # fmt: skip
     runner = CliRunner()
     base = ["--workspace", str(workspace.root), "batch"]
     workspace.close()
@@ -148,7 +125,7 @@ def test_the_full_cycle_on_the_command_line(batch_server, workspace):
     # The cache is filled: an online run over the same trials asks nothing.
     sent = batch_server.count
     trials = list(workspace.trials([TRIAL, OTHER]))
-    summary = asyncio.run(run_extraction(workspace, llm(workspace), trials, force=True))
+    summary = asyncio.run(run_extraction(workspace, CachedBackend(llm(workspace), workspace), trials, force=True))
     assert summary.extracted == 2 and batch_server.count == sent
     assert workspace.current_record(TRIAL).eligibility == record.eligibility
 
@@ -158,13 +135,16 @@ def test_the_full_cycle_on_the_command_line(batch_server, workspace):
     ("reply", "reason"),
     [
         (error(500, "the model is overloaded", when=TRIAL), "UpstreamError: HTTP 500 the model is overloaded"),
-        (json_content(invalid(ANSWER), when=TRIAL), "UpstreamError: invalid answer: performance_status.0"),
-        (json_content({"stage": "not an object"}, when=TRIAL), "UpstreamError: invalid answer: stage"),
+        (tool_call(invalid(ANSWER), when=TRIAL),
+         "UpstreamError: no valid answer after 1 attempt(s): performance_status.0: Value error, performance status min is above max"),
+        (tool_call({"stage": "not an object"}, when=TRIAL), "UpstreamError: no valid answer after 1 attempt(s): stage"),
+        (tool_call('{"cancer_types": [{"name": "colo', when=TRIAL),
+         "UpstreamError: the model's answer was cut off at its output token limit"),
     ],
-    ids=["error-file", "contract-validator", "wrong-shape"],
+    ids=["error-file", "contract-validator", "wrong-shape", "cut-off"],
 )
 def test_a_failed_line_fails_its_trial_and_the_rest_is_stored(batch_server, workspace, reply, reason):
-    batch_server.script(reply, json_content(OTHER_ANSWER, when=OTHER))
+    batch_server.script(reply, tool_call(OTHER_ANSWER, when=OTHER))
     report = submit(workspace)
 
     summary = finish(workspace, report["run_id"])
@@ -181,7 +161,7 @@ def test_a_failed_line_fails_its_trial_and_the_rest_is_stored(batch_server, work
 
 @pytest.mark.usefixtures("environment")
 def test_a_line_of_the_output_file_cut_short_fails_its_trial_and_the_rest_is_stored(batch_server, workspace):
-    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, usage=USAGE, when=TRIAL))
+    batch_server.script(tool_call(OTHER_ANSWER, when=OTHER), tool_call(ANSWER, usage=USAGE, when=TRIAL))
     batch_server.cut_output_lines = {0: 300}  # OTHER's line (input order) stops mid-answer
     report = submit(workspace)
 
@@ -198,7 +178,7 @@ def test_a_line_of_the_output_file_cut_short_fails_its_trial_and_the_rest_is_sto
 def test_a_line_cut_before_its_custom_id_is_named_in_the_reason_of_the_trial_it_leaves_without_a_result(
     batch_server, workspace
 ):
-    batch_server.script(json_content(OTHER_ANSWER, when=OTHER), json_content(ANSWER, when=TRIAL))
+    batch_server.script(tool_call(OTHER_ANSWER, when=OTHER), tool_call(ANSWER, when=TRIAL))
     batch_server.cut_output_lines = {1: 12}  # '{"id": "batc': whose line it was cannot be known
     report = submit(workspace)
 
@@ -211,7 +191,7 @@ def test_a_line_cut_before_its_custom_id_is_named_in_the_reason_of_the_trial_it_
 
 @pytest.mark.usefixtures("environment")
 def test_a_billed_line_that_fails_records_its_tokens_at_the_batch_price(batch_server, workspace):
-    batch_server.script(json_content(invalid(ANSWER), usage=USAGE, when=TRIAL), json_content(OTHER_ANSWER, when=OTHER))
+    batch_server.script(tool_call(invalid(ANSWER), usage=USAGE, when=TRIAL), tool_call(OTHER_ANSWER, when=OTHER))
     report = submit(workspace)
 
     summary = finish(workspace, report["run_id"])
@@ -236,7 +216,7 @@ def test_a_batch_api_dripping_its_answers_meets_the_deadline(batch_server, works
 
 @pytest.mark.usefixtures("environment")
 def test_an_expired_batch_keeps_what_completed_and_reports_the_rest(batch_server, workspace):
-    batch_server.script(json_content(ANSWER, when=TRIAL), expired_line(when=OTHER))
+    batch_server.script(tool_call(ANSWER, when=TRIAL), expired_line(when=OTHER))
     report = submit(workspace)
 
     summary = finish(workspace, report["run_id"])
@@ -281,7 +261,7 @@ def test_submit_resumes_after_a_crash_and_creates_one_batch(batch_server, worksp
 
 @pytest.mark.usefixtures("environment")
 def test_collect_waits_for_a_finished_batch_and_cached_trials_need_no_request(batch_server, workspace):
-    batch_server.script(json_content(ANSWER, when=TRIAL))
+    batch_server.script(tool_call(ANSWER, when=TRIAL))
     report = submit(workspace, TRIAL)
     with pytest.raises(InputError, match="is in_progress: wait"):
         asyncio.run(batch.collect(workspace, llm(workspace), batch.find(workspace, None)))
@@ -305,3 +285,17 @@ def test_no_batch_and_bad_usage_are_input_errors(workspace):
     result = runner.invoke(main, base + ["collect", "batch_unknown"])
     assert result.exit_code == 2 and "no batch 'batch_unknown'" in result.stderr
     assert runner.invoke(main, base + ["submit"]).exit_code == 2  # neither ids nor --all
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_misquoted_item_in_a_batch_answer_is_dropped_with_a_warning_as_after_the_last_online_try(batch_server, workspace):
+    batch_server.script(tool_call(dict(ANSWER, labs=[INVENTED]), when=TRIAL), tool_call(OTHER_ANSWER, when=OTHER))
+    report = submit(workspace)
+
+    summary = finish(workspace, report["run_id"])
+
+    assert summary.failures == {} and batch_server.count == 2  # a batch is never re-asked
+    record = workspace.current_record(TRIAL)
+    assert record.eligibility.labs == [] and record.extraction.ungrounded_items == 1
+    assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
+    assert [p.scale for p in record.eligibility.performance_status] == ["ECOG"]  # the rest of the answer stays

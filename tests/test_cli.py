@@ -68,3 +68,12 @@ def test_a_fact_stated_twice_is_kept_once_on_its_first_statement():
     plain = [r for r in rules if r["any_of"] == [{"marker": "ERBB2", "status": "positive", "alteration": None,
                                                    "variant": None, "method": None, "value": None}]]  # fmt: skip
     assert len(plain) == 1 and plain[0]["evidence"]["criterion_id"] == "inc-1"
+
+
+def test_refresh_with_the_rules_backend_is_a_one_line_usage_error(workspace):
+    for arguments in (["--backend", "rules"], []):  # named, or the default without a key
+        result = run("extract", "--all", "--refresh", *arguments)
+        assert result.exit_code == 2
+        assert [line for line in result.stderr.splitlines() if line] == [
+            "Error: --refresh asks the LLM again instead of its cache: the rules backend has no cache "
+            "(use --force to extract again)"]  # fmt: skip

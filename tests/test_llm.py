@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from datetime import datetime, timezone
 
@@ -12,6 +13,7 @@ import pytest
 from openai_server import (OpenAIServer, error, first_criterion_answer, json_content, openai_server,  # noqa: F401
                            tool_call)
 
+from extract.cache import CachedBackend
 from extract.consistency import WARNING, flagged
 from extract.errors import InputError, UpstreamUnreachable
 from extract.llm import OpenAIBackend, Settings, Usage, chunk, cost_usd, load_prompt, merge
@@ -91,16 +93,17 @@ def environment(monkeypatch, tmp_path, openai_server):
     use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_LLM_TIMEOUT="0.5")
 
 
-def backend(workspace: Workspace | None = None, **settings) -> OpenAIBackend:
-    """The backend as the CLI builds it, with short waits so the retry tests stay fast."""
-    made = OpenAIBackend.from_environment(model="test-model", workspace=workspace)
+def backend(workspace: Workspace, **settings) -> CachedBackend:
+    """The backend as the CLI builds it (behind the workspace's answer cache), with short waits so
+    the retry tests stay fast."""
+    made = OpenAIBackend.from_environment(model="test-model")
     fast = {"attempts": 3, "backoff_seconds": 0.01} | settings
-    return dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast))
+    return CachedBackend(dataclasses.replace(made, settings=dataclasses.replace(made.settings, **fast)), workspace)
 
 
-def split(chosen: OpenAIBackend, chars: int) -> OpenAIBackend:
+def split(chosen: CachedBackend, chars: int) -> CachedBackend:
     """The backend, cutting the criteria into parts of `chars` characters of text."""
-    chosen.part_chars = chars
+    chosen.backend.part_chars = chars
     return chosen
 
 
@@ -108,7 +111,7 @@ def split(chosen: OpenAIBackend, chars: int) -> OpenAIBackend:
 BOUND_SECONDS = 30
 
 
-def extract(workspace: Workspace, chosen: OpenAIBackend, *nct_ids: str, force: bool = False):
+def extract(workspace: Workspace, chosen: CachedBackend, *nct_ids: str, force: bool = False):
     trials = list(workspace.trials(list(nct_ids or (TRIAL,))))
     run = run_extraction(workspace, chosen, trials, force=force)
     return run_async(asyncio.wait_for(run, BOUND_SECONDS), chosen)  # closes its client, as the CLI
@@ -127,9 +130,9 @@ def user_message(request: dict) -> str:
 @pytest.mark.usefixtures("environment")
 def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServer, workspace: Workspace):
     answer = dict(ANSWER, labs=[INVENTED])
-    openai_server.script(tool_call(answer, usage=(1200, 300)))
+    openai_server.script(*[tool_call(answer, usage=(1200, 300))] * 3)  # the model insists on its invented quote
 
-    summary = extract(workspace, backend(workspace))
+    summary = extract(workspace, backend(workspace, reasks=2))
 
     assert summary.failures == {} and summary.extracted == 1
     record = workspace.current_record(TRIAL)
@@ -140,7 +143,11 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert eligibility.measurable_disease.standard == "RECIST 1.1"
     ecog = eligibility.performance_status[0].evidence
     assert record.eligibility_text[ecog.start : ecog.end] == ecog.quote and ecog.criterion_id == "inc-6"
-    # The invented quote is dropped by the aligner, counted and reported, and never reaches the output.
+    # The invented quote is re-asked with the reason, twice; after the last try the aligner drops the
+    # item (counted and reported): it never reaches the output, and the rest of the answer stays.
+    assert openai_server.count == 3
+    reason = openai_server.requests[1]["messages"][-1]["content"]
+    assert "the quote 'ANC >= 1500/mm3' is not in criterion inc-6 ('Eastern Cooperative Oncology Group" in reason
     assert eligibility.labs == []
     assert record.extraction.ungrounded_items == 1
     assert any("ANC >= 1500/mm3" in warning for warning in record.extraction.warnings)
@@ -148,10 +155,10 @@ def test_a_real_trial_is_extracted_grounded_and_costed(openai_server: OpenAIServ
     assert flagged(record.extraction.warnings) == 0  # every quote states its item
     extraction = record.extraction
     assert (extraction.backend, extraction.model, extraction.prompt_version) == ("openai", "test-model", load_prompt().version)
-    assert (extraction.input_tokens, extraction.output_tokens) == (1200, 300)
-    assert extraction.cost_usd == pytest.approx(1200 * 1.0 / 1e6 + 300 * 2.0 / 1e6)
-    # One request: the stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
-    [request] = openai_server.requests
+    assert (extraction.input_tokens, extraction.output_tokens) == (3600, 900)  # every attempt
+    assert extraction.cost_usd == pytest.approx(3600 * 1.0 / 1e6 + 900 * 2.0 / 1e6)
+    # The stable prefix first (prompt, tool schema), the trial's criteria with their ids last.
+    request = openai_server.requests[0]
     assert request["messages"][0] == {"role": "system", "content": load_prompt().system}
     assert request["messages"][-1]["role"] == "user"
     assert "[inc-6] Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1" in user_message(request)
@@ -502,11 +509,11 @@ def test_parts_follow_the_models_context_and_go_one_after_another(openai_server,
     openai_server.respond, openai_server.latency = first_criterion_answer, 0.1
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
     roomy, small = backend(workspace, context_tokens=128_000), backend(workspace, context_tokens=7000, max_tokens=400)
-    assert len(roomy.parts(criteria)) == 1 and len(small.parts(criteria)) > 2
+    assert len(roomy.backend.parts(criteria)) == 1 and len(small.backend.parts(criteria)) > 2
 
     summary = extract(workspace, small)
 
-    assert summary.failures == {} and openai_server.count == len(small.parts(criteria))
+    assert summary.failures == {} and openai_server.count == len(small.backend.parts(criteria))
     assert openai_server.peak == 1  # one trial at a time (--concurrency 1) is one request at a time
     sent = "\n".join(user_message(request) for request in openai_server.requests)
     assert all(f"[{c.id}] {c.text}" in sent for c in criteria)
@@ -548,3 +555,127 @@ def test_a_trial_failing_at_its_re_ask_records_the_tokens_of_the_answer_before(o
 
     assert "failed after 2 attempt(s): HTTP 500 template error" in summary.failures[TRIAL]
     assert stored_row(workspace) == ("error", 1000, 100, pytest.approx(1000 * 1.0 / 1e6 + 100 * 2.0 / 1e6))
+
+
+def trial_with_criterion(workspace: Workspace, rows: dict, criterion: str) -> str:
+    """TRIAL stored again with one more inclusion criterion, first: its id is inc-1."""
+    row = rows[TRIAL]
+    text = row["eligibility"]["raw_text"].replace("Inclusion Criteria:\n", f"Inclusion Criteria:\n\n* {criterion}\n", 1)
+    assert text != row["eligibility"]["raw_text"]
+    workspace.store_trial(flat_export_row(row | {"eligibility": row["eligibility"] | {"raw_text": text}},
+                                          datetime.now(timezone.utc)))  # fmt: skip
+    return criterion
+
+
+@pytest.mark.usefixtures("environment")
+def test_braces_in_the_criteria_reach_the_model_as_written(openai_server, workspace, rows):
+    # instructor renders messages as Jinja templates when given a validation context: ours are not templates.
+    braces = "Dose {{ 2 * dose }} mg/m2 {% if renal %} adjusted {% endif %} {# note #} {% endraw %} {{ '{%' }}"
+    criterion = trial_with_criterion(workspace, rows, braces)
+    quote = {"evidence": quoted("inc-1", criterion)}
+    openai_server.script(tool_call({"prior_therapies": [{"requirement": "excluded", "therapy": "dose"} | quote]}))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 1  # the quote validated against the real text
+    [request] = openai_server.requests
+    assert f"[inc-1] {criterion}\n" in user_message(request)
+    assert request["messages"][0]["content"] == load_prompt().system
+    assert workspace.current_record(TRIAL).eligibility.prior_therapies[0].evidence.quote == criterion
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_server_refusing_the_tool_role_accepts_the_re_ask(openai_server, workspace):
+    openai_server.alternating_roles = True  # as Gemma's chat template in llama.cpp's server: 500 for a `tool` turn
+    openai_server.script(tool_call('{"cancer_types": [}'), tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    assert [m["role"] for m in openai_server.requests[1]["messages"]] == ["system", "user", "assistant", "user"]
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_misquote_is_re_asked_with_its_reason_and_the_corrected_answer_kept(openai_server, workspace, caplog):
+    misquoted = dict(ANSWER, performance_status=[dict(ANSWER["performance_status"][0], evidence=quoted("inc-6", "ECOG 0-1"))])
+    openai_server.script(tool_call(misquoted, usage=(1000, 100)), tool_call(ANSWER, usage=(1000, 100)))
+
+    with caplog.at_level(logging.WARNING, logger="eligex"):
+        summary = extract(workspace, backend(workspace))
+
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("re-asking")] == [  # said, as retries are
+        f"re-asking the model (test-model) for {TRIAL} (attempt 2): performance_status.0.evidence: "
+        "the quote 'ECOG 0-1' is not in criterion inc-6 ('Eastern Cooperative Oncology Group (ECOG) Performance "
+        "Status of 0 or 1'): quote its words exactly"]  # fmt: skip
+
+    assert summary.failures == {} and openai_server.count == 2
+    reask = openai_server.requests[1]["messages"][-1]
+    assert reask["role"] == "user" and "performance_status.0.evidence" in reask["content"]
+    assert "the quote 'ECOG 0-1' is not in criterion inc-6" in reask["content"]
+    record = workspace.current_record(TRIAL)
+    assert record.extraction.ungrounded_items == 0 and record.extraction.input_tokens == 2000
+    assert [p.evidence.quote for p in record.eligibility.performance_status] == [
+        "Eastern Cooperative Oncology Group (ECOG) Performance Status of 0 or 1"]  # fmt: skip
+
+
+@pytest.mark.usefixtures("environment")
+def test_a_plain_text_answer_in_tools_mode_is_re_asked(openai_server, workspace):
+    # A change: the JSON in the message's content used to be accepted; instructor asks for the tool call.
+    openai_server.script(json_content(ANSWER), tool_call(ANSWER))
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 2
+    reask = openai_server.requests[1]["messages"]
+    assert [m["role"] for m in reask] == ["system", "user", "assistant", "user"]
+    assert "No tool calls" in reask[-1]["content"]
+
+
+@pytest.mark.usefixtures("environment")
+def test_json_mode_reads_an_answer_in_a_markdown_fence_with_raw_newlines(openai_server, workspace, monkeypatch):
+    monkeypatch.setenv("ELIGEX_LLM_MODE", "json")
+    fenced = json_content(ANSWER)
+    text = json.dumps(ANSWER).replace("anti-her2 therapy", "anti-her2\ntherapy")
+    fenced.body["choices"][0]["message"]["content"] = f"```json\n{text}\n```"
+    openai_server.script(fenced)
+
+    summary = extract(workspace, backend(workspace))
+
+    assert summary.failures == {} and openai_server.count == 1
+    assert [p.therapy for p in workspace.current_record(TRIAL).eligibility.prior_therapies] == ["anti-her2\ntherapy"]
+
+
+def test_a_cached_answer_costs_nothing_even_for_a_model_without_a_price(openai_server, workspace, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="local-model")
+    openai_server.script(tool_call(ANSWER))
+    extract(workspace, CachedBackend(OpenAIBackend.from_environment(), workspace))
+    assert workspace.current_record(TRIAL).extraction.cost_usd is None  # no price for it
+
+    extract(workspace, CachedBackend(OpenAIBackend.from_environment(), workspace), force=True)
+
+    assert openai_server.count == 1
+    extraction = workspace.current_record(TRIAL).extraction
+    assert (extraction.input_tokens, extraction.output_tokens, extraction.cost_usd) == (0, 0, 0.0)
+
+
+def test_the_estimate_under_refresh_counts_no_cache_hit(openai_server, monkeypatch, tmp_path):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_MODEL="test-model")
+    openai_server.respond = first_criterion_answer
+    where = str(tmp_path / "ws")
+    assert run("--workspace", where, "import", "evals/records").exit_code == 0
+    trials = run("--workspace", where, "extract", "--all").stderr.split(" requests for ")[1].split()[0]
+
+    forced = run("--workspace", where, "extract", "--all", "--force").stderr
+    refreshed = run("--workspace", where, "extract", "--all", "--refresh").stderr
+
+    assert f"0 requests for {trials} trials ({trials} answered from the cache" in forced
+    assert f"for {trials} trials (0 answered from the cache" in refreshed
+
+
+def test_building_a_request_logs_nothing(monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with caplog.at_level(logging.DEBUG, logger="instructor"):
+        request = OpenAIBackend.from_environment().request()
+    assert [m["role"] for m in request["messages"]] == ["system"] and request["tools"]
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []

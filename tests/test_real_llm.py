@@ -19,7 +19,7 @@ import pytest
 from local_llm import CONTEXT_TOKENS, MODEL_ALIAS, local_llm  # noqa: F401 (a fixture)
 
 from extract.importer import files_under, import_files
-from extract.llm import OpenAIBackend, reask_message
+from extract.llm import OpenAIBackend
 from extract.store import Workspace
 from extract.text import segment
 
@@ -57,7 +57,7 @@ def test_the_server_refuses_a_tool_role_and_accepts_our_re_ask(local_llm, tmp_pa
     try:
         import_files(workspace, files_under([ROOT / "evals" / "records"]))
         [trial] = workspace.trials([TRIAL])
-        backend = OpenAIBackend.from_environment(workspace=workspace)
+        backend = OpenAIBackend.from_environment()
         assert backend.model == MODEL_ALIAS  # asked of the server: nothing named, no OpenAI default
         request = backend.request(trial, segment(trial.eligibility_text))
         # What instructor's tools mode re-asks with: the chat template has no `tool` role, the server says 500.
@@ -66,10 +66,8 @@ def test_the_server_refuses_a_tool_role_and_accepts_our_re_ask(local_llm, tmp_pa
             {"role": "tool", "tool_call_id": "call_1", "content": "Validation Error found"}]  # fmt: skip
         refused = httpx.post(f"{local_llm}/chat/completions", json=request | {"messages": tool_reask}, timeout=600)
         assert refused.status_code == 500
-        # Ours: the answer as an assistant turn, the problem as a user turn. Accepted.
-        reask = [*request["messages"], {"role": "assistant", "content": "{"},
-                 {"role": "user", "content": reask_message(json.JSONDecodeError("Expecting value", "{", 1))}]  # fmt: skip
-        response = asyncio.run(_send(backend, request | {"messages": reask}))
+        # What eligex sends of it (`alternating`): the tool call as an assistant turn, the problem as a user turn. Accepted.
+        response = asyncio.run(_post(backend, request | {"messages": tool_reask}))
         assert response.choices and response.choices[0].message.tool_calls
     finally:
         workspace.close()
@@ -96,7 +94,7 @@ def test_one_trial_end_to_end_then_from_the_cache(local_llm, tmp_path):
 
     assert again.returncode == 0, again.stderr
     cached = json.loads((tmp_path / "ws" / "structured" / f"{TRIAL}.json").read_text())
-    assert cached["extraction"]["input_tokens"] == 0  # the cache answered: no request
+    assert (cached["extraction"]["input_tokens"], cached["extraction"]["cost_usd"]) == (0, 0.0)  # the cache answered
     assert cached["eligibility"] == record["eligibility"]
 
 
@@ -110,8 +108,8 @@ def test_an_answer_cut_off_at_its_bound_is_a_one_line_error(local_llm, tmp_path)
     assert failed_lines(result) == [f"failed: {TRIAL}: UpstreamError: the model's answer was cut off at its output token limit"]
 
 
-async def _send(backend: OpenAIBackend, request: dict):
+async def _post(backend: OpenAIBackend, request: dict):
     try:
-        return await backend._send(request)
+        return await backend._post(**request)
     finally:
         await backend.client.close()

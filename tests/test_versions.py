@@ -16,6 +16,7 @@ from test_llm import ANSWER, TRIAL, backend, environment, extract, rows, workspa
 
 from cli import run_async
 from extract import text
+from extract.cache import CachedBackend
 from extract.hashing import files_sha256
 from extract.llm import ExtractedEligibility, Prompt, load_prompt, prompt_version
 from extract.pipeline import run_extraction
@@ -48,7 +49,8 @@ def test_an_edited_prompt_is_asked_afresh_not_answered_from_the_cache(openai_ser
     first = workspace.current_record(TRIAL).extraction.prompt_version
 
     original = load_prompt()
-    edited = dataclasses.replace(backend(workspace), prompt=Prompt(original.name, original.system + "\nQuote exactly."))
+    llm = backend(workspace).backend
+    edited = CachedBackend(dataclasses.replace(llm, prompt=Prompt(original.name, original.system + "\nQuote exactly.")), workspace)
     summary = extract(workspace, edited)  # not forced: the record of the old prompt is not up to date
 
     assert summary.extracted == 1 and openai_server.count == 2  # the cache holds the old prompt's answer only
