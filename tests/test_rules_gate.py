@@ -80,3 +80,17 @@ def test_every_gate_agrees_with_its_pattern_on_every_shared_criterion():
         for text in texts:
             expected = [m.span() for m in gate.pattern.finditer(text)]
             assert [m.span() for m in gate.finditer(text)] == expected, (name, text[:120])
+
+
+@pytest.mark.usefixtures("shared_data")
+def test_the_hand_made_gates_pass_every_shared_criterion_their_pattern_matches():
+    from extract.rules import biomarkers, labs
+    from extract.rules.vocab import token_forms
+
+    texts = [criterion.text for trial in shared_trials() for criterion in segment(trial.eligibility_text)]
+    analytes = [text for text in texts if labs._ANALYTE.search(text)]
+    glued = [text for text in texts if biomarkers._GLUED.search(text)]
+    assert len(analytes) > 1000 and len(glued) > 100
+    # labs: a name's first token is among the criterion's tokens (ASCII text; other text is not gated)
+    assert all(not labs._ANALYTE_FIRST_TOKENS.isdisjoint(token_forms(text)) for text in analytes if text.isascii())
+    assert all(biomarkers._GLUED_CORE.search(text) for text in glued)

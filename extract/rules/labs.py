@@ -14,7 +14,7 @@ from typing import Iterator
 
 from extract.rules.polarity import cohort_specific, evidence
 from extract.rules.quantities import COMPARATOR_AFTER, COMPARATOR_BEFORE, NUMBER, clean_number, comparator, number, restated
-from extract.rules.vocab import is_abbreviation, load_tsv, trie_alternation
+from extract.rules.vocab import is_abbreviation, key_forms, load_tsv, token_forms, trie_alternation
 from schemas import Criterion
 
 
@@ -29,6 +29,8 @@ _ANALYTE = re.compile(
     rf"(?<![\w-])(?:(?i:{trie_alternation([p for p in _ANALYTES if not is_abbreviation(p)])})"
     rf"|{trie_alternation([p for p in _ANALYTES if is_abbreviation(p)])})(?![\w-])"
 )
+# What every match of _ANALYTE begins with: a token that is a name's first, as written for an abbreviation.
+_ANALYTE_FIRST_TOKENS = frozenset(key_forms(phrase, exact=is_abbreviation(phrase))[0] for phrase in _ANALYTES)
 # Between two analytes of one group: "AST/ALT", "AST (SGOT) and ALT (SGPT)", "PT or INR".
 _GROUP_GAP = re.compile(r"(?i)(?:[^\S\n]|[/,&+()\[\]]|\b(?:and/or|and|or|serum|levels?|counts?)\b)*")
 # Between an analyte and its threshold: "(ANC)", "count of", "level must be", ": ".
@@ -143,6 +145,10 @@ def _threshold(match: re.Match, exclusion: bool) -> dict | None:
 
 def _groups(text: str) -> Iterator[tuple[list[str], int, int]]:
     """(analytes, start, end) for each analyte or group of analytes named together."""
+    # a set test first (most criteria name no analyte); ASCII only: a case-insensitive match pairs a few
+    # non-ASCII letters with ASCII ones ("K", "ſ")
+    if text.isascii() and _ANALYTE_FIRST_TOKENS.isdisjoint(token_forms(text)):
+        return
     mentions = list(_ANALYTE.finditer(text))
     i = 0
     while i < len(mentions):

@@ -172,6 +172,12 @@ def _phrase_tokens(text: str) -> _Tokens:
     return _Tokens(text)
 
 
+def token_forms(text: str) -> set[str]:
+    """Every form (as written, lower case) of a scanned text's tokens, tokenised once: one set test tells
+    whether the text can name a phrase of a list, by the phrases' first tokens."""
+    return _scanned_tokens(text).present
+
+
 def tokens(text: str) -> list[Token]:
     """The tokens of a phrase (tokenised once: the same phrases are looked up again and again)."""
     found = _phrase_tokens(text)
