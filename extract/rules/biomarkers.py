@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from extract.rules.gate import gated
 from extract.rules.context import annotate
+from extract.rules.gate import gated
 from extract.rules.polarity import clause_bounds, cohort_specific, evidence, scoped_to_cohort, stated_requirement
 from extract.rules.vocab import Marker, markers
 from schemas import Criterion
