@@ -139,7 +139,7 @@ class _Tokens:
     __slots__ = ("text", "exact", "folded", "present", "_spans")
 
     def __init__(self, text: str) -> None:
-        spelt = text.translate(_GREEK)
+        spelt = text if text.isascii() else text.translate(_GREEK)  # Greek letters are never ASCII
         self.text = text
         self.exact = _TOKEN.findall(spelt)
         # each token in lower case, in one call: no token holds a space (a letter whose lower case is two
