@@ -130,15 +130,20 @@ def plan(workspace: Workspace, backend: Backend, nct_ids: list[str] | None = Non
 
 def planned_rows(workspace: Workspace, backend: Backend, chosen: Plan, size: int) -> Iterator[list[tuple[str, str]]]:
     """The trials `chosen` extracts as (nct_id, trial JSON) rows, `size` at a time in id order, streamed
-    from the database (a cursor of its own: the run's writes go on meanwhile)."""
+    from the database (cursors of their own: the run's writes go on meanwhile). Only the ids are sorted;
+    the documents are read a batch at a time, so the database's memory holds one batch of them, not
+    the whole run's (which outgrew its buffer pool at 15,000 trials)."""
     where, parameters = chosen.where(backend)
-    reader = workspace.db.cursor()
+    ids, documents = workspace.db.cursor(), workspace.db.cursor()
     try:
-        reader.execute(f"SELECT nct_id, trial FROM trials WHERE {where} ORDER BY nct_id", parameters)
-        while rows := reader.fetchmany(size):
-            yield rows
+        ids.execute(f"SELECT nct_id FROM trials WHERE {where} ORDER BY nct_id", parameters)
+        while batch := [nct_id for (nct_id,) in ids.fetchmany(size)]:
+            yield documents.execute(
+                "SELECT nct_id, trial FROM trials WHERE nct_id IN (SELECT unnest(?)) ORDER BY nct_id", [batch]
+            ).fetchall()
     finally:
-        reader.close()
+        ids.close()
+        documents.close()
 
 
 def planned_trials(workspace: Workspace, backend: Backend, chosen: Plan) -> list[Trial]:
