@@ -59,35 +59,42 @@ def step(workspace: Path, *args: str) -> dict:
     stderr = child.stderr.read().decode()  # read before waiting: a full pipe would stall the command
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"eligex {' '.join(args)} failed:\n{stderr[-2000:]}")
     # CPU seconds of the command and its workers: what the work costs, whatever the machine's load.
     cpu = usage.ru_utime + usage.ru_stime
-    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "load_1min_start": round(load, 2), "load_1min_end": round(os.getloadavg()[0], 2),
-            "said": (stderr.strip().splitlines() or [""])[-1]}  # fmt: skip
+    measured = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "load_1min_start": round(load, 2), "load_1min_end": round(os.getloadavg()[0], 2),
+                "said": (stderr.strip().splitlines() or [""])[-1]}  # fmt: skip
+    if status != 0:  # kept in the results: a size the command cannot do is a result too
+        errors = [line for line in stderr.splitlines() if "Error" in line]
+        measured["failed"] = f"exit status {os.waitstatus_to_exitcode(status)}"
+        measured["said"] = errors[-1] if errors else measured["said"]
+        print(f"eligex {' '.join(args)} failed:\n{stderr[-2000:]}", file=sys.stderr)
+    return measured
 
 
 def summarise(results: dict) -> None:
-    """The curve (ms per trial and peak MiB per size, per step), the workers ratio and the 560k projection."""
+    """The curve (ms per trial and peak MiB per size, per step), the workers ratio and the 560k projection,
+    from the steps that succeeded."""
     sizes = sorted(results["sizes"], key=int)
-    names = [name for name in STEPS if any(name in results["sizes"][size] for size in sizes)]
+    done = {size: {name: measured for name, measured in results["sizes"][size].items()
+                   if isinstance(measured, dict) and "failed" not in measured} for size in sizes}  # fmt: skip
+    names = [name for name in STEPS if any(name in done[size] for size in sizes)]
     results["curve"] = {
-        name: {size: {"ms_per_trial": round(results["sizes"][size][name]["seconds"] * 1000 / int(size), 2),
-                      "peak_rss_mib": results["sizes"][size][name]["peak_rss_mib"]}
-               for size in sizes if name in results["sizes"][size]}
+        name: {size: {"ms_per_trial": round(done[size][name]["seconds"] * 1000 / int(size), 2),
+                      "peak_rss_mib": done[size][name]["peak_rss_mib"]}
+               for size in sizes if name in done[size]}
         for name in names
     }  # fmt: skip
     for size in sizes:
-        steps = results["sizes"][size]
+        steps = done[size]
         if "extract_workers_1" in steps and "extract_workers_2" in steps:
-            steps["workers_2_over_1"] = round(steps["extract_workers_1"]["seconds"] / steps["extract_workers_2"]["seconds"], 2)
+            results["sizes"][size]["workers_2_over_1"] = round(steps["extract_workers_1"]["seconds"] / steps["extract_workers_2"]["seconds"], 2)
     # Linear in the largest size that measured each step (the curve says whether linear holds).
     projection = {}
     for name in names:
-        size = max((size for size in sizes if name in results["sizes"][size]), key=int)
+        size = max((size for size in sizes if name in done[size]), key=int)
         projection[name] = {"from_size": int(size),
-                            "minutes": round(results["sizes"][size][name]["seconds"] * REGISTRY / int(size) / 60, 1)}  # fmt: skip
+                            "minutes": round(done[size][name]["seconds"] * REGISTRY / int(size) / 60, 1)}  # fmt: skip
     results["projection_560k"] = projection
 
 
@@ -107,10 +114,13 @@ def bench_size(count: int, folder: Path, names: list[str], results: dict, out: P
     steps = results["sizes"].setdefault(str(count), {})
     for name in names:
         measured = step(workspace, *STEPS[name](source, folder, count))
-        measured["trials_per_s"] = round(count / measured["seconds"], 1)
+        if "failed" not in measured:
+            measured["trials_per_s"] = round(count / measured["seconds"], 1)
         steps[name] = measured
         save(results, out)
         print(json.dumps({count: {name: measured}}), file=sys.stderr, flush=True)
+        if "failed" in measured:
+            return  # the steps after it would measure what it left undone
 
 
 def main() -> None:
