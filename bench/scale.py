@@ -111,7 +111,8 @@ def bench_size(count: int, folder: Path, names: list[str], results: dict, out: P
     source = folder / f"trials-{count}.jsonl"
     synthesise(count, source)
     workspace = folder / f"ws-{count}"
-    steps = results["sizes"].setdefault(str(count), {})
+    # when and at which commit, per size: --keep puts sizes of several runs in one file
+    steps = results["sizes"].setdefault(str(count), {"when": results["when"], "commit": results["commit"]})
     for name in names:
         measured = step(workspace, *STEPS[name](source, folder, count))
         if "failed" not in measured:
