@@ -86,14 +86,21 @@ def example(nct_id: str, eligibility: dict[str, Any], most: int = MAX_CRITERIA) 
                 order.append(quote)
     if not order:
         return None
+    # a quote inside another chosen one is a span of that criterion, not a criterion of its own
+    shown = [quote for quote in order if not any(quote != other and quote in other for other in order)]
     answer: dict[str, Any] = {}
     for field in ITEM_FIELDS:
-        kept = [item | {"evidence": {"criterion_id": f"inc-{order.index(item['evidence']['quote']) + 1}",
+        kept = [item | {"evidence": {"criterion_id": f"inc-{_home(item['evidence']['quote'], shown)}",
                                      "quote": item["evidence"]["quote"]}}
-                for item in quoted.get(field.name, []) if item["evidence"]["quote"] in order]  # fmt: skip
+                for item in quoted.get(field.name, []) if _home(item["evidence"]["quote"], shown)]  # fmt: skip
         if kept:
             answer[field.name] = kept if field.many else kept[0]
-    return Example(nct_id, tuple(order), answer)
+    return Example(nct_id, tuple(shown), answer)
+
+
+def _home(quote: str, criteria: list[str]) -> int:
+    """The number of the first criterion holding the quote, 0 when none does."""
+    return next((number for number, text in enumerate(criteria, 1) if quote in text), 0)
 
 
 def split(name: str, splits: Path = SPLITS) -> list[str]:

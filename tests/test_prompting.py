@@ -49,7 +49,16 @@ def test_an_example_is_a_few_criteria_and_the_gold_items_quoting_them():
     for name, value in found.answer.items():
         for item in value if isinstance(value, list) else [value]:
             number = int(item["evidence"]["criterion_id"].removeprefix("inc-"))
-            assert found.criteria[number - 1] == item["evidence"]["quote"]
+            assert item["evidence"]["quote"] in found.criteria[number - 1]
+
+
+def test_a_quote_inside_another_is_cited_from_the_criterion_that_holds_it():
+    gold = {"stage": {"groups": [], "settings": ["metastatic"], "evidence": {"quote": "metastatic breast cancer"}},
+            "cancer_types": [{"name": "breast cancer", "requirement": "required", "code": None,
+                              "evidence": {"quote": "HER2-negative metastatic breast cancer"}}]}
+    found = example("NCT00000001", gold)
+    assert found.criteria == ("HER2-negative metastatic breast cancer",)
+    assert found.answer["stage"]["evidence"] == {"criterion_id": "inc-1", "quote": "metastatic breast cancer"}
 
 
 def criteria_of(*texts):
