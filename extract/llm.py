@@ -43,6 +43,7 @@ from extract.errors import (Billed, EligexError, InputError, UpstreamError, log,
                             retry_after, retry_notice)  # fmt: skip
 from extract.grounding import locate
 from extract.hashing import canonical_sha256
+from extract.prompting import FewShot, expand
 from extract.text import SEGMENTER_VERSION
 from extract.transport import Breaker, checked_url
 from schemas import Criterion, Trial
@@ -137,25 +138,37 @@ def to_eligibility(answer: dict[str, Any]) -> dict[str, Any]:
 # -- the prompt: a stable prefix (instructions, conventions; the schema travels as the tool) -----------
 
 
-def prompt_version(name: str, system: str, schema: dict[str, Any], segmenter: str = SEGMENTER_VERSION) -> str:
-    """The version of what the model is asked: the prompt's text, the answer's schema (the tool) and
-    the segmenter that numbers the criteria (cached answers name criterion ids). It keys the answer
+def prompt_version(name: str, system: str, schema: dict[str, Any], segmenter: str = SEGMENTER_VERSION,
+                   examples: str = "") -> str:
+    """The version of what the model is asked: the prompt's text, the answer's schema (the tool),
+    the segmenter that numbers the criteria (cached answers name criterion ids) and the few-shot
+    examples' version (their set, k and how they are chosen; extract/prompting.py). It keys the answer
     cache and says when a record is up to date, so an edit to any of them is asked afresh."""
-    return f"{name}+{canonical_sha256({'system': system, 'schema': schema, 'segmenter': segmenter})[:12]}"
+    asked = {"system": system, "schema": schema, "segmenter": segmenter} | ({"examples": examples} if examples else {})
+    return f"{name}+{canonical_sha256(asked)[:12]}"
 
 
 @dataclass(frozen=True)
 class Prompt:
     name: str  # the file's name, for people: "extract-v1"
-    system: str
+    system: str  # with the guide's conventions included (extract/prompting.py)
+    shots: FewShot | None = None  # few-shot examples, in the trial's message
 
     @cached_property
     def version(self) -> str:
-        return prompt_version(self.name, self.system, ExtractedEligibility.model_json_schema())
+        examples = self.shots.version if self.shots is not None and self.shots.k else ""
+        return prompt_version(self.name, self.system, ExtractedEligibility.model_json_schema(), examples=examples)
+
+    def user(self, trial: Trial, criteria: list[Criterion]) -> str:
+        """The trial's message: the chosen examples, if any, then the trial."""
+        shots = self.shots.message(trial.nct_id, criteria) if self.shots is not None else ""
+        return shots + trial_message(trial, criteria)
 
 
-def load_prompt(path: Path = PROMPT_FILE) -> Prompt:
-    return Prompt(name=path.stem, system=path.read_text(encoding="utf-8").strip())
+def load_prompt(path: Path = PROMPT_FILE, shots: FewShot | None = None) -> Prompt:
+    """The prompt file with the guide's conventions included; examples as ELIGEX_FEWSHOT_K says unless given."""
+    system = expand(path.read_text(encoding="utf-8").strip())
+    return Prompt(name=path.stem, system=system, shots=FewShot.from_environment() if shots is None else shots)
 
 
 def trial_message(trial: Trial, criteria: list[Criterion]) -> str:
@@ -392,7 +405,7 @@ class OpenAIBackend:
     def messages(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> list[dict[str, str]]:
         """The system prompt, then the trial's criteria when given."""
         system = {"role": "system", "content": self.prompt.system}
-        return [system] if trial is None else [system, {"role": "user", "content": trial_message(trial, criteria)}]
+        return [system] if trial is None else [system, {"role": "user", "content": self.prompt.user(trial, criteria)}]
 
     def arguments(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
         """What instructor's `create` is given for a part of a trial (for the stable prefix alone,

@@ -29,17 +29,19 @@ from extract.text import SEGMENTER_VERSION
 # -- the LLM prompt --------------------------------------------------------------------------------
 
 
-def test_the_prompt_version_follows_the_prompt_text_the_tool_schema_and_the_segmenter():
+def test_the_prompt_version_follows_the_prompt_text_the_tool_schema_the_segmenter_and_the_examples():
     prompt = load_prompt()
     schema = ExtractedEligibility.model_json_schema()
-    assert prompt.version == prompt_version("extract-v1", prompt.system, schema, SEGMENTER_VERSION)
+    examples = prompt.shots.version
+    assert prompt.version == prompt_version("extract-v1", prompt.system, schema, SEGMENTER_VERSION, examples)
     assert prompt.version.startswith("extract-v1+")
     others = {
-        prompt_version("extract-v1", prompt.system + "\nQuote exactly.", schema),
-        prompt_version("extract-v1", prompt.system, schema | {"title": "Renamed"}),
-        prompt_version("extract-v1", prompt.system, schema, segmenter="another segmenter"),
+        prompt_version("extract-v1", prompt.system + "\nQuote exactly.", schema, examples=examples),
+        prompt_version("extract-v1", prompt.system, schema | {"title": "Renamed"}, examples=examples),
+        prompt_version("extract-v1", prompt.system, schema, segmenter="another segmenter", examples=examples),
+        prompt_version("extract-v1", prompt.system, schema, examples="other examples"),
     }
-    assert len(others) == 3 and prompt.version not in others
+    assert len(others) == 4 and prompt.version not in others
 
 
 @pytest.mark.usefixtures("environment")

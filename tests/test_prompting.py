@@ -1,0 +1,101 @@
+"""The prompt's parts: conventions included from the labelling guide, few-shot examples from the dev gold."""
+
+import dataclasses
+import json
+
+import pytest
+
+from extract.errors import InputError
+from extract.llm import PROMPT_FILE, load_prompt
+from extract.prompting import GUIDE, SPLITS, FewShot, dev_examples, example, expand, guide_section
+from extract.text import segment
+
+DEV = set(json.loads(SPLITS.read_text())["dev"])
+TEST = set(json.loads(SPLITS.read_text())["test"])
+
+
+def test_the_prompt_holds_the_guides_current_decisions_word_for_word():
+    decisions = guide_section("decisions")
+    assert "Exceptions are not representable in v1" in decisions  # the section, not an empty match
+    assert decisions in load_prompt().system
+    assert "<!-- include" not in load_prompt().system
+
+
+def test_an_edit_to_the_guides_section_reaches_the_prompt(tmp_path):
+    edited = tmp_path / "GUIDE.md"
+    edited.write_text(GUIDE.read_text().replace("Zubrod is ECOG.", "Zubrod is ECOG; WHO is ECOG."))
+    assert "WHO is ECOG." in expand(PROMPT_FILE.read_text(), edited)
+    assert "WHO is ECOG." not in load_prompt().system
+
+
+def test_examples_come_from_the_dev_split_only():
+    examples = dev_examples()
+    assert examples and {e.nct_id for e in examples} <= DEV
+    assert not {e.nct_id for e in examples} & TEST
+
+
+def test_a_test_split_trial_is_refused_as_an_example():
+    nct_id = sorted(TEST)[0]
+    gold = json.loads((SPLITS.parent / "gold" / f"{nct_id}.json").read_text())
+    leaked = example(nct_id, gold["eligibility"])
+    with pytest.raises(InputError, match="dev gold only"):
+        FewShot((*dev_examples(), leaked))
+
+
+def test_an_example_is_a_few_criteria_and_the_gold_items_quoting_them():
+    gold = json.loads((SPLITS.parent / "gold" / "NCT01339988.json").read_text())["eligibility"]
+    found = example("NCT01339988", gold)
+    assert 1 <= len(found.criteria) <= 4
+    for name, value in found.answer.items():
+        for item in value if isinstance(value, list) else [value]:
+            number = int(item["evidence"]["criterion_id"].removeprefix("inc-"))
+            assert item["evidence"]["quote"] in found.criteria[number - 1]
+
+
+def test_a_quote_inside_another_is_cited_from_the_criterion_that_holds_it():
+    gold = {"stage": {"groups": [], "settings": ["metastatic"], "evidence": {"quote": "metastatic breast cancer"}},
+            "cancer_types": [{"name": "breast cancer", "requirement": "required", "code": None,
+                              "evidence": {"quote": "HER2-negative metastatic breast cancer"}}]}
+    found = example("NCT00000001", gold)
+    assert found.criteria == ("HER2-negative metastatic breast cancer",)
+    assert found.answer["stage"]["evidence"] == {"criterion_id": "inc-1", "quote": "metastatic breast cancer"}
+
+
+def criteria_of(*texts):
+    return segment("Inclusion Criteria:\n" + "\n".join(f"- {text}" for text in texts))
+
+
+def test_the_most_similar_trial_ranks_first_never_the_trial_itself_and_selection_is_deterministic():
+    shots = FewShot(tuple(dev_examples()), k=3)
+    target = shots.examples[7]
+    criteria = criteria_of(*target.criteria)
+    other = "NCT00000001"
+    chosen = shots.select(other, criteria)
+    assert chosen[0].nct_id == target.nct_id and len(chosen) == 3
+    assert [e.nct_id for e in shots.select(other, criteria)] == [e.nct_id for e in chosen]
+    assert target.nct_id not in {e.nct_id for e in shots.select(target.nct_id, criteria)}
+    for query in DEV | TEST:
+        assert not {e.nct_id for e in shots.select(query, criteria)} & TEST
+
+
+def test_the_prompt_version_changes_with_the_examples_k_and_none():
+    prompt = load_prompt()
+    shots = prompt.shots
+    fewer = FewShot(shots.examples[:-1], shots.k)
+    versions = {prompt.version, *(dataclasses.replace(prompt, shots=s).version
+                                  for s in (fewer, FewShot(shots.examples, shots.k + 1), FewShot(shots.examples, 0)))}
+    assert len(versions) == 4
+
+
+def test_the_examples_follow_the_system_prompt_in_the_trials_message(monkeypatch):
+    monkeypatch.setenv("ELIGEX_FEWSHOT_K", "2")
+    prompt = load_prompt()
+    criteria = criteria_of("HER2-positive breast cancer", "ECOG 0-1")
+    trial = type("T", (), {"nct_id": "NCT00000001", "trial": type("F", (), {"title": "A trial", "conditions": []})()})()
+    message = prompt.user(trial, criteria)
+    assert message.count("Answer: ") == 2 and message.index("Answer: ") < message.index("[inc-1] HER2-positive")
+    monkeypatch.setenv("ELIGEX_FEWSHOT_K", "0")
+    assert "Answer: " not in load_prompt().user(trial, criteria)
+    monkeypatch.setenv("ELIGEX_FEWSHOT_K", "two")
+    with pytest.raises(InputError, match="ELIGEX_FEWSHOT_K"):
+        load_prompt()
