@@ -16,6 +16,8 @@ nothing is grounded by `extract.backend.assemble` like any LLM item. Pure but fo
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from extract.backend import Draft
@@ -26,6 +28,7 @@ from extract.rules import RulesBackend, extract_eligibility
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
+RELEVANT_FILE = Path(__file__).with_name("hybrid_relevant.txt")
 COVERAGE = 0.5  # share of a criterion's characters the rules' quotes must cover for it not to be sent
 AGE_FIELDS = tuple(STRICTER)  # min_age_years, max_age_years: evidence in `origins`
 DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm, correct or complete it; "
@@ -48,11 +51,20 @@ def criterion_of(item: dict[str, Any]) -> str | None:
     return (item.get("evidence") or {}).get("criterion_id")
 
 
+def load_relevant(path: Path = RELEVANT_FILE) -> re.Pattern:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return re.compile("|".join(f"(?:{line})" for line in lines if line and not line.startswith("#")), re.I)
+
+
+RELEVANT = load_relevant()
+
+
 def confident(criterion: Criterion, eligibility: dict[str, Any]) -> bool:
-    """The rules made an item quoting the criterion, and their quotes cover `COVERAGE` of its text."""
+    """The rules made items quoting the criterion and their quotes cover `COVERAGE` of its text, or the
+    rules found nothing in it and it names nothing the contract's fields record (hybrid_relevant.txt)."""
     quotes = [item["evidence"].get("quote") or "" for _, item in items_of(eligibility) if criterion_of(item) == criterion.id]
     if not quotes:
-        return False
+        return RELEVANT.search(criterion.text) is None
     covered = [False] * len(criterion.text)
     for quote in quotes:
         span = locate(criterion.text, quote, [])
