@@ -155,8 +155,19 @@ class HybridBackend:
         return canonical_sha256({"hybrid": HYBRID_VERSION, "coverage": COVERAGE, "rules": self.rules.prompt_version,
                                  "llm": self.llm.answer_version})  # fmt: skip
 
+    @property
+    def prices(self) -> dict[str, dict[str, float]]:
+        return self.llm.prices
+
     def to_send(self, eligibility: dict[str, Any], criteria: list[Criterion]) -> list[Criterion]:
         return [c for c in criteria if not confident(c, eligibility)]
+
+    def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
+        """The requests a trial costs (for the estimate before a run): none when the rules account for it."""
+        return self.llm.parts(self.to_send(extract_eligibility(criteria), criteria))
+
+    def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
+        return self.llm.input_tokens_estimate(trial, self.to_send(extract_eligibility(criteria), criteria))
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         rules = (await self.rules.extract(trial, criteria)).eligibility

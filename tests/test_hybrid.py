@@ -116,3 +116,13 @@ def test_a_change_whose_quote_is_not_in_its_criterion_is_rejected_and_the_rules_
     assert [p.max for p in record.eligibility.performance_status] == [2]
     assert any(warning.startswith("hybrid: rejected the model's performance_status for inc-1")
                and "'ECOG performance status 0-1'" in warning for warning in record.extraction.warnings)  # fmt: skip
+
+
+def test_the_estimate_before_a_run_counts_only_what_is_sent(workspace):
+    from extract.pipeline import estimate
+
+    for one in (trial("NCT00000005", COVERED), trial("NCT00000006", COVERED + UNCOVERED)):
+        workspace.store_trial(RawRecord("test", "json", one.model_dump_json().encode(), one))
+    chosen = make_backend("hybrid", "test-model", workspace)
+    planned = estimate(chosen, list(workspace.trials(["NCT00000005", "NCT00000006"])))
+    assert planned.requests == 1 and planned.input_tokens > 0
