@@ -126,3 +126,11 @@ def test_the_estimate_before_a_run_counts_only_what_is_sent(workspace):
     chosen = make_backend("hybrid", "test-model", workspace)
     planned = estimate(chosen, list(workspace.trials(["NCT00000005", "NCT00000006"])))
     assert planned.requests == 1 and planned.input_tokens > 0
+
+
+def test_the_version_follows_both_the_rules_and_the_prompt(workspace):
+    chosen = make_backend("hybrid", "test-model", workspace).backend
+    before = (chosen.prompt_version, chosen.answer_version)
+    assert chosen.rules.prompt_version in before[0] and chosen.llm.prompt_version in before[0]
+    chosen.rules.prompt_version = "rules-000000000000"  # an edit to a vocabulary
+    assert chosen.prompt_version != before[0] and chosen.answer_version != before[1]
