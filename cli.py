@@ -257,7 +257,7 @@ def fetch(workspace: Workspace, nct_ids, cond, term, intr, statuses, phases, upd
 @main.command()
 @SEARCH_OPTIONS
 @REGISTRY_OPTIONS
-@click.option("--backend", type=click.Choice(["rules", "openai"]), default="rules", show_default=True,
+@click.option("--backend", type=click.Choice(["rules", "openai", "hybrid"]), default="rules", show_default=True,
               help="The backend that extracts the changed trials.")
 @EXTRACTION_OPTIONS
 @click.option("--full", is_flag=True, help="Search everything again, not only what changed since the mark; studies "
@@ -376,7 +376,7 @@ def schema(check: bool, patient: bool, fmt: str) -> None:
 @click.option("--all", "all_trials", is_flag=True, help="Extract every stored trial.")
 @click.option(
     "--backend",
-    type=click.Choice(["rules", "openai"]),
+    type=click.Choice(["rules", "openai", "hybrid"]),
     help="Default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.",
 )
 @EXTRACTION_OPTIONS
@@ -474,6 +474,11 @@ def make_backend(name: str | None, model: str | None, workspace: Workspace | Non
     from extract.llm import OpenAIBackend
 
     llm = OpenAIBackend.from_environment(model=model)
+    if name == "hybrid":  # the rules draft, confirmed, corrected or completed by the model (extract/hybrid.py)
+        from extract.hybrid import HybridBackend
+        from extract.rules import RulesBackend
+
+        llm = HybridBackend(RulesBackend(), llm)
     return llm if workspace is None else CachedBackend(llm, workspace, refresh=refresh)
 
 
@@ -730,7 +735,7 @@ def runs(workspace: Workspace, as_json: bool) -> None:
 @click.option("--run", "run_id", help="Score this stored run (see `eligex runs`) instead of extracting now.")
 @click.option(
     "--backend",
-    type=click.Choice(["rules", "openai"]),
+    type=click.Choice(["rules", "openai", "hybrid"]),
     help="Extract the split's gold trials now with this backend. Default: as for `extract`.",
 )
 @click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL.")

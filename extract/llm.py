@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import instructor
 import openai
@@ -309,6 +309,8 @@ class OpenAIBackend:
     prompt: Prompt = field(default_factory=load_prompt)
     prices: dict[str, dict[str, float]] = field(default_factory=load_prices)
     name: str = "openai"
+    # Something more for the model to read after a part's criteria (the hybrid's rules draft, extract/hybrid.py).
+    note: Callable[[list[Criterion]], str] | None = None
 
     def __post_init__(self) -> None:
         if self.settings.mode not in MODES:
@@ -405,7 +407,10 @@ class OpenAIBackend:
     def messages(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> list[dict[str, str]]:
         """The system prompt, then the trial's criteria when given."""
         system = {"role": "system", "content": self.prompt.system}
-        return [system] if trial is None else [system, {"role": "user", "content": self.prompt.user(trial, criteria)}]
+        if trial is None:
+            return [system]
+        note = self.note(criteria) if self.note is not None else ""
+        return [system, {"role": "user", "content": self.prompt.user(trial, criteria) + (f"\n\n{note}" if note else "")}]
 
     def arguments(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
         """What instructor's `create` is given for a part of a trial (for the stable prefix alone,

@@ -1,0 +1,136 @@
+"""The hybrid backend against the scripted OpenAI server: what it sends, what it keeps, what it rejects."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from openai_server import OpenAIServer, openai_server, tool_call  # noqa: F401
+
+from cli import make_backend, run_async
+from extract.hybrid import DRAFT_HEADING, HybridBackend
+from extract.pipeline import run_extraction
+from extract.sources import RawRecord
+from extract.store import Workspace
+from extract.hashing import canonical_sha256
+from schemas import Trial
+from schemas.record import Source, TrialFacts
+
+from conftest import use_llm_server
+
+COVERED = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
+           "- Histologically confirmed HER2-positive breast cancer\n\n"
+           "Exclusion Criteria:\n\n- Pregnant or breastfeeding")  # fmt: skip
+UNCOVERED = "\n- Prior treatment with trastuzumab or other investigational agents within 4 weeks"
+# The rules read ECOG 0-2 in a criterion whose quote covers too little of it: it is sent, with the draft.
+LONG_ECOG = ("\n\nInclusion Criteria:\n\n- ECOG performance status 0-2 as assessed by the investigator at "
+             "screening within 28 days before the first dose of the study drug")  # fmt: skip
+
+
+def trial(nct_id: str, text: str) -> Trial:
+    source = Source(registry="test", retrieved_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                    content_sha256=canonical_sha256({"nct_id": nct_id, "text": text}))  # fmt: skip
+    return Trial(nct_id=nct_id, source=source, trial=TrialFacts(title="A trial"), eligibility_text=text)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, openai_server):
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, "sk-test-0123456789abcdef", ELIGEX_LLM_TIMEOUT="5")
+    workspace = Workspace(tmp_path / "workspace")
+    yield workspace
+    workspace.close()
+
+
+def extract(workspace: Workspace, *trials: Trial):
+    for one in trials:
+        workspace.store_trial(RawRecord("test", "json", one.model_dump_json().encode(), one))
+    chosen = make_backend("hybrid", "test-model", workspace)
+    assert isinstance(chosen.backend, HybridBackend)
+    run = run_extraction(workspace, chosen, list(workspace.trials([t.nct_id for t in trials])))
+    return run_async(asyncio.wait_for(run, 30), chosen)
+
+
+def user_message(request: dict) -> str:
+    return next(m["content"] for m in request["messages"] if m["role"] == "user")
+
+
+def test_a_trial_the_rules_account_for_sends_no_request(openai_server: OpenAIServer, workspace):
+    summary = extract(workspace, trial("NCT00000001", COVERED))
+
+    assert summary.extracted == 1 and openai_server.count == 0
+    record = workspace.current_record("NCT00000001")
+    assert record.extraction.backend == "hybrid" and record.extraction.input_tokens == 0
+    assert [(p.scale, p.min, p.max) for p in record.eligibility.performance_status] == [("ECOG", 0, 1)]
+    assert [b.any_of[0].marker for b in record.eligibility.biomarkers] == ["ERBB2"]
+
+
+def test_only_the_uncovered_criteria_are_sent_with_the_draft_and_a_second_run_is_free(openai_server, workspace):
+    answer = {"prior_therapies": [{"requirement": "excluded", "therapy": "trastuzumab",
+                                   "evidence": {"criterion_id": "exc-2", "quote": "Prior treatment with trastuzumab"}}]}  # fmt: skip
+    openai_server.script(tool_call(answer, usage=(1000, 100)))
+
+    summary = extract(workspace, trial("NCT00000002", COVERED + UNCOVERED))
+
+    assert summary.extracted == 1 and openai_server.count == 1
+    sent = user_message(openai_server.requests[0])
+    assert "[exc-2] Prior treatment with trastuzumab" in sent
+    assert "[inc-1]" not in sent and "[inc-2]" not in sent and "[exc-1]" not in sent
+    assert DRAFT_HEADING in sent
+    record = workspace.current_record("NCT00000002")
+    assert [t.therapy for t in record.eligibility.prior_therapies] == ["trastuzumab"]
+    assert [p.max for p in record.eligibility.performance_status] == [1]  # the rules' item, never sent
+    assert record.extraction.input_tokens == 1000
+
+    chosen = make_backend("hybrid", "test-model", workspace)
+    rerun = run_extraction(workspace, chosen, list(workspace.trials(["NCT00000002"])), force=True)
+    assert run_async(asyncio.wait_for(rerun, 30), chosen).extracted == 1
+    assert openai_server.count == 1  # answered from the cache
+    assert workspace.current_record("NCT00000002").extraction.input_tokens == 0
+
+
+def ecog(maximum: int, quote: str) -> dict:
+    return {"performance_status": [{"scale": "ECOG", "min": 0, "max": maximum,
+                                    "evidence": {"criterion_id": "inc-1", "quote": quote}}]}  # fmt: skip
+
+
+def test_a_correction_its_criterion_supports_replaces_the_rules_item(openai_server, workspace):
+    openai_server.script(tool_call(ecog(1, "ECOG performance status 0-2 as assessed by the investigator")))
+
+    extract(workspace, trial("NCT00000003", LONG_ECOG))
+
+    assert openai_server.count == 1
+    sent = user_message(openai_server.requests[0])
+    assert '"field": "performance_status", "scale": "ECOG", "min": 0, "max": 2' in sent  # the draft
+    record = workspace.current_record("NCT00000003")
+    assert [p.max for p in record.eligibility.performance_status] == [1]
+    assert not any("hybrid" in warning for warning in record.extraction.warnings)
+
+
+def test_a_change_whose_quote_is_not_in_its_criterion_is_rejected_and_the_rules_item_kept(openai_server, workspace):
+    openai_server.script(*[tool_call(ecog(1, "ECOG performance status 0-1"))] * 3)  # re-asked twice, insists
+
+    extract(workspace, trial("NCT00000004", LONG_ECOG))
+
+    record = workspace.current_record("NCT00000004")
+    assert [p.max for p in record.eligibility.performance_status] == [2]
+    assert any(warning.startswith("hybrid: rejected the model's performance_status for inc-1")
+               and "'ECOG performance status 0-1'" in warning for warning in record.extraction.warnings)  # fmt: skip
+
+
+def test_the_estimate_before_a_run_counts_only_what_is_sent(workspace):
+    from extract.pipeline import estimate
+
+    for one in (trial("NCT00000005", COVERED), trial("NCT00000006", COVERED + UNCOVERED)):
+        workspace.store_trial(RawRecord("test", "json", one.model_dump_json().encode(), one))
+    chosen = make_backend("hybrid", "test-model", workspace)
+    planned = estimate(chosen, list(workspace.trials(["NCT00000005", "NCT00000006"])))
+    assert planned.requests == 1 and planned.input_tokens > 0
+
+
+def test_the_version_follows_both_the_rules_and_the_prompt(workspace):
+    chosen = make_backend("hybrid", "test-model", workspace).backend
+    before = (chosen.prompt_version, chosen.answer_version)
+    assert chosen.rules.prompt_version in before[0] and chosen.llm.prompt_version in before[0]
+    chosen.rules.prompt_version = "rules-000000000000"  # an edit to a vocabulary
+    assert chosen.prompt_version != before[0] and chosen.answer_version != before[1]
