@@ -9,6 +9,7 @@ test split is never a source of examples (`FewShot` refuses one).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -104,16 +105,20 @@ def _home(quote: str, criteria: list[str]) -> int:
 
 
 def split(name: str, splits: Path = SPLITS) -> list[str]:
-    return json.loads(splits.read_text(encoding="utf-8"))[name]
+    from extract.evaluate.harness import split_ids  # the one reader of splits.json (imported late: it brings the reports)
+
+    return split_ids(name, splits)
 
 
-def dev_examples(gold: Path = GOLD, splits: Path = SPLITS) -> list[Example]:
+@functools.lru_cache(maxsize=4)
+def dev_examples(gold: Path = GOLD, splits: Path = SPLITS) -> tuple[Example, ...]:
+    """The dev gold as examples, read once a process: every backend built reads the same 118 files."""
     examples = []
     for nct_id in sorted(split("dev", splits)):
         document = json.loads((gold / f"{nct_id}.json").read_text(encoding="utf-8"))
         if (found := example(nct_id, document["eligibility"])) is not None:
             examples.append(found)
-    return examples
+    return tuple(examples)
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ class FewShot:
         value = os.environ.get("ELIGEX_FEWSHOT_K", "")
         if value and not (value.isdigit()):
             raise InputError(f"ELIGEX_FEWSHOT_K must be a whole number (0 for none), not {value!r}")
-        return cls(tuple(dev_examples()), int(value) if value else DEFAULT_K)
+        return cls(dev_examples(), int(value) if value else DEFAULT_K)
 
     @cached_property
     def version(self) -> str:

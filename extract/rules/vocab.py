@@ -30,6 +30,8 @@ import re
 from pathlib import Path
 from typing import Generic, Iterable, Iterator, NamedTuple, TypeVar
 
+from extract.rules.gate import gated
+
 VOCAB_DIR = Path(__file__).parent / "vocab"
 
 
@@ -527,8 +529,7 @@ _TARGET_BEFORE = re.compile(rf"(?i)(?<![\w-])\(?{_TARGET}\)?{_VARIANT_WORD}[\s-]
 _NOUN_OF_TARGET = re.compile(rf"(?i)\b(?P<noun>inhibitors?|antagonists?|blockers?|degraders?)\s+of\s+(?:the\s+)?{_TARGET}(?![\w-])")
 # A noun that says too little without "targeted" or "directed": "EGFR therapy" is no class, "HER2-targeted therapy" is.
 _VAGUE_NOUN = re.compile(r"(?i)therap(?:y|ies)|agents?|drugs?|treatments?|medications?|immunotherap(?:y|ies)")
-# searched in the lower-cased text: far faster than a case-insensitive alternation
-_ANY_GENERIC = re.compile(r"\banti|inhibit|\btki|antagon|blocke|degrad|antibod|\bmabs?\b|\badcs?\b|conjugate|bispecific|\bcar\b|directed|targeted|targeting")
+_ANY_GENERIC = gated(re.compile(r"(?i)\banti|inhibit|\btki|antagon|blocke|degrad|antibod|\bmabs?\b|\badcs?\b|conjugate|bispecific|\bcar\b|directed|targeted|targeting"))
 
 
 def _generic_matches(text: str) -> Iterator[tuple[int, int, str, str | None, str | None]]:
@@ -547,7 +548,7 @@ def _generic_matches(text: str) -> Iterator[tuple[int, int, str, str | None, str
 def generic_classes(text: str) -> list[Hit[str]]:
     """Classes named generically by a target and a class noun, whether or not a row names them:
     "anti-CD38 therapy" -> anti-cd38 antibody, "inhibitor of MEK" -> mek inhibitor."""
-    if not _ANY_GENERIC.search(text.lower()):
+    if not _ANY_GENERIC.search(text):
         return []
     found: list[Hit[str]] = []
     for start, end, target, noun, variant in _generic_matches(text):
