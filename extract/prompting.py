@@ -59,12 +59,13 @@ def expand(system: str, guide: Path = GUIDE) -> str:
 @dataclass(frozen=True)
 class Example:
     nct_id: str
-    criteria: tuple[str, ...]  # the gold quotes, shown as the criteria inc-1, inc-2... (ids the answer quotes)
+    criteria: tuple[str, ...]  # the gold quotes, shown as criteria (inc-1, inc-2, exc-1...: ids the answer quotes)
     answer: dict[str, Any]  # the gold items grounded in those criteria, in the answer's shape
+    ids: tuple[str, ...]  # each criterion's id, numbered within its section as the trial's are
 
     def render(self) -> str:
         # "inc-1: text", not the trial's "[inc-1] text": an example's ids are never taken for the trial's
-        lines = [f"inc-{number}: {text}" for number, text in enumerate(self.criteria, 1)]
+        lines = [f"{id_}: {text}" for id_, text in zip(self.ids, self.criteria)]
         return "Criteria:\n" + "\n".join(lines) + "\nAnswer: " + json.dumps(self.answer, ensure_ascii=False)
 
 
@@ -89,19 +90,36 @@ def example(nct_id: str, eligibility: dict[str, Any], most: int = MAX_CRITERIA) 
         return None
     # a quote inside another chosen one is a span of that criterion, not a criterion of its own
     shown = [quote for quote in order if not any(quote != other and quote in other for other in order)]
+    items = [item for field_items in quoted.values() for item in field_items]
+    sections = {quote: _section(quote, items) for quote in shown}
+    shown.sort(key=lambda quote: sections[quote] != "inc")  # inclusions first, as a trial lists them
+    numbered: Counter[str] = Counter()
+    ids = []
+    for quote in shown:
+        numbered[sections[quote]] += 1
+        ids.append(f"{sections[quote]}-{numbered[sections[quote]]}")
     answer: dict[str, Any] = {}
     for field in ITEM_FIELDS:
-        kept = [item | {"evidence": {"criterion_id": f"inc-{_home(item['evidence']['quote'], shown)}",
-                                     "quote": item["evidence"]["quote"]}}
-                for item in quoted.get(field.name, []) if _home(item["evidence"]["quote"], shown)]  # fmt: skip
+        kept = [item | {"evidence": {"criterion_id": ids[home], "quote": item["evidence"]["quote"]}}
+                for item in quoted.get(field.name, []) if (home := _home(item["evidence"]["quote"], shown)) is not None]  # fmt: skip
         if kept:
             answer[field.name] = kept if field.many else kept[0]
-    return Example(nct_id, tuple(shown), answer)
+    return Example(nct_id, tuple(shown), answer, tuple(ids))
 
 
-def _home(quote: str, criteria: list[str]) -> int:
-    """The number of the first criterion holding the quote, 0 when none does."""
-    return next((number for number, text in enumerate(criteria, 1) if quote in text), 0)
+def _home(quote: str, criteria: list[str]) -> int | None:
+    """The index of the first criterion holding the quote, None when none does."""
+    return next((index for index, text in enumerate(criteria) if quote in text), None)
+
+
+def _section(quote: str, items: list[dict[str, Any]]) -> str:
+    """"inc" or "exc": the section of the gold criterion the quote is from, by the criterion ids of the
+    gold quotes within it (evals/add_criterion_ids.py); "inc" when the gold does not say."""
+    for item in items:
+        evidence = item["evidence"]
+        if evidence.get("criterion_id") and evidence["quote"] in quote:
+            return evidence["criterion_id"].split("-")[0]
+    return "inc"
 
 
 def split(name: str, splits: Path = SPLITS) -> list[str]:

@@ -46,10 +46,20 @@ def test_an_example_is_a_few_criteria_and_the_gold_items_quoting_them():
     gold = json.loads((SPLITS.parent / "gold" / "NCT01339988.json").read_text())["eligibility"]
     found = example("NCT01339988", gold)
     assert 1 <= len(found.criteria) <= 4
+    shown = dict(zip(found.ids, found.criteria))
     for name, value in found.answer.items():
         for item in value if isinstance(value, list) else [value]:
-            number = int(item["evidence"]["criterion_id"].removeprefix("inc-"))
-            assert item["evidence"]["quote"] in found.criteria[number - 1]
+            assert item["evidence"]["quote"] in shown[item["evidence"]["criterion_id"]]
+
+
+def test_an_exclusion_is_shown_as_one_numbered_in_its_section():
+    gold = {"brain_metastases": {"status": "excluded", "evidence": {"criterion_id": "exc-4", "quote": "Active brain metastases"}},
+            "performance_status": [{"scale": "ECOG", "min": 0, "max": 1, "evidence": {"criterion_id": "inc-2", "quote": "ECOG 0-1"}}],
+            "labs": [{"analyte": "anc", "evidence": {"quote": "ANC >= 1500/uL"}}]}  # fmt: skip
+    found = example("NCT00000001", gold)
+    assert found.render().splitlines()[1:4] == ["inc-1: ECOG 0-1", "inc-2: ANC >= 1500/uL", "exc-1: Active brain metastases"]
+    assert found.answer["brain_metastases"]["evidence"] == {"criterion_id": "exc-1", "quote": "Active brain metastases"}
+    assert found.answer["labs"][0]["evidence"]["criterion_id"] == "inc-2"  # the gold does not say: inclusion
 
 
 def test_a_quote_inside_another_is_cited_from_the_criterion_that_holds_it():
