@@ -1,7 +1,7 @@
-"""Prompt tokens per trial and the stable-prefix share, over the dev gold trials, before (main's prompt:
-no examples, no included conventions) and after (the guide's decisions included, few-shot examples).
+"""Prompt tokens per trial and the stable-prefix share, over the dev gold trials, before (the prompt of
+the `--before` revision, no examples) and after (this checkout's prompt, at 0, 2 and 3 few-shot examples).
 
-    .venv/bin/python bench/prompt_tokens.py [--data ../shared/data] [--out bench/results/prompt_tokens.json]
+    .venv/bin/python bench/prompt_tokens.py [--before main] [--data ../shared/data] [--out bench/results/prompt_tokens.json]
 
 Every request is the one the openai backend would send (`OpenAIBackend.request`, tool mode, nothing is
 sent). A request's text is its tool schema then its messages, in order (how providers lay out a prompt);
@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import openai  # noqa: E402
 
 from extract.llm import PROMPT_FILE, OpenAIBackend, Prompt, load_prompt  # noqa: E402
-from extract.prompting import FewShot, split  # noqa: E402
+from extract.prompting import FewShot, expand, split  # noqa: E402
 from extract.sources import RawRecord, parse_document  # noqa: E402
 from extract.text import segment  # noqa: E402
 
@@ -72,16 +73,27 @@ def measure(prompt: Prompt, trials: list) -> dict:
             "stable_prefix_share": round(len(prefix) // 4 * len(texts) / total, 3)}  # fmt: skip
 
 
+def git_show(revision: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def prompt_at(revision: str) -> Prompt:
+    """The system prompt as `revision` built it (its includes from its own guide), with no examples."""
+    with tempfile.TemporaryDirectory() as scratch:
+        guide = Path(scratch) / "GUIDE.md"
+        guide.write_text(git_show(revision, "evals/GUIDE.md"), encoding="utf-8")
+        system = expand(git_show(revision, f"prompts/{PROMPT_FILE.name}").strip(), guide)
+    return Prompt(PROMPT_FILE.stem, system, FewShot((), 0))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prompt_tokens.json")
+    parser.add_argument("--before", default="main", help="the git revision whose prompt is 'before' (no examples)")
     args = parser.parse_args()
     trials = dev_trials(args.data)
-    main_text = subprocess.run(["git", "show", f"main:prompts/{PROMPT_FILE.name}"], cwd=ROOT, check=True,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-    before = Prompt(PROMPT_FILE.stem, main_text, FewShot((), 0))
-    results = {"tokens": "characters / 4", "before": measure(before, trials)}
+    results = {"tokens": "characters / 4", "before": {"revision": args.before, **measure(prompt_at(args.before), trials)}}
     for k in (0, 2, 3):
         os.environ["ELIGEX_FEWSHOT_K"] = str(k)
         results[f"after_k{k}"] = measure(load_prompt(), trials)

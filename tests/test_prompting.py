@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -19,6 +20,16 @@ def test_the_prompt_holds_the_guides_current_decisions_word_for_word():
     assert "Exceptions are not representable in v1" in decisions  # the section, not an empty match
     assert decisions in load_prompt().system
     assert "<!-- include" not in load_prompt().system
+
+
+def test_every_fields_conventions_are_the_guides_not_a_copy_of_the_prompts_own():
+    raw = PROMPT_FILE.read_text()
+    sections = dict(re.findall(r"(?m)^# ([^\n]+)\n\n(.*?)\n*(?=^# |\Z)", raw, re.S))
+    fields = [title for title in sections if title not in ("Evidence", "Age")]  # the answer's own format
+    assert len(fields) == 9 and "Prior therapies" in fields
+    for title in fields:
+        assert re.fullmatch(r"<!-- include evals/GUIDE\.md#[a-z-]+ -->", sections[title].strip()), title
+    assert "`met inhibitor`" in load_prompt().system  # a class the guide added after the prompt's old copy
 
 
 def test_an_edit_to_the_guides_section_reaches_the_prompt(tmp_path):
