@@ -155,7 +155,16 @@ MIGRATIONS = [
     """
     CREATE TABLE sync_members (mark VARCHAR NOT NULL, nct_id VARCHAR NOT NULL, PRIMARY KEY (mark, nct_id))
     """,
+    # A pending record file names the extraction row whose record it is (data NULL) instead of holding
+    # a second copy of it: a batch of 64 records went into the database twice, 1.4 MB each time.
+    """
+    ALTER TABLE pending_files ADD COLUMN run_id VARCHAR;
+    ALTER TABLE pending_files ADD COLUMN nct_id VARCHAR
+    """,
 ]
+# A file to write with a group of rows: its path, its bytes, and the (run_id, nct_id) of the extraction
+# row whose record the bytes are, if they are one (`Workspace.stage_file`).
+_File = tuple[Path, bytes, "tuple[str, str] | None"]
 RUN_STATES = ("running", "finished", "interrupted", "failed")
 RAW_FORMATS = ("json", "xml")
 # DuckDB's buffer pool: by default 80% of RAM, which it fills with the pages a long import writes;
@@ -227,6 +236,7 @@ class Workspace:
         self._cache_keys: set[str] | None = None  # every key of the LLM cache, read once for `cache_lookup`
         self._depth = 0  # transactions open: an inner one joins the outer
         self._staged: dict[Path, bytes | None] = {}  # files to write (None: remove) once the transaction commits
+        self._staged_records: dict[Path, tuple[str, str]] = {}  # of those, the ones an extraction row holds
         self._written: list[str] = []  # files written whose pending rows the next transaction drops
 
     # -- opening ---------------------------------------------------------------------------------
@@ -296,23 +306,34 @@ class Workspace:
             yield
             self._forget_written_files()
             if self._staged:
-                self._insert("pending_files", [[self._relative(path), data] for path, data in self._staged.items()])
+                self._insert("pending_files", [
+                    [self._relative(path), None, *self._staged_records[path]] if path in self._staged_records
+                    else [self._relative(path), data, None, None]
+                    for path, data in self._staged.items()
+                ])  # fmt: skip
         except BaseException:
             self._staged.clear()
+            self._staged_records.clear()
             self.db.execute("ROLLBACK")
             raise
         finally:
             self._depth = 0
         self.db.execute("COMMIT")
-        staged, self._staged = self._staged, {}
+        staged, self._staged, self._staged_records = self._staged, {}, {}
         if staged:
             self._write_files(staged)
 
-    def stage_file(self, path: Path, data: bytes | None) -> None:
+    def stage_file(self, path: Path, data: bytes | None, record_of: tuple[str, str] | None = None) -> None:
         """Write `path` (remove it, for None) once the open transaction commits, or, after a crash,
-        when the workspace is next opened."""
+        when the workspace is next opened. `record_of`: the (run_id, nct_id) of the extraction row,
+        written in this transaction, whose record `data` is; the pending row then names it rather
+        than copying it."""
         assert self._depth, "files are staged in a transaction"
         self._staged[path] = data
+        if record_of is None:
+            self._staged_records.pop(path, None)
+        else:
+            self._staged_records[path] = record_of
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -336,19 +357,29 @@ class Workspace:
             self._written = []
 
     def _write_pending_files(self) -> None:
-        pending = self.db.execute("SELECT path, data FROM pending_files").fetchall()
-        if pending:
-            self._write_files({self.root / path: None if data is None else bytes(data) for path, data in pending})
+        pending = self.db.execute(
+            "SELECT p.path, p.data, p.run_id, e.record FROM pending_files p "
+            "LEFT JOIN extractions e ON e.run_id = p.run_id AND e.nct_id = p.nct_id"
+        ).fetchall()
+        files = {}
+        for path, data, run_id, record in pending:
+            if run_id is None:
+                files[self.root / path] = None if data is None else bytes(data)
+            elif record is not None:  # committed with the row, so always there
+                files[self.root / path] = record.encode()
+        if files:
+            self._write_files(files)
             self._forget_written_files()
 
-    def queue_rows(self, rows: list[tuple[str, list[Any]]], files: list[tuple[Path, bytes]] = ()) -> _Write:
-        """Insert or replace `rows` ((table, row) pairs) with the next group write, and stage `files` with them."""
+    def queue_rows(self, rows: list[tuple[str, list[Any]]], files: list[_File] = ()) -> _Write:
+        """Insert or replace `rows` ((table, row) pairs) with the next group write, and stage `files`
+        ((path, data, record_of) triples, as `stage_file` takes them) with them."""
         write = _Write(rows, list(files))
         with self._writes_lock:
             self._writes.append(write)
         return write
 
-    async def write_rows(self, rows: list[tuple[str, list[Any]]], files: list[tuple[Path, bytes]] = ()) -> None:
+    async def write_rows(self, rows: list[tuple[str, list[Any]]], files: list[_File] = ()) -> None:
         """`queue_rows` from an event loop, returning once the rows are committed and the files written.
 
         Each row costs a DuckDB statement of a few milliseconds, and a record file an fsync: the limit
@@ -381,8 +412,8 @@ class Workspace:
                     for table, rows in latest.items():
                         self._insert(table, list(rows.values()))
                     for write in writes:
-                        for path, data in write.files:
-                            self.stage_file(path, data)
+                        for path, data, record_of in write.files:
+                            self.stage_file(path, data, record_of)
             except BaseException as error:
                 for write in writes:
                     write.error = error
@@ -587,7 +618,8 @@ class Workspace:
             await self.write_rows(rows)
             return
         path = self.structured_dir / f"{record.nct_id}.json"
-        await self.write_rows(rows + [("current_records", [record.nct_id, run_id])], [(path, document.encode())])
+        await self.write_rows(rows + [("current_records", [record.nct_id, run_id])],
+                              [(path, document.encode(), (run_id, record.nct_id))])  # fmt: skip
 
     async def save_error(self, run_id: str, trial: Trial, reason: str, billed: Billed = Billed()) -> None:
         await self.write_rows([("extractions", _error_row(run_id, trial, reason, billed))])
@@ -604,7 +636,7 @@ class Workspace:
             ]))  # fmt: skip
             if serve and result.record is not None:
                 rows.append(("current_records", [result.nct_id, run_id]))
-                files.append((self.structured_dir / f"{result.nct_id}.json", result.record.encode()))
+                files.append((self.structured_dir / f"{result.nct_id}.json", result.record.encode(), (run_id, result.nct_id)))
         write = self.queue_rows(rows, files)
         self._write_waiting()
         if write.error is not None:
@@ -742,7 +774,7 @@ class _Write:
     """Rows (and their files) waiting for the next group write (`Workspace.queue_rows`), and how that went."""
 
     rows: list[tuple[str, list[Any]]]
-    files: list[tuple[Path, bytes]]
+    files: list[_File]
     done: bool = False
     error: BaseException | None = None
 

@@ -136,3 +136,25 @@ def test_an_extraction_killed_mid_batch_leaves_files_and_rows_agreeing(tmp_path)
     assert raw_disagreements(root) == []
     again = eligex(env, "extract", "--all", "--backend", "rules")
     assert f"{1034 - len(served)} extracted, {len(served)} up to date, 0 failed" in again.stderr
+
+
+def test_record_files_left_unwritten_are_written_from_their_rows_when_the_workspace_opens(tmp_path, some_trials):
+    root = tmp_path / "ws"
+    workspace = Workspace(root)
+    with workspace.writing():
+        import_files(workspace, [some_trials])
+        chosen = plan(workspace, RulesBackend())
+        workspace.structured_dir.write_text("in the way")  # a file where the folder goes: no record file can be written
+        with pytest.raises(OSError):
+            run_in_pool(workspace, RulesBackend(), chosen, workers=1, batch_size=40)
+        # The first batch is committed; its files wait in pending_files, which names each one's row
+        # rather than holding a second copy of the record.
+        pending = workspace.db.execute("SELECT count(*), count(data), count(run_id) FROM pending_files").fetchone()
+        assert pending == (40, 0, 40)
+    workspace.structured_dir.unlink()
+
+    with Workspace(root).writing() as reopened:
+        rows = dict(reopened.db.execute("SELECT nct_id, record FROM extractions WHERE status = 'ok'").fetchall())
+        assert reopened.db.execute("SELECT count(*) FROM pending_files").fetchone() == (0,)
+    assert len(rows) == 40
+    assert {path.stem: path.read_text() for path in (root / "structured").glob("NCT*.json")} == rows
