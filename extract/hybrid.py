@@ -174,8 +174,11 @@ class HybridBackend:
         sent = self.to_send(rules, criteria)
         if not sent:
             return Draft(eligibility=rules, cost_usd=0.0)
-        answer = await self.llm.extract(trial, sent)
-        eligibility, warnings = combine(rules, answer.eligibility, sent)
-        answer.eligibility = eligibility
-        answer.warnings = [w for w in answer.warnings if w != NO_ITEMS] + warnings
-        return answer
+        return merged(rules, await self.llm.extract(trial, sent), sent)
+
+
+def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:
+    """The model's draft for the `sent` criteria merged into the rules' (`combine`), its usage kept."""
+    eligibility, warnings = combine(rules, answer.eligibility, sent)
+    return Draft(eligibility=eligibility, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+                 cost_usd=answer.cost_usd, warnings=[w for w in answer.warnings if w != NO_ITEMS] + warnings)  # fmt: skip
