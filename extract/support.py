@@ -23,13 +23,14 @@ therapy its requirement and name ...). One rule over the declarations of `SUPPOR
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from extract.evaluate.scoring import VIEWS
 from extract.grounding import locate
 from extract.rules import extract_eligibility
-from extract.rules import vocab
+from extract.rules import cancer_types, therapies, vocab
 from extract.rules.context import annotate
 from extract.rules.polarity import cohort_specific, requirement, scoped_to_cohort, stated_requirement
 from schemas import Criterion
@@ -50,13 +51,13 @@ def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
     return named
 
 
-def _cancer_types(quote: str) -> list[tuple[int, int, set[str]]]:
+def _cancer_names(quote: str) -> list[tuple[int, int, set[str]]]:
     return [(hit.start, hit.end, {hit.value.name.lower()}) for hit in vocab.cancer_types().scan(quote)]
 
 
 # A vocabulary's reading of a quote: (start, end, the values those words name), in the quote's offsets.
 Reader = Callable[[str], list[tuple[int, int, set[str]]]]
-VOCABULARIES: dict[str, Reader] = {"marker": _markers, "therapy": _therapies, "cancer_type": _cancer_types}
+VOCABULARIES: dict[str, Reader] = {"marker": _markers, "therapy": _therapies, "cancer_type": _cancer_names}
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,25 @@ class Support:
     reread_only: tuple[str, ...] = ()
     # what makes two items the same thing, one of which corrects the other (extract/hybrid.py)
     identity: tuple[str, ...] = ()
+    # The rules' own tests of whether a sentence speaks of the field at all, for the vocabulary path:
+    # words one of which it must hold, words none of which it may hold, and ConText modifiers that take
+    # the named words out (a washout window, a therapy planned, a biomarker that only conditions another
+    # requirement, what an exclusion allows).
+    needs: re.Pattern | None = None
+    refuses: re.Pattern | None = None
+    not_when: tuple[str, ...] = ()
 
 
 SUPPORT: dict[str, Support] = {
     "biomarkers": Support(named=(("any_of.marker", "marker"),), polarity=("requirement", stated_requirement),
-                          plain={"any_of.status": "positive"}, identity=("any_of.marker",)),  # fmt: skip
-    "cancer_types": Support(named=(("name", "cancer_type"),), polarity=("requirement", requirement), identity=("name",)),
+                          plain={"any_of.status": "positive"}, identity=("any_of.marker",),
+                          not_when=("conditional", "permitted", "cohort")),  # fmt: skip
+    "cancer_types": Support(named=(("name", "cancer_type"),), polarity=("requirement", requirement), identity=("name",),
+                            refuses=cancer_types._OTHER_CANCER, not_when=("conditional", "permitted", "cohort")),  # fmt: skip
     "prior_therapies": Support(named=(("therapy", "therapy"), ("drugs", "therapy")), polarity=("requirement", requirement),
-                               reread_only=("min_lines", "max_lines", "min_duration_months"), identity=("therapy",)),  # fmt: skip
+                               reread_only=("min_lines", "max_lines", "min_duration_months"), identity=("therapy",),
+                               needs=therapies._CUE, refuses=therapies._NOT_EXPOSURE,
+                               not_when=("window", "planned", "permitted", "cohort")),  # fmt: skip
     "labs": Support(identity=("analyte", "condition")),
     "performance_status": Support(identity=("scale",)),
     # single fields: one item, whatever its value
@@ -145,6 +157,23 @@ def unsupported(name: str, item: dict[str, Any], criterion: Criterion, quote: st
     return None if why is None else f"the rules read nothing of it in {text[start:end][:60]!r} and {why}"
 
 
+def _gated(support: Support, text: str, start: int, end: int) -> str | None:
+    """Why the sentence around the named words at [start, end) states nothing of the field, by the rules' tests."""
+    context = annotate(text)
+    low, high = context.sentence(start, end)
+    sentence = text[low:high]
+    if support.needs is not None and not support.needs.search(sentence.lower()):
+        return f"{sentence[:60]!r} has none of the words the rules need for it"
+    refused = support.refuses.search(sentence.lower()) if support.refuses is not None else None
+    if refused:
+        return f"{refused.group()!r} makes it no requirement of the field"
+    modifiers = [m for m in context.triggers(support.not_when, low, high)] + context.covering(support.not_when, start, end)
+    if modifiers:
+        first = modifiers[0]
+        return f"{text[first.trigger_start : first.trigger_end]!r} ({first.kind}) takes it out"
+    return None
+
+
 def _listed(found: set[tuple]) -> str:
     return ", ".join(sorted("/".join(str(part) for part in key if part is not None) for key in found)) or "nothing"
 
@@ -176,6 +205,10 @@ def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, en
             if where is None:
                 return f"no {vocabulary.replace('_', ' ')} name of {value!r} is in it"
             first = first or (start + where[0], start + where[1])
+    if first is not None:
+        gate = _gated(support, text, *first)
+        if gate is not None:
+            return gate
     if support.polarity and first:
         attribute, read_polarity = support.polarity
         return None if item.get(attribute) == read_polarity(criterion, *first) else (

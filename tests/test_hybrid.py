@@ -111,29 +111,29 @@ def test_a_change_its_quote_does_not_support_is_rejected_and_the_rules_item_kept
                         "kept the rules' reading"]  # fmt: skip
 
 
-EXPOSURE = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n\nExclusion Criteria:\n\n"
-            "- Known hypersensitivity to cetuximab or any of its excipients, or previous exposure to it")  # fmt: skip
+CLAUDIN = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
+           "- A tumour that expresses Claudin 18.2 at 2+ or 3+ in at least 75% of cells")  # fmt: skip
 
 
-def test_an_addition_its_quote_supports_is_taken_and_a_wrong_one_rejected(openai_server, workspace):
-    quote = "Known hypersensitivity to cetuximab or any of its excipients, or previous exposure to it"
-    answer = {"prior_therapies": [
-        {"requirement": "excluded", "therapy": "cetuximab", "drugs": ["cetuximab"], "evidence": {"criterion_id": "exc-1", "quote": quote}},
-        {"requirement": "required", "therapy": "cetuximab", "drugs": [], "evidence": {"criterion_id": "exc-1", "quote": quote}},
-        {"requirement": "excluded", "therapy": "panitumumab", "drugs": [], "evidence": {"criterion_id": "exc-1", "quote": quote}},
-    ]}  # fmt: skip
-    openai_server.script(tool_call(answer))
+def test_an_addition_its_quote_supports_is_taken_and_wrong_ones_rejected(openai_server, workspace):
+    quote = "A tumour that expresses Claudin 18.2 at 2+ or 3+ in at least 75% of cells"
 
-    extract(workspace, trial("NCT00000007", EXPOSURE))
+    def rule(requirement: str, marker: str) -> dict:
+        return {"requirement": requirement, "any_of": [{"marker": marker, "status": "positive"}],
+                "evidence": {"criterion_id": "inc-2", "quote": quote}}  # fmt: skip
 
-    assert openai_server.count == 1
+    openai_server.script(tool_call({"biomarkers": [rule("required", "CLDN18"), rule("excluded", "CLDN18"), rule("required", "EGFR")]}))
+
+    extract(workspace, trial("NCT00000007", CLAUDIN))
+
+    assert openai_server.count == 1  # the rules read nothing in inc-2: it is sent
     record = workspace.current_record("NCT00000007")
-    assert [(t.requirement, t.therapy) for t in record.eligibility.prior_therapies] == [("excluded", "cetuximab")]
-    assert record.eligibility.prior_therapies[0].evidence.quote == quote  # grounded like any LLM item
+    assert [(r.requirement, [t.marker for t in r.any_of]) for r in record.eligibility.biomarkers] == [("required", ["CLDN18"])]
+    assert record.eligibility.biomarkers[0].evidence.quote == quote  # grounded like any LLM item
     rejected = [w for w in record.extraction.warnings if w.startswith("hybrid: rejected")]
     assert len(rejected) == 2
-    assert "its requirement 'required' is not what the criterion says there" in rejected[0]
-    assert "no therapy name of 'panitumumab' is in it" in rejected[1]
+    assert "its requirement 'excluded' is not what the criterion says there" in rejected[0]
+    assert "no marker name of 'EGFR' is in it" in rejected[1]
 
 
 def test_a_change_whose_quote_is_not_in_its_criterion_is_rejected_and_the_rules_item_kept(openai_server, workspace):

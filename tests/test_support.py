@@ -28,6 +28,8 @@ HER2 = criterion("inclusion", "HER2-negative breast cancer")
 CLAUDIN = criterion("inclusion", "A tumour that expresses Claudin 18.2 at 2+ or 3+ in at least 75% of cells")
 NAIVE = criterion("inclusion", "No prior treatment with trastuzumab")
 EXPOSED = criterion("exclusion", "Known hypersensitivity to cetuximab or any of its excipients, or previous exposure to it")
+PROGRESSED = criterion("inclusion", "Tumour progression during or after treatment with a fluoropyrimidine")
+WASHOUT = criterion("exclusion", "Prior chemotherapy within 21 days before the first dose")
 PANCREAS = criterion("inclusion", "Histologically confirmed metastatic pancreatic ductal adenocarcinoma")
 BRAIN = criterion("exclusion", "Untreated or symptomatic brain metastases")
 NO_BRAIN = criterion("inclusion", "Patients without brain metastases")
@@ -56,7 +58,7 @@ SUPPORTED = [
     ("biomarkers", HER2, marker(HER2, "ERBB2", "negative", quote="HER2-negative")),
     ("biomarkers", CLAUDIN, marker(CLAUDIN, "CLDN18", "positive")),  # the rules read nothing: a marker name is there
     ("prior_therapies", NAIVE, therapy(NAIVE, "trastuzumab", "excluded", quote="trastuzumab")),  # "No" reaches it
-    ("prior_therapies", EXPOSED, therapy(EXPOSED, "cetuximab", "excluded")),
+    ("prior_therapies", PROGRESSED, therapy(PROGRESSED, "fluoropyrimidine", "required")),  # the rules read nothing
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="required", name="pancreatic cancer")),  # by a synonym
     ("brain_metastases", BRAIN, item(BRAIN, status="allowed_if_stable")),
     ("measurable_disease", MEASURABLE, item(MEASURABLE, required=True, standard="RECIST 1.1")),
@@ -72,8 +74,11 @@ UNSUPPORTED = [
     ("biomarkers", CLAUDIN, marker(CLAUDIN, "EGFR", "positive"), "no marker name of 'EGFR'"),
     ("biomarkers", CLAUDIN, marker(CLAUDIN, "CLDN18", "negative"), "status 'positive'"),
     ("prior_therapies", NAIVE, therapy(NAIVE, "trastuzumab", "required"), "not required/trastuzumab"),
-    ("prior_therapies", EXPOSED, therapy(EXPOSED, "cetuximab", "required"), "requirement 'required'"),
-    ("prior_therapies", EXPOSED, therapy(EXPOSED, "pembrolizumab", "excluded"), "no therapy name of 'pembrolizumab'"),
+    ("prior_therapies", PROGRESSED, therapy(PROGRESSED, "fluoropyrimidine", "excluded"), "requirement 'excluded'"),
+    ("prior_therapies", PROGRESSED, therapy(PROGRESSED, "pembrolizumab", "required"), "no therapy name of 'pembrolizumab'"),
+    # the rules' own tests of a sentence that speaks of prior therapy: a hypersensitivity, a washout
+    ("prior_therapies", EXPOSED, therapy(EXPOSED, "cetuximab", "excluded"), "'hypersensitiv' makes it no requirement"),
+    ("prior_therapies", WASHOUT, therapy(WASHOUT, "chemotherapy", "excluded"), "(window) takes it out"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="required", name="breast cancer"), "not required/breast cancer"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="excluded", name="pancreatic cancer"), "not excluded/pancreatic"),
     ("brain_metastases", BRAIN, item(BRAIN, status="excluded"), "the rules read allowed_if_stable"),
@@ -129,8 +134,9 @@ def test_combine_rejects_an_unsupported_change_and_keeps_the_rules_item():
 
 
 def test_combine_takes_a_supported_addition():
-    merged, warnings = combine(draft(EXPOSED), model(("prior_therapies", therapy(EXPOSED, "cetuximab", "excluded"))), [EXPOSED])
-    assert [(t["requirement"], t["therapy"]) for t in merged["prior_therapies"]] == [("excluded", "cetuximab")]
+    added = model(("prior_therapies", therapy(PROGRESSED, "fluoropyrimidine", "required")))
+    merged, warnings = combine(draft(PROGRESSED), added, [PROGRESSED])
+    assert [(t["requirement"], t["therapy"]) for t in merged["prior_therapies"]] == [("required", "fluoropyrimidine")]
     assert warnings == []
 
 
@@ -151,5 +157,7 @@ def test_silence_deletes_nothing_and_a_confirmation_changes_nothing():
 
 
 def test_the_model_speaks_only_for_the_criteria_it_was_sent():
-    merged, warnings = combine(draft(ECOG, EXPOSED), model(("prior_therapies", therapy(EXPOSED, "cetuximab", "excluded"))), [ECOG])
-    assert merged["prior_therapies"] == [] and "exc-1, a criterion it was not sent" in warnings[0]
+    elsewhere = criterion("inclusion", PROGRESSED.text, 2)
+    answer = model(("prior_therapies", therapy(elsewhere, "fluoropyrimidine", "required")))
+    merged, warnings = combine(draft(ECOG, elsewhere), answer, [ECOG])
+    assert merged["prior_therapies"] == [] and "inc-2, a criterion it was not sent" in warnings[0]
