@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import os
 import re
 import statistics
@@ -159,15 +160,26 @@ def baseline_combine():
     source = subprocess.run(["git", "show", f"{BASELINE}:extract/hybrid.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout  # fmt: skip
     module = types.ModuleType("hybrid_baseline")
+    module.__file__ = str(ROOT / "extract" / "hybrid.py")  # its hybrid_relevant.txt, read by `confident` only
     exec(compile(source, f"{BASELINE}:extract/hybrid.py", "exec"), module.__dict__)
     return module.combine
+
+
+def _reason(warning: str) -> str:
+    """A rejection's reason without its quotes, values and ids: what kind of reason it is."""
+    field, why = re.match(r"hybrid: rejected the model's (\w+) for \S+: (.*); kept", warning).groups()
+    why = re.sub(r"'[^']*'|\"[^\"]*\"", "…", why)
+    why = re.sub(r"the rules read .*? in …, not .*", "the rules read other facts in the quote", why)
+    return f"{field}: {re.sub(r'(inc|exc)-[0-9]+', 'X', why)}"
 
 
 def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[str, Any]) -> dict[str, Any]:
     """Rules alone, the hybrid with the baseline's merge and with today's, scored on the same trials."""
     merges = {"hybrid_before": baseline_combine(), "hybrid": combine}
     scored: dict[str, list] = {"rules": [], **{name: [] for name in merges}}
-    changes = {name: {"rejected": 0, "model_items": 0} for name in merges}
+    changes: dict[str, Any] = {name: {"rejected": 0} for name in merges}
+    reasons: Counter = Counter()
+    model_items = 0
     for trial in trials:
         criteria = segment(trial.eligibility_text)
         answer = answers.get(trial.nct_id) or {}
@@ -178,7 +190,9 @@ def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[st
             eligibility, warnings = merge_with(extract_eligibility(criteria), json.loads(json.dumps(model)), sent)
             drafts[name] = Draft(eligibility=eligibility, warnings=warnings)
             changes[name]["rejected"] += sum(w.startswith("hybrid: rejected") for w in warnings)
-            changes[name]["model_items"] += len(items_of(model))
+            if name == "hybrid":
+                reasons.update(_reason(w) for w in warnings if w.startswith("hybrid: rejected"))
+        model_items += len(items_of(model))
         for name, made in drafts.items():
             record = assemble(trial, criteria, made, backend.rules if name == "rules" else backend)
             scored[name].append(score_trial(trial.nct_id, gold[trial.nct_id]["eligibility"], record.model_dump(mode="json")))
@@ -186,7 +200,7 @@ def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[st
     for name, trials_scored in scored.items():
         summary = summarise(trials_scored, resamples=0)
         result[name] = {"micro": summary["micro"], "fields": {field: summary["fields"][field] for field in FIELDS}}
-    result["changes"] = changes
+    result["changes"] = changes | {"model_items": model_items, "hybrid_rejected_why": dict(reasons.most_common())}
     for name in merges:
         result[f"{name}_fields_below_rules"] = [field for field in FIELDS
                                                 if (result[name]["fields"][field]["f1"] or 0) < (result["rules"]["fields"][field]["f1"] or 0)]  # fmt: skip

@@ -7,16 +7,18 @@ definition, `extract.evaluate.scoring.VIEWS`: a lab is its analyte, comparator, 
 canonical unit and whether it is conditional; a biomarker test its marker and what it must be; a
 therapy its requirement and name ...). One rule over the declarations of `SUPPORT`:
 
-1. scope: the quote is not stated for one cohort only (the ConText layer's cohort labels), and no
-   negation outside the quote reaches into it (the quote alone would read the opposite);
-2. then either the rules, reading the quote alone as a criterion of the same section
-   (`extract.rules.extract_eligibility`), read every fact of the item: its numbers (thresholds, ages,
-   ECOG range, stage groups) by the same parsers, its polarity as the rules restate it;
-3. or, for a field whose values are names in a vocabulary (`Support.named`), every value is named in
-   the quote by one of its vocabulary names or synonyms (a drug also by its class and a class's
-   parents), the options the field leaves `plain` hold their plain value, and the `polarity`
-   attribute agrees with what the ConText layer reads at the named words in the whole criterion
-   ("no prior trastuzumab" in the inclusions is `excluded`).
+1. scope: the quote is not stated for one cohort only (the ConText layer's cohort labels);
+2. where the rules, reading the quote alone as a criterion of the same section
+   (`extract.rules.extract_eligibility`), read anything of the field, their reading decides: they must
+   read every fact of the item (its numbers: thresholds, ages, the ECOG range, stage groups, by the
+   same parsers; its polarity as the rules restate it), and no negation outside the quote may reach
+   into it (the quote alone would miss it);
+3. where they read nothing of it, a field whose values are names in a vocabulary (`Support.named`)
+   is supported when every value is named in the quote by one of its vocabulary names or synonyms (a
+   drug also by its class and a class's parents), in a sentence the rules' own tests let speak of the
+   field (`needs`, `refuses`, `not_when`), the options it leaves `plain` hold their plain value, and
+   the `polarity` attribute is what the ConText layer reads at the named words in the whole
+   criterion ("no prior trastuzumab" in the inclusions is `excluded`). Other fields are not.
 
 `unsupported` gives the reason an item is not supported, or None.
 """
@@ -188,8 +190,8 @@ def _negation_outside(text: str, start: int, end: int) -> str | None:
 
 def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, end: int) -> str | None:
     """Why the vocabulary path does not support the item; None when it does."""
-    support = SUPPORT.get(name)
-    if support is None or not support.named:
+    support = SUPPORT[name]
+    if not support.named:
         return "no vocabulary names it"
     if any(values(item, path) for path in support.reread_only):
         return "its counts are not read there"
