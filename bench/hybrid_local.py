@@ -1,14 +1,19 @@
 """Does the hybrid ever score below rules alone? The real local model on the first N dev gold trials.
 
 llama-cpp-python's server with Gemma 3 270M (tests/local_llm.py: built once into ~/.cache/eligex-llm,
-started here at `nice -n 10`, one thread) answers the hybrid's requests for the first N trials of the
-dev split in evals/splits.json order (a fixed rule, not chosen by result). The model's answers are
-kept in bench/results/hybrid_local_answers.json, keyed by the criteria sent and the request's version,
-so that a change to the merge or the support check (extract/hybrid.py, extract/support.py) is scored
-again on the same answers without the model; a trial whose request changed is asked again. Each
-trial is then scored twice, as the rules made it and as the hybrid merged it, both through
-`extract.backend.assemble` (grounding, the registry's scalars) and the harness's scoring. Written to
-bench/results/hybrid_local.json:
+started here at `nice -n 10`, one thread) is sent the hybrid's requests for the first N trials of the
+dev split in evals/splits.json order (a fixed rule, not chosen by result): the criteria the rules
+are not confident of, part after part, each the openai backend's own request with the rules' draft,
+answers bounded at 512 tokens. The tool call's arguments are kept as the model wrote them in
+bench/results/hybrid_local_answers.json, keyed by the request's version and the criteria sent, so a
+change to the merge or the check is scored again on the same answers without the model.
+
+The model repeats items until its token limit in most answers, and the backend fails such a trial
+(rightly: the answer is cut off). To measure the check on what the model did say, the items it
+finished writing are kept (`salvaged`) and merged into the rules' draft two ways: by the merge before
+extract/support.py (main at BASELINE: a quote in the criterion sufficed) and by today's `combine`.
+Each record goes through `extract.backend.assemble` (grounding, the registry's scalars) and the
+harness's scoring, beside the rules' own. Written to bench/results/hybrid_local.json:
 
     .venv/bin/python -m bench.hybrid_local --trials 20
 """
