@@ -105,9 +105,18 @@ def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str,
                           "input_tokens": answer.usage.prompt_tokens, "output_tokens": answer.usage.completion_tokens})  # fmt: skip
         answers[trial.nct_id] = {"sent": [c.id for c in sent], "seconds": round(time.monotonic() - started, 1), "parts": parts}
         print(f"{trial.nct_id}: {len(sent)} criteria sent, {len(parts)} requests, {answers[trial.nct_id]['seconds']} s, "
-              f"{sum(p['finish_reason'] == 'length' for p in parts)} cut off", file=sys.stderr)  # fmt: skip
+              f"{sum(map(cut_off, parts))} cut off", file=sys.stderr)  # fmt: skip
         path.write_text(json.dumps({"answer_version": backend.llm.answer_version, "model": backend.model,
                                     "trials": answers}, indent=1) + "\n")  # fmt: skip
+
+
+def cut_off(part: dict[str, Any]) -> bool:
+    """The answer stopped at its limit: llama-cpp-python says `tool_calls` even then, so the JSON tells."""
+    try:
+        json.loads(part["arguments"])
+    except ValueError:
+        return True
+    return part["finish_reason"] == "length"
 
 
 def salvaged(arguments: str) -> dict[str, Any]:
@@ -247,7 +256,7 @@ def main() -> None:
         "model_seconds_per_trial": {"median": statistics.median(seconds) if seconds else None,
                                     "mean": round(statistics.mean(seconds), 1) if seconds else None,
                                     "total": round(sum(seconds), 1), "trials_asked": len(seconds)},  # fmt: skip
-        "requests": len(parts), "requests_cut_off_at_max_tokens": sum(p["finish_reason"] == "length" for p in parts),
+        "requests": len(parts), "requests_cut_off_at_max_tokens": sum(map(cut_off, parts)),
         "input_tokens_per_trial": round(sum(p["input_tokens"] for p in parts) / max(len(trials), 1), 1),
         "output_tokens_per_trial": round(sum(p["output_tokens"] for p in parts) / max(len(trials), 1), 1),
         **score(offline, trials, answers, gold),
