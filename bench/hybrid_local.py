@@ -15,14 +15,13 @@ extract/support.py (main at BASELINE: a quote in the criterion sufficed) and by 
 Each record goes through `extract.backend.assemble` (grounding, the registry's scalars) and the
 harness's scoring, beside the rules' own. Written to bench/results/hybrid_local.json:
 
-    .venv/bin/python -m bench.hybrid_local --trials 20
+    .venv/bin/python -m bench.hybrid_local --trials 8   # the figures in the README; 20 is the default
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import os
 import re
 import statistics
@@ -31,6 +30,7 @@ import sys
 import tempfile
 import time
 import types
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
