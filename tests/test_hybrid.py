@@ -94,7 +94,8 @@ def ecog(maximum: int, quote: str) -> dict:
                                     "evidence": {"criterion_id": "inc-1", "quote": quote}}]}  # fmt: skip
 
 
-def test_a_correction_its_criterion_supports_replaces_the_rules_item(openai_server, workspace):
+def test_a_change_its_quote_does_not_support_is_rejected_and_the_rules_item_kept(openai_server, workspace):
+    # The quote is in the criterion, but it says 0-2: the rules' parser reads 0-2 there, not the model's 0-1.
     openai_server.script(tool_call(ecog(1, "ECOG performance status 0-2 as assessed by the investigator")))
 
     extract(workspace, trial("NCT00000003", LONG_ECOG))
@@ -103,8 +104,36 @@ def test_a_correction_its_criterion_supports_replaces_the_rules_item(openai_serv
     sent = user_message(openai_server.requests[0])
     assert '"field": "performance_status", "scale": "ECOG", "min": 0, "max": 2' in sent  # the draft
     record = workspace.current_record("NCT00000003")
-    assert [p.max for p in record.eligibility.performance_status] == [1]
-    assert not any("hybrid" in warning for warning in record.extraction.warnings)
+    assert [p.max for p in record.eligibility.performance_status] == [2]
+    rejected = [w for w in record.extraction.warnings if w.startswith("hybrid: rejected")]
+    assert rejected == ["hybrid: rejected the model's performance_status for inc-1: the rules read ECOG/0/2 in "
+                        "'ECOG performance status 0-2 as assessed by the investigator', not ECOG/0/1; "
+                        "kept the rules' reading"]  # fmt: skip
+
+
+CLAUDIN = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
+           "- A tumour that expresses Claudin 18.2 at 2+ or 3+ in at least 75% of cells")  # fmt: skip
+
+
+def test_an_addition_its_quote_supports_is_taken_and_wrong_ones_rejected(openai_server, workspace):
+    quote = "A tumour that expresses Claudin 18.2 at 2+ or 3+ in at least 75% of cells"
+
+    def rule(requirement: str, marker: str) -> dict:
+        return {"requirement": requirement, "any_of": [{"marker": marker, "status": "positive"}],
+                "evidence": {"criterion_id": "inc-2", "quote": quote}}  # fmt: skip
+
+    openai_server.script(tool_call({"biomarkers": [rule("required", "CLDN18"), rule("excluded", "CLDN18"), rule("required", "EGFR")]}))
+
+    extract(workspace, trial("NCT00000007", CLAUDIN))
+
+    assert openai_server.count == 1  # the rules read nothing in inc-2: it is sent
+    record = workspace.current_record("NCT00000007")
+    assert [(r.requirement, [t.marker for t in r.any_of]) for r in record.eligibility.biomarkers] == [("required", ["CLDN18"])]
+    assert record.eligibility.biomarkers[0].evidence.quote == quote  # grounded like any LLM item
+    rejected = [w for w in record.extraction.warnings if w.startswith("hybrid: rejected")]
+    assert len(rejected) == 2
+    assert "its requirement 'excluded' is not what the criterion says there" in rejected[0]
+    assert "no marker name of 'EGFR' is in it" in rejected[1]
 
 
 def test_a_change_whose_quote_is_not_in_its_criterion_is_rejected_and_the_rules_item_kept(openai_server, workspace):
