@@ -40,8 +40,9 @@ _INCLUDE = re.compile(r"<!-- include evals/GUIDE\.md#([a-z-]+) -->")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[./][a-z0-9]+)*")
 
 
-def guide_section(name: str, guide: Path = GUIDE) -> str:
-    text = guide.read_text(encoding="utf-8")
+def guide_section(name: str, guide: Path = GUIDE, text: str | None = None) -> str:
+    """The guide's section marked `name`; `text` is the guide's text when the caller has read it."""
+    text = guide.read_text(encoding="utf-8") if text is None else text
     match = re.search(rf"<!-- prompt:{name} -->\n(.*?)\n<!-- /prompt:{name} -->", text, re.S)
     if match is None:
         raise InputError(f"{guide.name} has no section marked <!-- prompt:{name} -->")
@@ -49,8 +50,9 @@ def guide_section(name: str, guide: Path = GUIDE) -> str:
 
 
 def expand(system: str, guide: Path = GUIDE) -> str:
-    """The prompt's text with each include replaced by the guide's marked section."""
-    return _INCLUDE.sub(lambda match: guide_section(match.group(1), guide), system)
+    """The prompt's text with each include replaced by the guide's marked section (the guide read once)."""
+    text = guide.read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda match: guide_section(match.group(1), guide, text), system)
 
 
 # -- few-shot examples ----------------------------------------------------------------------------------
