@@ -20,20 +20,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extract.grounding import locate  # noqa: E402
+from extract.grounding import evidences, locate  # noqa: E402
 from extract.store import Workspace  # noqa: E402
 from extract.text import segment  # noqa: E402
 from schemas import Criterion  # noqa: E402
-
-
-def evidences(value: Any) -> list[dict[str, Any]]:
-    """Every evidence object under `value`."""
-    if isinstance(value, list):
-        return [found for item in value for found in evidences(item)]
-    if not isinstance(value, dict):
-        return []
-    own = [value["evidence"]] if isinstance(value.get("evidence"), dict) else []
-    return own + [found for key, item in value.items() if key != "evidence" for found in evidences(item)]
 
 
 def add_ids(eligibility: dict[str, Any], criteria: list[Criterion]) -> int:
