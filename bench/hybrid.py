@@ -27,6 +27,13 @@ SOURCES = [ROOT.parent / "shared" / "data" / name for name in ("ctgov-v2", "ctgo
 OUT = ROOT / "bench" / "results" / "hybrid.json"
 
 
+def gold_trials(workspace: Workspace, nct_ids: list[str]) -> list:
+    """The trials of `nct_ids` with criteria, their records imported into `workspace` as the README's
+    evaluation imports them."""
+    import_files(workspace, files_under([*SOURCES, ROOT / "evals" / "records"]))
+    return [t for t in workspace.trials(nct_ids) if t.eligibility_text.strip()]
+
+
 def measure(workspace: Workspace, server: RemoteServer, name: str, trials) -> dict:
     backend = make_backend(name, None)
     calls = server.count
@@ -64,8 +71,7 @@ def main() -> None:
         with environment(NO_THROTTLE | {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench"}):
             with tempfile.TemporaryDirectory() as folder:
                 workspace = Workspace(Path(folder) / "workspace")
-                import_files(workspace, files_under([*SOURCES, ROOT / "evals" / "records"]))
-                trials = [t for t in workspace.trials(dev) if t.eligibility_text.strip()]
+                trials = gold_trials(workspace, dev)
                 result: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "split": "dev",
                                 "server": "tests/openai_server.py (scripted)"}  # fmt: skip
                 for name in ("openai", "hybrid"):

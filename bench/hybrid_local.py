@@ -38,14 +38,13 @@ from typing import Any
 import openai
 from pydantic import ValidationError
 
-from bench.hybrid import SOURCES
+from bench.hybrid import gold_trials
 from bench.openai_latency import environment
 from bench.run import ROOT
 from extract.backend import Draft, assemble
 from extract.evaluate.harness import load_gold, split_ids
 from extract.evaluate.scoring import FIELDS, score_trial, summarise
 from extract.hybrid import HybridBackend, combine, items_of
-from extract.importer import files_under, import_files
 from extract.llm import ExtractedEligibility, OpenAIBackend, merge, to_eligibility
 from extract.rules import RulesBackend, extract_eligibility
 from extract.store import Workspace
@@ -232,8 +231,7 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         workspace = Workspace(Path(folder) / "workspace")
-        import_files(workspace, files_under([*SOURCES, ROOT / "evals" / "records"]))
-        trials = [t for t in workspace.trials(nct_ids) if t.eligibility_text.strip()]
+        trials = gold_trials(workspace, nct_ids)
         workspace.close()
         offline = hybrid_backend("http://127.0.0.1:9/v1")  # builds the request; sends nothing
         answers = load_answers(args.answers, offline.llm.answer_version)

@@ -17,20 +17,20 @@ Only totals are printed and written, for the test split too: nobody reads a test
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.hybrid import SOURCES
+from bench.hybrid import gold_trials
 from bench.openai_latency import environment
 from bench.run import ROOT
 from extract.backend import Draft, assemble
 from extract.evaluate.harness import load_gold, split_ids
 from extract.evaluate.scoring import FIELDS, score_trial, summarise
 from extract.hybrid import HybridBackend, combine, criterion_of, items_of
-from extract.importer import files_under, import_files
 from extract.llm import OpenAIBackend
 from extract.rules import RulesBackend, extract_eligibility
 from extract.store import Workspace
@@ -46,12 +46,12 @@ def oracle_answer(gold: dict[str, Any], sent: list[Criterion]) -> dict[str, Any]
     """The gold items quoting the sent criteria, as a model would answer them."""
     ids = {c.id for c in sent}
     answer: dict[str, Any] = {name: [] for name in LIST_FIELDS} | {name: None for name in SINGLE_FIELDS}
-    for name, item in items_of(gold):
+    for name, item in items_of(copy.deepcopy(gold)):  # a copy: the merge may change the items it takes
         if criterion_of(item) in ids:
             if name in LIST_FIELDS:
-                answer[name].append(json.loads(json.dumps(item)))
-            elif name in SINGLE_FIELDS:
-                answer[name] = json.loads(json.dumps(item))
+                answer[name].append(item)
+            elif name in SINGLE_FIELDS:  # ages (evidence in `origins`) are not the oracle's to answer
+                answer[name] = item
     return answer
 
 
@@ -87,8 +87,7 @@ def main() -> None:
         backend = HybridBackend(RulesBackend(), OpenAIBackend.from_environment())  # builds requests; sends nothing
     with tempfile.TemporaryDirectory() as folder:
         workspace = Workspace(Path(folder) / "workspace")
-        import_files(workspace, files_under([*SOURCES, ROOT / "evals" / "records"]))
-        trials = [t for t in workspace.trials(split_ids(args.split)) if t.eligibility_text.strip()]
+        trials = gold_trials(workspace, split_ids(args.split))
         workspace.close()
     choosers: dict[str, Chooser] = {"rules alone": lambda rules, criteria: [],
                                     "every criterion": lambda rules, criteria: criteria,

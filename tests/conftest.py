@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ from cli import main
 from extract.backend import Draft
 from extract.sources import RawRecord, parse_document
 from schemas import Criterion
+
+# A shell without job control starts `&` commands (make test &, nohup, some CI runners) with SIGINT
+# ignored; Python keeps it so and the commands the tests start inherit it: a test's Ctrl-C would then
+# be lost and the run finish. Restored here once for every test and every command it starts.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED_RECORDS = Path(__file__).resolve().parents[1] / "evals" / "records" / "NCT06450314.jsonl"

@@ -81,13 +81,6 @@ def eligex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([ELIGEX, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def ctrl_c_delivered() -> None:
-    """`preexec_fn` of a command a test sends Ctrl-C: SIGINT at its default, as a terminal starts it. A
-    shell without job control starts `&` commands (nohup, some CI runners) with SIGINT ignored, and
-    Python then keeps it ignored: the run would finish instead of stopping."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def wait_for_records(root: Path, count: int, process: subprocess.Popen, seconds: float) -> None:
     """Until `count` record files are in the workspace, the running process never having ended."""
     deadline = time.monotonic() + seconds

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, first_criterion_answer
-from test_robustness import ELIGEX, ctrl_c_delivered, MODEL, endpoint, environment, eligex, store_rows, wait_for_records
+from test_robustness import ELIGEX, MODEL, endpoint, environment, eligex, store_rows, wait_for_records
 
 from extract.store import Workspace
 from schemas import EligibilityRecord
@@ -50,7 +50,7 @@ def test_a_stopped_run_is_marked_interrupted_and_ctrl_c_exits_130(tmp_path, rows
     env = environment(root, endpoint(server) | {"ELIGEX_PROGRESS_SECONDS": "0"})
     try:
         extracting = subprocess.Popen([ELIGEX, "extract", "--all", "--backend", "openai", "--concurrency", "2"],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_delivered)  # fmt: skip
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         wait_for_records(root, 4, extracting, seconds=30)
         extracting.send_signal(stop)
         _, stderr = extracting.communicate(timeout=30)

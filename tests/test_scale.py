@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_robustness import ELIGEX, ctrl_c_delivered, environment, ok_counts, raw_disagreements, wait_for_records
+from test_robustness import ELIGEX, environment, ok_counts, raw_disagreements, wait_for_records
 
 from extract.importer import import_files
 from extract.pipeline import plan, run_in_pool
@@ -94,7 +94,7 @@ def test_ctrl_c_stops_the_pool_keeps_what_was_stored_and_exits_130(tmp_path):
     env = environment(root, {"ELIGEX_PROGRESS_SECONDS": "0"})
     assert eligex(env, "import", str(EXPORT_2026)).returncode == 0
     extracting = subprocess.Popen([ELIGEX, "extract", "--all", "--backend", "rules", "--workers", "2"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_delivered)  # fmt: skip
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     wait_for_records(root, 100, extracting, seconds=120)
     extracting.send_signal(signal.SIGINT)
     _, stderr = extracting.communicate(timeout=60)
