@@ -8,6 +8,11 @@ a workspace of its own with its own code; then, round after round, each checkout
 --workers 2 in turn, so that the load of other work on the machine falls on each alike. Per run: wall
 and CPU seconds (the command and its workers) and the load average (1 min) at its start; per
 checkout and size, the medians and the ratio of the median walls, and each round's own ratio.
+
+Each round also times the rules core (bench/rules_speed.py, CPU ms a trial) on the same trials (their
+distinct rows): `workers_1_share_of_core` is the core's rate over `--workers 1`'s end to end (issue 14
+asks for at least 0.8), against the finders and merge alone (`extract_ms`) and against the whole pure
+path (`whole_ms`: segment, extract, assemble).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract_speed import commit  # noqa: E402
-from scale import synthesise  # noqa: E402
+from rules_speed import measure as core_ms  # noqa: E402
+from scale import ROWS, synthesise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,12 +66,16 @@ def main() -> None:
         for size in (int(size) for size in args.sizes.split(",")):
             source = Path(scratch) / f"trials-{size}.jsonl"
             synthesise(size, source)
+            distinct = Path(scratch) / f"distinct-{size}.jsonl"  # the core's trials: each row once
+            synthesise(min(size, len(ROWS.read_text().splitlines())), distinct)
+            cores: dict[Path, list[dict]] = {tree: [] for tree in trees}
             workspaces = {tree: Path(scratch) / f"ws-{size}-{number}" for number, tree in enumerate(trees)}
             for tree, workspace in workspaces.items():
                 run(tree, workspace, "import", str(source))
             passes: dict[Path, dict[str, list[dict]]] = {tree: {"1": [], "2": []} for tree in trees}
             for _ in range(args.rounds):
                 for tree in trees:
+                    cores[tree].append(core_ms(tree, distinct))
                     for workers in ("1", "2"):
                         passes[tree][workers].append(run(tree, workspaces[tree], *extract, workers))
                         print(json.dumps({"size": size, "tree": tree.name, "workers": workers, **passes[tree][workers][-1]}),
@@ -78,10 +88,15 @@ def main() -> None:
                        for workers, found in passes[tree].items()},
                     **{f"workers_{workers}_cpu_ms_per_trial": round(statistics.median(p["cpu_s"] for p in found) * 1000 / size, 2)
                        for workers, found in passes[tree].items()},
+                    **{f"core_{name}": statistics.median(one[name] for one in cores[tree]) for name in ("extract_ms", "whole_ms")},
+                    **{f"workers_1_share_of_core_{name}": round(statistics.median(one[name] for one in cores[tree]) * size
+                                                               / statistics.median(p["wall_s"] * 1000 for p in passes[tree]["1"]), 2)
+                       for name in ("extract_ms", "whole_ms")},
                     "workers_2_over_1": round(statistics.median(p["wall_s"] for p in passes[tree]["1"])
                                               / statistics.median(p["wall_s"] for p in passes[tree]["2"]), 2),
                     "per_round": [round(one["wall_s"] / two["wall_s"], 2) for one, two in zip(passes[tree]["1"], passes[tree]["2"])],
                     "passes": passes[tree],
+                    "core_passes": cores[tree],
                 }
                 for tree in trees
             ]  # fmt: skip

@@ -166,9 +166,10 @@ def run_in_pool(
     run_id: str | None = None,
     batch_size: int = POOL_BATCH,
 ) -> RunSummary:
-    """Extract the trials `chosen` names in `workers` processes (in this one for 1), for a backend that
-    computes (the rules): each worker extracts a batch of trials (extract/parallel.py), and this
-    process, the one writer, stores each batch in one transaction as it comes back, in the order read.
+    """Extract the trials `chosen` names in `workers` processes, for a backend that computes (the rules):
+    each worker extracts a batch of trials (extract/parallel.py), and this process, the one writer,
+    stores each batch in one transaction as it comes back, in the order read. One worker too, so
+    that its extraction and the writes overlap; one batch only is extracted in this process.
     A kill loses only the batches in flight; Ctrl-C stops the pool and the run ends 'interrupted'."""
     from extract.parallel import extract_rows, start_worker
 
@@ -176,7 +177,7 @@ def run_in_pool(
     workspace.start_run(summary.run_id, backend.name, backend.model, backend.prompt_version)
     batches = planned_rows(workspace, backend, chosen, batch_size)
     pool = None
-    if min(workers, -(-chosen.to_extract // batch_size)) > 1:  # a pool only for more than one batch
+    if chosen.to_extract > batch_size:  # a pool is worth its start for more than one batch
         # fork: the workers start at once, with the modules this process has loaded
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),))
