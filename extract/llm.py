@@ -19,6 +19,8 @@ methods; answers are cached by extract/cache.py, a wrapper around any backend.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -99,17 +101,32 @@ def _answer_field(field: ItemField) -> tuple[Any, Any]:
     return (list[quoted], Field(default_factory=list)) if field.many else (quoted | None, None)
 
 
-ExtractedEligibility = create_model(
-    "ExtractedEligibility",
-    __base__=Contract,
-    __doc__="What the eligibility criteria require; every item quotes the criterion it comes from.",
-    age_limits=(AgeLimits | None, Field(default=None, description="only when the criteria state an age")),
-    **{field.name: _answer_field(field) for field in ITEM_FIELDS},
-)
+ANSWER_FIELDS = ("age_limits", *(field.name for field in ITEM_FIELDS))  # what the model may answer, in order
 
 
-# The answer model as instructor uses it (its tool schema generated once, not per request).
-ANSWER_MODEL = instructor.response_schema(ExtractedEligibility)
+@functools.lru_cache(maxsize=None)
+def extracted(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
+    """The answer's model, asking for `fields` (a request scoped to some fields: the hybrid's)."""
+    if unknown := sorted(set(fields) - set(ANSWER_FIELDS)):
+        raise ValueError(f"not fields of the answer: {', '.join(unknown)}")
+    specs = {"age_limits": (AgeLimits | None, Field(default=None, description="only when the criteria state an age"))}
+    specs |= {field.name: _answer_field(field) for field in ITEM_FIELDS}
+    return create_model(
+        "ExtractedEligibility",
+        __base__=Contract,
+        __doc__="What the eligibility criteria require; every item quotes the criterion it comes from.",
+        **{name: specs[name] for name in ANSWER_FIELDS if name in fields},
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def answer_model(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
+    """`extracted(fields)` as instructor uses it (its tool schema generated once, not per request)."""
+    return instructor.response_schema(extracted(fields))
+
+
+ExtractedEligibility = extracted()
+ANSWER_MODEL = answer_model()
 
 
 def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,16 +170,41 @@ class Prompt:
     name: str  # the file's name, for people: "extract-v1"
     system: str  # with the guide's conventions included (extract/prompting.py)
     shots: FewShot | None = None  # few-shot examples, in the trial's message
+    fields: tuple[str, ...] = ANSWER_FIELDS  # what the model is asked for (`scoped`)
 
     @cached_property
     def version(self) -> str:
         examples = self.shots.version if self.shots is not None and self.shots.k else ""
-        return prompt_version(self.name, self.system, ExtractedEligibility.model_json_schema(), examples=examples)
+        return prompt_version(self.name, self.system, extracted(self.fields).model_json_schema(), examples=examples)
+
+    @property
+    def answer_model(self) -> type[Contract]:
+        return answer_model(self.fields)
+
+    def scoped(self, fields: tuple[str, ...]) -> Prompt:
+        """This prompt asking for `fields` only: their sections of the system prompt (`scoped_system`),
+        their schema, their items in the examples."""
+        fields = tuple(name for name in ANSWER_FIELDS if name in fields)
+        return Prompt(self.name, scoped_system(self.system, fields), self.shots, fields)
 
     def user(self, trial: Trial, criteria: list[Criterion]) -> str:
         """The trial's message: the chosen examples, if any, then the trial."""
-        shots = self.shots.message(trial.nct_id, criteria) if self.shots is not None else ""
+        shots = self.shots.message(trial.nct_id, criteria, self.fields) if self.shots is not None else ""
         return shots + trial_message(trial, criteria)
+
+
+def scoped_system(system: str, fields: tuple[str, ...]) -> str:
+    """The system prompt with the sections of `fields` only. A section whose `# Title` names a field of
+    the answer ("# Prior therapies": prior_therapies) is that field's; the others (the opening, the
+    evidence, the guide's decisions) go to every request."""
+    sections = re.split(r"(?m)^(?=# )", system)
+    return "".join(section for section in sections if section_field(section) in (None, *fields)).strip()
+
+
+def section_field(section: str) -> str | None:
+    """The answer field a section of the system prompt is about, by its title; None for the others."""
+    title = section[2:].split("\n", 1)[0].strip().lower().replace(" ", "_") if section.startswith("# ") else ""
+    return title if title in ANSWER_FIELDS else None
 
 
 def load_prompt(path: Path = PROMPT_FILE, shots: FewShot | None = None) -> Prompt:
@@ -332,6 +374,13 @@ class OpenAIBackend:
     def prompt_version(self) -> str:
         return self.prompt.version
 
+    def scoped(self, fields: tuple[str, ...]) -> OpenAIBackend:
+        """This backend asking for `fields` only (`Prompt.scoped`), through the same client, limits and breaker."""
+        scoped = dataclasses.replace(self, prompt=self.prompt.scoped(fields))
+        scoped._in_flight, scoped._requests, scoped._tokens = self._in_flight, self._requests, self._tokens
+        scoped._breaker = self._breaker
+        return scoped
+
     @cached_property
     def answer_version(self) -> str:
         """What decides an answer besides the trial's text (it keys the answer cache, extract/cache.py):
@@ -418,7 +467,7 @@ class OpenAIBackend:
         validation context."""
         messages, variables = literal(self.messages(trial, criteria))
         context = variables | (quote_context(trial, criteria) if trial is not None else {})
-        return {"response_model": ANSWER_MODEL, "context": context, "strict": False, "messages": messages,
+        return {"response_model": self.prompt.answer_model, "context": context, "strict": False, "messages": messages,
                 "model": self.model, "max_tokens": self.settings.max_tokens, "temperature": 0}  # fmt: skip
 
     def request(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
@@ -486,7 +535,7 @@ class OpenAIBackend:
             raise problem
         if isinstance(problem, ValidationError) and failure.last_completion is not None and misquoted_only(problem):
             text = answer_text(failure.last_completion, self.settings.mode)
-            return ANSWER_MODEL.model_validate_json(text, strict=False).model_dump(mode="json")
+            return self.prompt.answer_model.model_validate_json(text, strict=False).model_dump(mode="json")
         raise UpstreamError(f"no valid answer after {failure.n_attempts} attempt(s): {_problem(problem)}") from None
 
     async def answered(self, trial: Trial, criteria: list[Criterion], completion: ChatCompletion, usage: Usage) -> dict[str, Any]:

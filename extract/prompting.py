@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from extract.errors import InputError
 from extract.hashing import canonical_sha256
@@ -65,10 +65,12 @@ class Example:
     answer: dict[str, Any]  # the gold items grounded in those criteria, in the answer's shape
     ids: tuple[str, ...]  # each criterion's id, numbered within its section as the trial's are
 
-    def render(self) -> str:
+    def render(self, fields: Collection[str] | None = None) -> str:
+        """The example as the model reads it; its answer's items of `fields` only, when given."""
         # "inc-1: text", not the trial's "[inc-1] text": an example's ids are never taken for the trial's
         lines = [f"{id_}: {text}" for id_, text in zip(self.ids, self.criteria)]
-        return "Criteria:\n" + "\n".join(lines) + "\nAnswer: " + json.dumps(self.answer, ensure_ascii=False)
+        answer = self.answer if fields is None else {name: value for name, value in self.answer.items() if name in fields}
+        return "Criteria:\n" + "\n".join(lines) + "\nAnswer: " + json.dumps(answer, ensure_ascii=False)
 
 
 def tokens(text: str) -> list[str]:
@@ -187,12 +189,12 @@ class FewShot:
             scored.append((-(dot / (norm * query_norm)) if norm and query_norm else 0.0, example_.nct_id, example_))
         return [example_ for _, _, example_ in sorted(scored, key=lambda s: s[:2])[: self.k]]
 
-    def message(self, nct_id: str, criteria: list[Criterion]) -> str:
-        """The examples as the opening of the trial's message, or nothing."""
+    def message(self, nct_id: str, criteria: list[Criterion], fields: Collection[str] | None = None) -> str:
+        """The examples as the opening of the trial's message, or nothing; answering `fields` only, when given."""
         chosen = self.select(nct_id, criteria)
         if not chosen:
             return ""
-        parts = [f"Example {number} (another trial, labelled):\n{e.render()}" for number, e in enumerate(chosen, 1)]
+        parts = [f"Example {number} (another trial, labelled):\n{e.render(fields)}" for number, e in enumerate(chosen, 1)]
         return "\n\n".join(parts) + "\n\nNow the trial to read.\n\n"
 
 

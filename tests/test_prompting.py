@@ -7,7 +7,7 @@ import re
 import pytest
 
 from extract.errors import InputError
-from extract.llm import PROMPT_FILE, load_prompt
+from extract.llm import ANSWER_FIELDS, PROMPT_FILE, load_prompt, section_field
 from extract.prompting import GUIDE, SPLITS, FewShot, dev_examples, example, expand, guide_section
 from extract.text import segment
 
@@ -25,7 +25,7 @@ def test_the_prompt_holds_the_guides_current_decisions_word_for_word():
 def test_every_fields_conventions_are_the_guides_not_a_copy_of_the_prompts_own():
     raw = PROMPT_FILE.read_text()
     sections = dict(re.findall(r"(?m)^# ([^\n]+)\n\n(.*?)\n*(?=^# |\Z)", raw, re.S))
-    fields = [title for title in sections if title not in ("Evidence", "Age")]  # the answer's own format
+    fields = [title for title in sections if title not in ("Evidence", "Age limits")]  # the answer's own format
     assert len(fields) == 9 and "Prior therapies" in fields
     for title in fields:
         assert re.fullmatch(r"<!-- include evals/GUIDE\.md#[a-z-]+ -->", sections[title].strip()), title
@@ -120,3 +120,21 @@ def test_the_examples_follow_the_system_prompt_in_the_trials_message(monkeypatch
     monkeypatch.setenv("ELIGEX_FEWSHOT_K", "two")
     with pytest.raises(InputError, match="ELIGEX_FEWSHOT_K"):
         load_prompt()
+
+
+def test_a_prompt_scoped_to_some_fields_keeps_their_sections_the_shared_ones_schema_and_examples(monkeypatch):
+    monkeypatch.setenv("ELIGEX_FEWSHOT_K", "2")
+    prompt = load_prompt()
+    titled = [section_field(section) for section in re.split(r"(?m)^(?=# )", prompt.system)]
+    assert sorted(filter(None, titled)) == sorted(ANSWER_FIELDS)  # each field's section is named by its title, once
+    scoped = prompt.scoped(("labs", "stage"))
+    assert re.findall(r"(?m)^# (.+)$", scoped.system) == ["Evidence", "Stage", "Labs", "Decisions of the labelling guide"]
+    assert guide_section("labs") in scoped.system and guide_section("biomarkers") not in scoped.system
+    assert list(scoped.answer_model.model_json_schema()["properties"]) == ["stage", "labs"]
+    assert scoped.version != prompt.version
+    criteria = criteria_of("Platelets >= 100,000/mm3", "HER2-positive breast cancer, stage IV")
+    trial = type("T", (), {"nct_id": "NCT00000001", "trial": type("F", (), {"title": "A trial", "conditions": []})()})()
+    full = [json.loads(line[len("Answer: "):]) for line in prompt.user(trial, criteria).splitlines() if line.startswith("Answer: ")]
+    shown = [json.loads(line[len("Answer: "):]) for line in scoped.user(trial, criteria).splitlines() if line.startswith("Answer: ")]
+    assert len(shown) == 2 and any(set(answer) - {"stage", "labs"} for answer in full)
+    assert shown == [{name: items for name, items in answer.items() if name in ("stage", "labs")} for answer in full]
