@@ -173,8 +173,12 @@ def baseline_combine():
     source = subprocess.run(["git", "show", f"{BASELINE}:extract/hybrid.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout  # fmt: skip
     module = types.ModuleType("hybrid_baseline")
-    module.__file__ = str(ROOT / "extract" / "hybrid.py")  # its hybrid_relevant.txt, read by `confident` only
-    exec(compile(source, f"{BASELINE}:extract/hybrid.py", "exec"), module.__dict__)
+    with tempfile.TemporaryDirectory() as folder:  # its hybrid_relevant.txt, read as it loads (by `confident` only)
+        relevant = subprocess.run(["git", "show", f"{BASELINE}:extract/hybrid_relevant.txt"], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout  # fmt: skip
+        (Path(folder) / "hybrid_relevant.txt").write_text(relevant, encoding="utf-8")
+        module.__file__ = str(Path(folder) / "hybrid.py")
+        exec(compile(source, f"{BASELINE}:extract/hybrid.py", "exec"), module.__dict__)
     return module.combine
 
 

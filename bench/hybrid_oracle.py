@@ -1,11 +1,11 @@
 """What the hybrid could reach with a perfect model, and what its choice of criteria to send keeps of it.
 
 The oracle is a model that answers, for the criteria it is sent, exactly the gold items quoting them
-(the gold's evidence names its criterion: evals/add_criterion_ids.py). Its answer goes through the
+(the gold's evidence names its criterion: evals/add_criterion_ids.py), of the fields it is asked for. Its answer goes through the
 hybrid's own merge and check (`extract.hybrid.combine`, `extract.support`), then `assemble` and the
 harness's scoring, as a real answer would. Three ways of choosing the criteria to send are scored
-on the same trials: every criterion (the ceiling the check allows), the backend's choice
-(`HybridBackend.to_send`), and none (rules alone). Beside each: criteria and characters sent, trials
+on the same trials: every criterion, every field (the ceiling the check allows), the backend's choice
+(`HybridBackend.plan`: criteria and fields), and none (rules alone). Beside each: criteria and characters sent, trials
 that cost no request, and the prompt tokens the openai backend's request builder would send
 (characters over 4, as bench/hybrid.py's server counts them).
 
@@ -30,7 +30,7 @@ from bench.run import ROOT
 from extract.backend import Draft, assemble
 from extract.evaluate.harness import load_gold, split_ids
 from extract.evaluate.scoring import FIELDS, score_trial, summarise
-from extract.hybrid import HybridBackend, combine, criterion_of, items_of
+from extract.hybrid import HybridBackend, answer_field, combine, criterion_of, items_of
 from extract.llm import OpenAIBackend
 from extract.rules import RulesBackend, extract_eligibility
 from extract.store import Workspace
@@ -39,15 +39,15 @@ from schemas import Criterion
 from schemas.fields import LIST_FIELDS, SINGLE_FIELDS
 
 OUT = ROOT / "bench" / "results" / "hybrid_oracle.json"
-Chooser = Callable[[dict[str, Any], list[Criterion]], list[Criterion]]
+Chooser = Callable[[dict[str, Any], list[Criterion]], tuple[list[Criterion], OpenAIBackend]]
 
 
-def oracle_answer(gold: dict[str, Any], sent: list[Criterion]) -> dict[str, Any]:
-    """The gold items quoting the sent criteria, as a model would answer them."""
+def oracle_answer(gold: dict[str, Any], sent: list[Criterion], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The gold items of `fields` quoting the sent criteria, as a model asked for them would answer them."""
     ids = {c.id for c in sent}
     answer: dict[str, Any] = {name: [] for name in LIST_FIELDS} | {name: None for name in SINGLE_FIELDS}
     for name, item in items_of(copy.deepcopy(gold)):  # a copy: the merge may change the items it takes
-        if criterion_of(item) in ids:
+        if criterion_of(item) in ids and answer_field(name) in fields:
             if name in LIST_FIELDS:
                 answer[name].append(item)
             elif name in SINGLE_FIELDS:  # ages (evidence in `origins`) are not the oracle's to answer
@@ -60,15 +60,15 @@ def measure(backend: HybridBackend, trials, gold: dict[str, Any], choose: Choose
     for trial in trials:
         criteria = segment(trial.eligibility_text)
         rules = extract_eligibility(criteria)
-        sent = choose(rules, criteria)
-        eligibility, warnings = combine(rules, oracle_answer(gold[trial.nct_id]["eligibility"], sent), sent)
+        sent, llm = choose(rules, criteria)
+        eligibility, warnings = combine(rules, oracle_answer(gold[trial.nct_id]["eligibility"], sent, llm.prompt.fields), sent)
         accepted += len(items_of(eligibility)) - len(items_of(rules))
         record = assemble(trial, criteria, Draft(eligibility=eligibility, warnings=warnings), backend)
         scored.append(score_trial(trial.nct_id, gold[trial.nct_id]["eligibility"], record.model_dump(mode="json")))
         criteria_n, sent_n = criteria_n + len(criteria), sent_n + len(sent)
         chars, sent_chars = chars + sum(len(c.text) for c in criteria), sent_chars + sum(len(c.text) for c in sent)
         without += not sent
-        tokens += backend.llm.input_tokens_estimate(trial, sent) if sent else 0
+        tokens += llm.input_tokens_estimate(trial, sent) if sent else 0
     summary = summarise(scored, resamples=0)
     return {"micro_f1": summary["micro"]["f1"], "fields_f1": {f: summary["fields"][f]["f1"] for f in FIELDS},
             "criteria_sent": f"{sent_n} of {criteria_n}", "chars_sent_share": round(sent_chars / max(chars, 1), 3),
@@ -89,9 +89,9 @@ def main() -> None:
         workspace = Workspace(Path(folder) / "workspace")
         trials = gold_trials(workspace, split_ids(args.split))
         workspace.close()
-    choosers: dict[str, Chooser] = {"rules alone": lambda rules, criteria: [],
-                                    "every criterion": lambda rules, criteria: criteria,
-                                    "the backend's choice": backend.to_send}  # fmt: skip
+    choosers: dict[str, Chooser] = {"rules alone": lambda rules, criteria: ([], backend.llm),
+                                    "every criterion": lambda rules, criteria: (criteria, backend.llm),
+                                    "the backend's choice": backend.plan}  # fmt: skip
     result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "split": args.split,
               "trials": len(trials), "hybrid": backend.prompt_version}  # fmt: skip
     result |= {name: measure(backend, trials, gold, choose) for name, choose in choosers.items()}

@@ -1,11 +1,14 @@
 """The `hybrid` backend: the rules draft, confirmed, corrected or completed by the model.
 
-The rules read every criterion first. A criterion the rules captured with high confidence is not sent:
-`confident` says so when the rules made at least one item quoting it and their quotes cover at least
-`COVERAGE` of its text (what is left is too little to hold another fact). The others go to the model
-(the openai backend's one request path: its prompt, retries, re-asks, usage and cache) with the
-rules' items for them appended to the user message as a draft; a trial whose every criterion is
-confident costs no request at all.
+The rules read every criterion first. A criterion is sent to the model when the rules' quotes cover
+less than `COVERAGE` of its text (what is left could hold another fact) and the check below could take
+some model item in it (`extract.support.reach`: the fields the rules read in it or in one of its
+sentences, and those whose vocabulary names it holds where the rules' tests let them speak): a model
+item anywhere else would be rejected, so asking for it only costs tokens. The request (the openai
+backend's one request path: its prompt, retries, re-asks, usage and cache) carries the rules' items
+for those criteria as a draft, and asks only for the fields the check could take there: the system
+prompt's sections and the tool schema of the others are not sent (`extract.llm.Prompt.scoped`). A
+trial with no such criterion costs no request at all.
 
 The model's answer for a sent criterion is merged item by item (`combine`): an item is taken only when
 its quote supports it (extract/support.py: the rules' parsers read its facts in the quote, or its
@@ -17,26 +20,23 @@ grounded by `extract.backend.assemble` like any LLM item. Pure but for the model
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 from extract.backend import Draft
 from extract.grounding import locate
 from extract.hashing import canonical_sha256
-from extract.llm import NO_ITEMS, OpenAIBackend
+from extract.llm import ANSWER_FIELDS, NO_ITEMS, OpenAIBackend
 from extract.rules import RulesBackend, extract_eligibility
 from extract.rules import _merge as merge_item  # the rules' own merge (not renamed: an edit there is a new rules version)
-from extract.support import facts, identity, unsupported
+from extract.support import facts, identity, reach, unsupported
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
-RELEVANT_FILE = Path(__file__).with_name("hybrid_relevant.txt")
 COVERAGE = 0.5  # share of a criterion's characters the rules' quotes must cover for it not to be sent
 AGE_FIELDS = tuple(STRICTER)  # min_age_years, max_age_years: evidence in `origins`
 DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm, correct or complete it; "
                  "answer every item these criteria state, quoting them):")  # fmt: skip
-HYBRID_VERSION = "hybrid-v2"  # the draft's wording and the merge: a change redoes every hybrid record
+HYBRID_VERSION = "hybrid-v3"  # the draft's wording and the merge: a change redoes every hybrid record
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -54,26 +54,20 @@ def criterion_of(item: dict[str, Any]) -> str | None:
     return (item.get("evidence") or {}).get("criterion_id")
 
 
-def load_relevant(path: Path = RELEVANT_FILE) -> re.Pattern:
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return re.compile("|".join(f"(?:{line})" for line in lines if line and not line.startswith("#")), re.I)
-
-
-RELEVANT = load_relevant()
-
-
-def confident(criterion: Criterion, eligibility: dict[str, Any]) -> bool:
-    """The rules made items quoting the criterion and their quotes cover `COVERAGE` of its text, or the
-    rules found nothing in it and it names nothing the contract's fields record (hybrid_relevant.txt)."""
+def covered(criterion: Criterion, eligibility: dict[str, Any]) -> bool:
+    """The rules made items quoting the criterion and their quotes cover `COVERAGE` of its text."""
     quotes = [item["evidence"].get("quote") or "" for _, item in items_of(eligibility) if criterion_of(item) == criterion.id]
-    if not quotes:
-        return RELEVANT.search(criterion.text) is None
     covered = [False] * len(criterion.text)
     for quote in quotes:
         span = locate(criterion.text, quote, [])
         if span:
             covered[span[0] : span[1]] = [True] * (span[1] - span[0])
-    return sum(covered) >= COVERAGE * len(criterion.text.strip())
+    return bool(quotes) and sum(covered) >= COVERAGE * len(criterion.text.strip())
+
+
+def answer_field(name: str) -> str:
+    """A contract field as the model answers it: ages in `age_limits`."""
+    return "age_limits" if name in AGE_FIELDS else name
 
 
 def draft_note(criteria: list[Criterion]) -> str:
@@ -139,6 +133,13 @@ class HybridBackend:
     def __init__(self, rules: RulesBackend, llm: OpenAIBackend) -> None:
         self.rules, self.llm = rules, llm
         llm.note = draft_note
+        self._asking: dict[tuple[str, ...], OpenAIBackend] = {}
+
+    def asking(self, fields: tuple[str, ...]) -> OpenAIBackend:
+        """The model's backend scoped to `fields` (their conventions and schema only), one per set."""
+        if fields not in self._asking:
+            self._asking[fields] = self.llm.scoped(fields)
+        return self._asking[fields]
 
     @property
     def model(self) -> str | None:
@@ -162,22 +163,35 @@ class HybridBackend:
     def prices(self) -> dict[str, dict[str, float]]:
         return self.llm.prices
 
+    def plan(self, eligibility: dict[str, Any], criteria: list[Criterion]) -> tuple[list[Criterion], OpenAIBackend]:
+        """The criteria to send, and the backend asking for what the model may say of them: a criterion
+        the rules' quotes do not cover, where the check could take some model item (`extract.support.reach`),
+        asking for the fields it could take there and those of the rules' items quoting it."""
+        reached = {c.id: reach(c) for c in criteria if not covered(c, eligibility)}
+        sent = [c for c in criteria if reached.get(c.id)]
+        ids = {c.id for c in sent}
+        fields = {answer_field(name) for c in sent for name in reached[c.id]}
+        fields |= {answer_field(name) for name, item in items_of(eligibility) if criterion_of(item) in ids}
+        return sent, self.asking(tuple(name for name in ANSWER_FIELDS if name in fields))
+
     def to_send(self, eligibility: dict[str, Any], criteria: list[Criterion]) -> list[Criterion]:
-        return [c for c in criteria if not confident(c, eligibility)]
+        return self.plan(eligibility, criteria)[0]
 
     def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
         """The requests a trial costs (for the estimate before a run): none when the rules account for it."""
-        return self.llm.parts(self.to_send(extract_eligibility(criteria), criteria))
+        sent, llm = self.plan(extract_eligibility(criteria), criteria)
+        return llm.parts(sent) if sent else []
 
     def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
-        return self.llm.input_tokens_estimate(trial, self.to_send(extract_eligibility(criteria), criteria))
+        sent, llm = self.plan(extract_eligibility(criteria), criteria)
+        return llm.input_tokens_estimate(trial, sent) if sent else 0
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         rules = (await self.rules.extract(trial, criteria)).eligibility
-        sent = self.to_send(rules, criteria)
+        sent, llm = self.plan(rules, criteria)
         if not sent:
             return Draft(eligibility=rules, cost_usd=0.0)
-        return merged(rules, await self.llm.extract(trial, sent), sent)
+        return merged(rules, await llm.extract(trial, sent), sent)
 
 
 def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:

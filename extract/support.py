@@ -11,8 +11,9 @@ therapy its requirement and name ...). One rule over the declarations of `SUPPOR
 2. where the rules, reading the quote alone as a criterion of the same section
    (`extract.rules.extract_eligibility`), read anything of the field, their reading decides: they must
    read every fact of the item (its numbers: thresholds, ages, the ECOG range, stage groups, by the
-   same parsers; its polarity as the rules restate it), and no negation outside the quote may reach
-   into it (the quote alone would miss it);
+   same parsers; its polarity as the rules restate it), and no negation outside the quote, nor a
+   modifier that takes the field's items out (`not_when`: a washout window), may reach into it (the
+   quote alone would miss it);
 3. where they read nothing of it, a field whose values are names in a vocabulary (`Support.named`)
    is supported when every value is named in the quote by one of its vocabulary names or synonyms (a
    drug also by its class and a class's parents), in a sentence the rules' own tests let speak of the
@@ -20,7 +21,8 @@ therapy its requirement and name ...). One rule over the declarations of `SUPPOR
    the `polarity` attribute is what the ConText layer reads at the named words in the whole
    criterion ("no prior trastuzumab" in the inclusions is `excluded`). Other fields are not.
 
-`unsupported` gives the reason an item is not supported, or None.
+`unsupported` gives the reason an item is not supported, or None; `reach` the fields of which some
+item quoting a criterion could be supported at all (what the hybrid asks the model for).
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from extract.evaluate.scoring import VIEWS
 from extract.grounding import locate
 from extract.rules import extract_eligibility
 from extract.rules import cancer_types, therapies, vocab
-from extract.rules.context import annotate
+from extract.rules.context import _CLAUSE_BREAK, _SENTENCE_BREAK, annotate
 from extract.rules.polarity import cohort_specific, requirement, scoped_to_cohort, stated_requirement
 from schemas import Criterion
-from schemas.fields import ITEM_FIELD, STRICTER
+from schemas.fields import ITEM_FIELD, LIST_FIELDS, SINGLE_FIELDS, STRICTER
 
 
 def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
@@ -153,8 +155,7 @@ def unsupported(name: str, item: dict[str, Any], criterion: Criterion, quote: st
     if read:  # the rules read the field in the quote: their reading decides
         if not wanted <= read:
             return f"the rules read {_listed(read)} in {text[start:end][:60]!r}, not {_listed(wanted - read)}"
-        outside = _negation_outside(text, start, end)
-        return None if outside is None else f"{outside!r} outside the quote negates it"
+        return _outside(name, text, start, end)
     why = _named(name, item, criterion, start, end)
     return None if why is None else f"the rules read nothing of it in {text[start:end][:60]!r} and {why}"
 
@@ -180,11 +181,19 @@ def _listed(found: set[tuple]) -> str:
     return ", ".join(sorted("/".join(str(part) for part in key if part is not None) for key in found)) or "nothing"
 
 
-def _negation_outside(text: str, start: int, end: int) -> str | None:
-    """A negation cue outside [start, end) whose scope reaches into it: the quote alone misses it."""
-    for modifier in annotate(text).covering(("negated", "prohibition", "excluded"), start, end):
+NEGATIONS = ("negated", "prohibition", "excluded")
+
+
+def _outside(name: str, text: str, start: int, end: int) -> str | None:
+    """Why a modifier outside [start, end) whose scope reaches into it undoes a reading of the quote
+    alone (which misses it): a negation, or one that takes the field's items out (`Support.not_when`:
+    "Prior chemotherapy" within "Prior chemotherapy within 21 days" is a washout); None if none does."""
+    for modifier in annotate(text).covering((*NEGATIONS, *SUPPORT[name].not_when), start, end):
         if modifier.trigger_end <= start or modifier.trigger_start >= end:
-            return text[modifier.trigger_start : modifier.trigger_end]
+            trigger = text[modifier.trigger_start : modifier.trigger_end]
+            if modifier.kind in NEGATIONS:
+                return f"{trigger!r} outside the quote negates it"
+            return f"{trigger!r} ({modifier.kind}) outside the quote takes it out"
     return None
 
 
@@ -216,3 +225,35 @@ def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, en
         return None if item.get(attribute) == read_polarity(criterion, *first) else (
             f"its {attribute} {item.get(attribute)!r} is not what the criterion says there")  # fmt: skip
     return None
+
+
+def reach(criterion: Criterion) -> set[str]:
+    """The fields of which some item quoting the criterion could be supported (`unsupported`): those the
+    rules read in the criterion or in one of its sentences, each read alone (rule 2), and the named fields
+    one of whose vocabulary names is in a sentence the rules' tests let speak of the field, not stated
+    for one cohort (rule 3). Nothing in a criterion stated for one cohort (rule 1). The quotes a model
+    may choose are any span; the criterion and its sentences stand for them."""
+    text = criterion.text
+    if cohort_specific(text):
+        return set()
+    spans = {(0, len(text))}
+    for pattern in (_SENTENCE_BREAK, _CLAUSE_BREAK):
+        breaks = [(m.start(), m.end()) for m in pattern.finditer(text)]
+        spans.update(zip([0, *(end for _, end in breaks)], [*(start for start, _ in breaks), len(text)]))
+    named = {name: [hit for _, vocabulary in support.named for hit in VOCABULARIES[vocabulary](text)]
+             for name, support in SUPPORT.items() if support.named}  # fmt: skip
+    context = annotate(text)
+    # a quote ending at a name ("Prior exposure to sotatercept", whatever the sentence says after it)
+    spans.update((context.sentence(start, end)[0], end) for hits in named.values() for start, end, _ in hits)
+    found: set[str] = set()
+    for start, end in spans:
+        if text[start:end].strip():
+            alone = Criterion(id=criterion.id, kind=criterion.kind, text=text[start:end], start=0, end=end - start)
+            read = extract_eligibility([alone])
+            found |= {name for name in (*LIST_FIELDS, *SINGLE_FIELDS, *STRICTER)
+                      if read.get(name) not in (None, []) and _outside(name, text, start, end) is None}  # fmt: skip
+    for name, hits in named.items():
+        if name not in found and any(not scoped_to_cohort(text, start) and _gated(SUPPORT[name], text, start, end) is None
+                                     for start, end, _ in hits):  # fmt: skip
+            found.add(name)
+    return found

@@ -81,12 +81,16 @@ def prompt_tokens(request: dict) -> int:
 
 
 def first_criterion_answer(request: dict) -> Reply:
-    """A small valid extraction of any trial: one cancer type quoting the start of its first criterion."""
+    """A small valid extraction of any trial: one cancer type quoting the start of its first criterion
+    (nothing, when the request's tool does not ask for cancer types: a request scoped to other fields)."""
     user = next(m["content"] for m in request["messages"] if m["role"] == "user")
     criterion_id, text = re.search(r"^\[((?:inc|exc)-\d+)\] (.+)$", user, re.MULTILINE).groups()
     quote = " ".join(text.split()[:6])
     answer = {"cancer_types": [{"name": "solid tumour", "requirement": "required",
                                 "evidence": {"criterion_id": criterion_id, "quote": quote}}]}  # fmt: skip
+    asked = [tool["function"]["parameters"].get("properties", {}) for tool in request.get("tools", [])]
+    if asked and "cancer_types" not in asked[0]:
+        answer = {}
     return tool_call(answer, usage=(prompt_tokens(request), len(json.dumps(answer)) // 4))
 
 

@@ -22,7 +22,10 @@ from conftest import use_llm_server
 COVERED = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
            "- Histologically confirmed HER2-positive breast cancer\n\n"
            "Exclusion Criteria:\n\n- Pregnant or breastfeeding")  # fmt: skip
-UNCOVERED = "\n- Prior treatment with trastuzumab or other investigational agents within 4 weeks"
+# The rules read nothing in it; the check could take a prior therapy there (trastuzumab, named where the rules' tests let it speak).
+UNCOVERED = "\n- Patients who received trastuzumab-based therapy as part of a neoadjuvant regimen, documented in the chart"
+# A washout: the check would reject any therapy item quoting it, so it is not sent.
+WASHOUT = "\n- Prior treatment with trastuzumab or other investigational agents within 4 weeks"
 # The rules read ECOG 0-2 in a criterion whose quote covers too little of it: it is sent, with the draft.
 LONG_ECOG = ("\n\nInclusion Criteria:\n\n- ECOG performance status 0-2 as assessed by the investigator at "
              "screening within 28 days before the first dose of the study drug")  # fmt: skip
@@ -67,14 +70,14 @@ def test_a_trial_the_rules_account_for_sends_no_request(openai_server: OpenAISer
 
 def test_only_the_uncovered_criteria_are_sent_with_the_draft_and_a_second_run_is_free(openai_server, workspace):
     answer = {"prior_therapies": [{"requirement": "excluded", "therapy": "trastuzumab",
-                                   "evidence": {"criterion_id": "exc-2", "quote": "Prior treatment with trastuzumab"}}]}  # fmt: skip
+                                   "evidence": {"criterion_id": "exc-2", "quote": "Patients who received trastuzumab"}}]}  # fmt: skip
     openai_server.script(tool_call(answer, usage=(1000, 100)))
 
     summary = extract(workspace, trial("NCT00000002", COVERED + UNCOVERED))
 
     assert summary.extracted == 1 and openai_server.count == 1
     sent = user_message(openai_server.requests[0])
-    assert "[exc-2] Prior treatment with trastuzumab" in sent
+    assert "[exc-2] Patients who received trastuzumab-based therapy" in sent
     assert "[inc-1]" not in sent and "[inc-2]" not in sent and "[exc-1]" not in sent
     assert DRAFT_HEADING in sent
     record = workspace.current_record("NCT00000002")
@@ -87,6 +90,27 @@ def test_only_the_uncovered_criteria_are_sent_with_the_draft_and_a_second_run_is
     assert run_async(asyncio.wait_for(rerun, 30), chosen).extracted == 1
     assert openai_server.count == 1  # answered from the cache
     assert workspace.current_record("NCT00000002").extraction.input_tokens == 0
+
+
+def test_a_criterion_where_the_check_could_take_nothing_is_not_sent(openai_server, workspace):
+    summary = extract(workspace, trial("NCT00000009", COVERED + WASHOUT))
+
+    assert summary.extracted == 1 and openai_server.count == 0
+    record = workspace.current_record("NCT00000009")
+    assert [o.criterion_id for o in record.eligibility.other] == ["exc-1", "exc-2"]
+
+
+def test_a_request_asks_only_for_the_fields_its_criteria_concern(openai_server, workspace):
+    openai_server.script(tool_call({}))
+
+    extract(workspace, trial("NCT00000008", COVERED + UNCOVERED))
+
+    [request] = openai_server.requests
+    # exc-2 names a prior therapy, nothing else: that field's schema and conventions, and no other's
+    assert list(request["tools"][0]["function"]["parameters"]["properties"]) == ["prior_therapies"]
+    system = request["messages"][0]["content"]
+    assert "# Prior therapies" in system and "# Evidence" in system and "# Decisions of the labelling guide" in system
+    assert "# Biomarkers" not in system and "# Labs" not in system and "# Performance status" not in system
 
 
 def ecog(maximum: int, quote: str) -> dict:
@@ -163,3 +187,4 @@ def test_the_version_follows_both_the_rules_and_the_prompt(workspace):
     assert chosen.rules.prompt_version in before[0] and chosen.llm.prompt_version in before[0]
     chosen.rules.prompt_version = "rules-000000000000"  # an edit to a vocabulary
     assert chosen.prompt_version != before[0] and chosen.answer_version != before[1]
+

@@ -79,6 +79,9 @@ UNSUPPORTED = [
     # the rules' own tests of a sentence that speaks of prior therapy: a hypersensitivity, a washout
     ("prior_therapies", EXPOSED, therapy(EXPOSED, "cetuximab", "excluded"), "'hypersensitiv' makes it no requirement"),
     ("prior_therapies", WASHOUT, therapy(WASHOUT, "chemotherapy", "excluded"), "(window) takes it out"),
+    # the rules read the therapy in the quote alone, but the window outside it takes it out
+    ("prior_therapies", WASHOUT, therapy(WASHOUT, "chemotherapy", "excluded", quote="Prior chemotherapy"),
+     "'within 21 days' (window) outside the quote takes it out"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="required", name="breast cancer"), "not required/breast cancer"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="excluded", name="pancreatic cancer"), "not excluded/pancreatic"),
     ("brain_metastases", BRAIN, item(BRAIN, status="excluded"), "the rules read allowed_if_stable"),
