@@ -95,6 +95,9 @@ def main() -> None:
                     "workers_2_over_1": round(statistics.median(p["wall_s"] for p in passes[tree]["1"])
                                               / statistics.median(p["wall_s"] for p in passes[tree]["2"]), 2),
                     "per_round": [round(one["wall_s"] / two["wall_s"], 2) for one, two in zip(passes[tree]["1"], passes[tree]["2"])],
+                    # the machine's speed drifts between rounds: each round's share, of the core timed in it
+                    "workers_1_share_of_core_extract_ms_per_round": [round(core["extract_ms"] * size / (one["wall_s"] * 1000), 2)
+                                                                     for core, one in zip(cores[tree], passes[tree]["1"])],
                     "passes": passes[tree],
                     "core_passes": cores[tree],
                 }

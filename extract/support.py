@@ -38,7 +38,7 @@ from extract.rules import cancer_types, therapies, vocab
 from extract.rules.context import _CLAUSE_BREAK, _SENTENCE_BREAK, annotate
 from extract.rules.polarity import cohort_specific, requirement, scoped_to_cohort, stated_requirement
 from schemas import Criterion
-from schemas.fields import ITEM_FIELD, LIST_FIELDS, SINGLE_FIELDS, STRICTER
+from schemas.fields import ITEM_FIELD, STRICTER
 
 
 def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
@@ -132,8 +132,15 @@ def facts(name: str, item: dict[str, Any]) -> set[tuple]:
 
 def reread(name: str, quote: str, criterion: Criterion) -> set[tuple]:
     """The facts of the field the rules read in the quote alone, taken as a criterion of the same section."""
+    return _facts_read(name, _read_alone(quote, criterion))
+
+
+def _read_alone(quote: str, criterion: Criterion) -> dict[str, Any]:
     alone = Criterion(id=criterion.id, kind=criterion.kind, text=quote, start=0, end=len(quote))
-    eligibility = extract_eligibility([alone])
+    return extract_eligibility([alone])
+
+
+def _facts_read(name: str, eligibility: dict[str, Any]) -> set[tuple]:
     if name in STRICTER:
         return {(eligibility[name],)} if eligibility.get(name) is not None else set()
     return {key for key, _ in VIEWS[name].facts(eligibility)}
@@ -228,30 +235,28 @@ def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, en
 
 
 def reach(criterion: Criterion) -> set[str]:
-    """The fields of which some item quoting the criterion could be supported (`unsupported`): those the
-    rules read in the criterion or in one of its sentences, each read alone (rule 2), and the named fields
-    one of whose vocabulary names is in a sentence the rules' tests let speak of the field, not stated
-    for one cohort (rule 3). Nothing in a criterion stated for one cohort (rule 1). The quotes a model
-    may choose are any span; the criterion and its sentences stand for them."""
+    """The fields of which some item quoting the criterion could be supported (`unsupported`), for
+    quotes a model would choose: the criterion, each of its sentences and clauses, and each span from
+    a sentence's start to a vocabulary name's end ("Prior exposure to sotatercept", whatever follows).
+    A field is in reach where the rules read it in one of those alone and nothing outside takes it out
+    (rule 2), or, for a named field, where one of its vocabulary names is in a sentence the rules'
+    tests let speak of it (rule 3); never in a quote stated for one cohort (rule 1)."""
     text = criterion.text
     if cohort_specific(text):
         return set()
+    named = {name: [hit for _, vocabulary in support.named for hit in VOCABULARIES[vocabulary](text)]
+             for name, support in SUPPORT.items() if support.named}  # fmt: skip
     spans = {(0, len(text))}
     for pattern in (_SENTENCE_BREAK, _CLAUSE_BREAK):
         breaks = [(m.start(), m.end()) for m in pattern.finditer(text)]
         spans.update(zip([0, *(end for _, end in breaks)], [*(start for start, _ in breaks), len(text)]))
-    named = {name: [hit for _, vocabulary in support.named for hit in VOCABULARIES[vocabulary](text)]
-             for name, support in SUPPORT.items() if support.named}  # fmt: skip
     context = annotate(text)
-    # a quote ending at a name ("Prior exposure to sotatercept", whatever the sentence says after it)
     spans.update((context.sentence(start, end)[0], end) for hits in named.values() for start, end, _ in hits)
     found: set[str] = set()
     for start, end in spans:
-        if text[start:end].strip():
-            alone = Criterion(id=criterion.id, kind=criterion.kind, text=text[start:end], start=0, end=end - start)
-            read = extract_eligibility([alone])
-            found |= {name for name in (*LIST_FIELDS, *SINGLE_FIELDS, *STRICTER)
-                      if read.get(name) not in (None, []) and _outside(name, text, start, end) is None}  # fmt: skip
+        if text[start:end].strip() and not scoped_to_cohort(text, start):
+            read = _read_alone(text[start:end], criterion)
+            found |= {name for name in SUPPORT if _facts_read(name, read) and _outside(name, text, start, end) is None}
     for name, hits in named.items():
         if name not in found and any(not scoped_to_cohort(text, start) and _gated(SUPPORT[name], text, start, end) is None
                                      for start, end, _ in hits):  # fmt: skip

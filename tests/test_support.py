@@ -6,7 +6,7 @@ import pytest
 
 from extract.hybrid import combine
 from extract.rules import extract_eligibility
-from extract.support import SUPPORT, identity, unsupported
+from extract.support import SUPPORT, identity, reach, unsupported
 from schemas import Criterion
 from schemas.fields import ITEM_FIELD
 
@@ -101,6 +101,21 @@ def test_a_quote_that_states_the_value_supports_it(name, c, found):
 def test_a_quote_that_does_not_state_the_value_is_said_why(name, c, found, why):
     reason = unsupported(name, found, c)
     assert reason is not None and why in reason
+
+
+@pytest.mark.parametrize("name, c, found", SUPPORTED, ids=[f"{n}-{i}" for i, (n, *_) in enumerate(SUPPORTED)])
+def test_a_field_an_item_of_which_the_check_takes_is_in_the_criterions_reach(name, c, found):
+    assert name in reach(c)
+
+
+def test_reach_follows_what_the_check_refuses_and_the_quotes_a_model_would_choose():
+    assert reach(WASHOUT) == set()  # a washout: no therapy item, by the quote alone or by its name
+    assert reach(COHORT) == set()  # stated for one cohort
+    assert reach(criterion("inclusion", "Signed informed consent")) == set()
+    # the sentence as a whole is a hypersensitivity; its first words, quoted alone, are a prior therapy
+    mixed = criterion("exclusion", "Prior exposure to cetuximab or panitumumab or history of hypersensitivity to either")
+    assert "prior_therapies" in reach(mixed)
+    assert unsupported("prior_therapies", therapy(mixed, "cetuximab", "excluded", "Prior exposure to cetuximab"), mixed) is None
 
 
 def test_every_item_field_is_declared():
