@@ -29,6 +29,8 @@ class Draft:
     output_tokens: int = 0
     cost_usd: float | None = None
     warnings: list[str] = field(default_factory=list)
+    # False for a partial answer the answer cache must not keep (the hybrid's rules alone, its model failed)
+    cacheable: bool = True
 
 
 class Backend(Protocol):

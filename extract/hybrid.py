@@ -14,7 +14,9 @@ The model's answer for a sent criterion is merged item by item (`combine`): an i
 its quote supports it (extract/support.py: the rules' parsers read its facts in the quote, or its
 vocabulary names are there with the polarity the ConText layer reads); a change whose quote does not
 support it is rejected with one warning line and the rules' items are kept. What the model adds is
-grounded by `extract.backend.assemble` like any LLM item. Pure but for the model's requests.
+grounded by `extract.backend.assemble` like any LLM item. A trial whose answer fails (cut off, never
+valid, the server erring after retries) keeps the rules' items with one warning, and the answer
+cache does not keep it: the hybrid is never below the rules. Pure but for the model's requests.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 from typing import Any
 
 from extract.backend import Draft
+from extract.errors import UpstreamError, UpstreamUnreachable, billed, one_line, redact
 from extract.grounding import locate
 from extract.hashing import canonical_sha256
 from extract.llm import ANSWER_FIELDS, NO_ITEMS, OpenAIBackend
@@ -191,7 +194,16 @@ class HybridBackend:
         sent, llm = self.plan(rules, criteria)
         if not sent:
             return Draft(eligibility=rules, cost_usd=0.0)
-        return merged(rules, await llm.extract(trial, sent), sent)
+        try:
+            answer = await llm.extract(trial, sent)
+        except UpstreamUnreachable:
+            raise  # every trial would fail alike: the run stops
+        except UpstreamError as error:  # this trial's answer failed: the rules' reading stands, not cached
+            spent = billed(error)
+            warning = one_line(redact(f"hybrid: the model gave no answer ({error}); kept the rules' items only (extract --force asks again)"), 500)
+            return Draft(eligibility=rules, input_tokens=spent.input_tokens, output_tokens=spent.output_tokens,
+                         cost_usd=spent.cost_usd, warnings=[warning], cacheable=False)  # fmt: skip
+        return merged(rules, answer, sent)
 
 
 def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:

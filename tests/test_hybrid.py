@@ -113,6 +113,28 @@ def test_a_request_asks_only_for_the_fields_its_criteria_concern(openai_server, 
     assert "# Biomarkers" not in system and "# Labs" not in system and "# Performance status" not in system
 
 
+def test_a_model_that_fails_leaves_the_rules_items_with_a_warning_and_is_asked_again_next_time(openai_server, workspace):
+    cut_off = tool_call('{"prior_therapies": [{"requirement": "excluded", "therapy": "trastu', usage=(900, 256))
+    cut_off.body["choices"][0]["finish_reason"] = "length"
+    openai_server.script(cut_off)
+
+    summary = extract(workspace, trial("NCT00000010", COVERED + UNCOVERED))
+
+    assert summary.extracted == 1 and summary.failures == {} and openai_server.count == 1
+    record = workspace.current_record("NCT00000010")
+    assert [p.max for p in record.eligibility.performance_status] == [1]  # the rules' items, all of them
+    assert [b.any_of[0].marker for b in record.eligibility.biomarkers] == ["ERBB2"]
+    assert record.extraction.input_tokens == 900  # what the failed answer cost
+    assert [w for w in record.extraction.warnings if w.startswith("hybrid:")] == [
+        "hybrid: the model gave no answer (the model's answer was cut off at its output token limit); kept the rules' "
+        "items only (extract --force asks again)"]
+    # not cached: a forced run asks the model again
+    openai_server.script(tool_call({}))
+    chosen = make_backend("hybrid", "test-model", workspace)
+    rerun = run_extraction(workspace, chosen, list(workspace.trials(["NCT00000010"])), force=True)
+    assert run_async(asyncio.wait_for(rerun, 30), chosen).extracted == 1 and openai_server.count == 2
+
+
 def ecog(maximum: int, quote: str) -> dict:
     return {"performance_status": [{"scale": "ECOG", "min": 0, "max": maximum,
                                     "evidence": {"criterion_id": "inc-1", "quote": quote}}]}  # fmt: skip

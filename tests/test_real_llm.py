@@ -98,6 +98,27 @@ def test_one_trial_end_to_end_then_from_the_cache(local_llm, tmp_path):
     assert cached["eligibility"] == record["eligibility"]
 
 
+def test_the_hybrid_sends_a_real_server_its_scoped_request_and_keeps_every_rules_item(local_llm, tmp_path):
+    env = environment(local_llm, tmp_path / "ws")
+    assert eligex(env, "import", "evals/records").returncode == 0
+    record_file = tmp_path / "ws" / "structured" / f"{TRIAL}.json"
+    assert eligex(env, "extract", TRIAL, "--backend", "rules").returncode == 0
+    rules = json.loads(record_file.read_text())["eligibility"]
+
+    # The seed trial sends 7 of its 8 criteria, asking for 5 of the 9 fields (their schema as the grammar).
+    hybrid = eligex(env, "extract", TRIAL, "--backend", "hybrid", "--concurrency", "1")
+
+    assert hybrid.returncode == 0 and "Traceback" not in hybrid.stderr, hybrid.stderr
+    record = json.loads(record_file.read_text())
+    assert record["extraction"]["backend"] == "hybrid" and record["extraction"]["input_tokens"] > 0
+    # never below rules: a model item replaces a rules item or adds one; a failed answer keeps them all
+    for name, value in rules.items():
+        if isinstance(value, list) and name != "other":
+            assert len(record["eligibility"][name]) >= len(value), name
+        elif value is not None and name != "origins":
+            assert record["eligibility"][name] is not None, name
+
+
 def test_an_answer_cut_off_at_its_bound_is_a_one_line_error(local_llm, tmp_path):
     env = environment(local_llm, tmp_path / "ws", ELIGEX_LLM_MAX_TOKENS="1")  # Gemma often answers `{}`: 3 tokens
     assert eligex(env, "import", "evals/records").returncode == 0
