@@ -77,27 +77,28 @@ def load_answers(path: Path, version: str) -> dict[str, Any]:
 
 
 def to_ask(backend: HybridBackend, trials, answers: dict[str, Any]) -> list:
-    """(trial, criteria sent) for every trial with no answer kept for the criteria it sends now."""
+    """(trial, criteria sent, the backend asking for their fields) for every trial with no answer kept
+    for the criteria it sends now."""
     found = []
     for trial in trials:
         criteria = segment(trial.eligibility_text)
-        sent = backend.to_send(extract_eligibility(criteria), criteria)
+        sent, llm = backend.plan(extract_eligibility(criteria), criteria)
         if sent and (answers.get(trial.nct_id) or {}).get("sent") != [c.id for c in sent]:
-            found.append((trial, sent))
+            found.append((trial, sent, llm))
     return found
 
 
 def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str, Any], path: Path) -> None:
     """The model's answer for each pending trial, part after part as the backend sends them: the
-    backend's own request (`OpenAIBackend.request`: system prompt, tool, model, temperature 0) with its
-    messages (`messages`: the criteria and the rules' draft), the tool call's arguments kept as the
-    model wrote them. Saved after each trial."""
+    backend's own request scoped to the fields asked (`OpenAIBackend.request`: system prompt, tool,
+    model, temperature 0) with its messages (`messages`: the criteria and the rules' draft), the tool
+    call's arguments kept as the model wrote them. Saved after each trial."""
     client = openai.OpenAI(base_url=base_url, api_key="not-needed", timeout=1800, max_retries=0)
-    prefix = {key: value for key, value in backend.llm.request().items() if key != "messages"}
-    for trial, sent in pending:
+    for trial, sent, llm in pending:
+        prefix = {key: value for key, value in llm.request().items() if key != "messages"}
         started, parts = time.monotonic(), []
-        for part in backend.llm.parts(sent):
-            answer = client.chat.completions.create(**prefix, messages=backend.llm.messages(trial, part))
+        for part in llm.parts(sent):
+            answer = client.chat.completions.create(**prefix, messages=llm.messages(trial, part))
             call = answer.choices[0].message.tool_calls
             parts.append({"criteria": [c.id for c in part], "finish_reason": answer.choices[0].finish_reason,
                           "arguments": call[0].function.arguments if call else answer.choices[0].message.content or "",
@@ -105,7 +106,7 @@ def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str,
         answers[trial.nct_id] = {"sent": [c.id for c in sent], "seconds": round(time.monotonic() - started, 1), "parts": parts}
         print(f"{trial.nct_id}: {len(sent)} criteria sent, {len(parts)} requests, {answers[trial.nct_id]['seconds']} s, "
               f"{sum(map(cut_off, parts))} cut off", file=sys.stderr)  # fmt: skip
-        path.write_text(json.dumps({"answer_version": backend.llm.answer_version, "model": backend.model,
+        path.write_text(json.dumps({"answer_version": backend.answer_version, "model": backend.model,
                                     "trials": answers}, indent=1) + "\n")  # fmt: skip
 
 
@@ -238,7 +239,7 @@ def main() -> None:
         trials = gold_trials(workspace, nct_ids)
         workspace.close()
         offline = hybrid_backend("http://127.0.0.1:9/v1")  # builds the request; sends nothing
-        answers = load_answers(args.answers, offline.llm.answer_version)
+        answers = load_answers(args.answers, offline.answer_version)
         pending = to_ask(offline, trials, answers)
         if pending:
             local_llm.install()  # nothing when it is installed already

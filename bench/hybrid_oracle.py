@@ -1,13 +1,14 @@
 """What the hybrid could reach with a perfect model, and what its choice of criteria to send keeps of it.
 
 The oracle is a model that answers, for the criteria it is sent, exactly the gold items quoting them
-(the gold's evidence names its criterion: evals/add_criterion_ids.py), of the fields it is asked for. Its answer goes through the
-hybrid's own merge and check (`extract.hybrid.combine`, `extract.support`), then `assemble` and the
-harness's scoring, as a real answer would. Three ways of choosing the criteria to send are scored
-on the same trials: every criterion, every field (the ceiling the check allows), the backend's choice
-(`HybridBackend.plan`: criteria and fields), and none (rules alone). Beside each: criteria and characters sent, trials
-that cost no request, and the prompt tokens the openai backend's request builder would send
-(characters over 4, as bench/hybrid.py's server counts them).
+(the gold's evidence names its criterion: evals/add_criterion_ids.py), of the fields it is asked
+for. Its answer goes through the hybrid's own merge and check (`extract.hybrid.combine`,
+`extract.support`), then `assemble` and the harness's scoring, as a real answer would. Three ways of
+choosing what to send are scored on the same trials: every criterion and every field (the ceiling
+the check allows), the backend's choice (`HybridBackend.plan`: criteria and fields), and none (rules
+alone). Beside each: criteria and characters sent, trials that cost no request, and the prompt
+tokens the openai backend's request builder would send (characters over 4, as bench/hybrid.py's
+server counts them).
 
 Only totals are printed and written, for the test split too: nobody reads a test trial's misses.
 

@@ -60,12 +60,12 @@ def criterion_of(item: dict[str, Any]) -> str | None:
 def covered(criterion: Criterion, eligibility: dict[str, Any]) -> bool:
     """The rules made items quoting the criterion and their quotes cover `COVERAGE` of its text."""
     quotes = [item["evidence"].get("quote") or "" for _, item in items_of(eligibility) if criterion_of(item) == criterion.id]
-    covered = [False] * len(criterion.text)
+    quoted = [False] * len(criterion.text)
     for quote in quotes:
         span = locate(criterion.text, quote, [])
         if span:
-            covered[span[0] : span[1]] = [True] * (span[1] - span[0])
-    return bool(quotes) and sum(covered) >= COVERAGE * len(criterion.text.strip())
+            quoted[span[0] : span[1]] = [True] * (span[1] - span[0])
+    return bool(quotes) and sum(quoted) >= COVERAGE * len(criterion.text.strip())
 
 
 def answer_field(name: str) -> str:
@@ -200,7 +200,8 @@ class HybridBackend:
             raise  # every trial would fail alike: the run stops
         except UpstreamError as error:  # this trial's answer failed: the rules' reading stands, not cached
             spent = billed(error)
-            warning = one_line(redact(f"hybrid: the model gave no answer ({error}); kept the rules' items only (extract --force asks again)"), 500)
+            warning = one_line(redact(f"hybrid: the model gave no answer ({error}); kept the rules' items only "
+                                      "(extract --force asks again)"), 500)  # fmt: skip
             return Draft(eligibility=rules, input_tokens=spent.input_tokens, output_tokens=spent.output_tokens,
                          cost_usd=spent.cost_usd, warnings=[warning], cacheable=False)  # fmt: skip
         return merged(rules, answer, sent)

@@ -22,7 +22,8 @@ from conftest import use_llm_server
 COVERED = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
            "- Histologically confirmed HER2-positive breast cancer\n\n"
            "Exclusion Criteria:\n\n- Pregnant or breastfeeding")  # fmt: skip
-# The rules read nothing in it; the check could take a prior therapy there (trastuzumab, named where the rules' tests let it speak).
+# The rules read nothing in it; the check could take a prior therapy there (trastuzumab, named where the
+# rules' tests let it speak).
 UNCOVERED = "\n- Patients who received trastuzumab-based therapy as part of a neoadjuvant regimen, documented in the chart"
 # A washout: the check would reject any therapy item quoting it, so it is not sent.
 WASHOUT = "\n- Prior treatment with trastuzumab or other investigational agents within 4 weeks"
