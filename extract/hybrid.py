@@ -2,9 +2,10 @@
 
 The rules read every criterion first. A criterion is sent to the model when the rules' quotes cover
 less than `COVERAGE` of its text (what is left could hold another fact) and the check below could take
-some model item in it (`extract.support.reach`: the fields the rules read in it or in one of its
-sentences, and those whose vocabulary names it holds where the rules' tests let them speak): a model
-item anywhere else would be rejected, so asking for it only costs tokens. The request (the openai
+a model item there that says something the rules' items of it do not (`extract.support.reach`: facts
+the rules read in it or in one of its sentences, clauses or spans ending at a name, each alone, and
+vocabulary names it holds where the rules' tests let them speak): a model item anywhere else would be
+rejected or change nothing, so asking for it only costs tokens. The request (the openai
 backend's one request path: its prompt, retries, re-asks, usage and cache) carries the rules' items
 for those criteria as a draft, and asks only for the fields the check could take there: the system
 prompt's sections and the tool schema of the others are not sent (`extract.llm.Prompt.scoped`). A
@@ -168,9 +169,12 @@ class HybridBackend:
 
     def plan(self, eligibility: dict[str, Any], criteria: list[Criterion]) -> tuple[list[Criterion], OpenAIBackend]:
         """The criteria to send, and the backend asking for what the model may say of them: a criterion
-        the rules' quotes do not cover, where the check could take some model item (`extract.support.reach`),
-        asking for the fields it could take there and those of the rules' items quoting it."""
-        reached = {c.id: reach(c) for c in criteria if not covered(c, eligibility)}
+        the rules' quotes do not cover, where the check could take a model item saying something the
+        rules' items of it do not (`extract.support.reach`), asking for the fields it could take there
+        and those of the rules' items quoting it."""
+        said = items_of(eligibility)
+        reached = {c.id: reach(c, [(name, item) for name, item in said if criterion_of(item) == c.id])
+                   for c in criteria if not covered(c, eligibility)}  # fmt: skip
         sent = [c for c in criteria if reached.get(c.id)]
         ids = {c.id for c in sent}
         fields = {answer_field(name) for c in sent for name in reached[c.id]}

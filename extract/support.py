@@ -22,7 +22,7 @@ therapy its requirement and name ...). One rule over the declarations of `SUPPOR
    criterion ("no prior trastuzumab" in the inclusions is `excluded`). Other fields are not.
 
 `unsupported` gives the reason an item is not supported, or None; `reach` the fields of which some
-item quoting a criterion could be supported at all (what the hybrid asks the model for).
+item quoting a criterion could be supported and say something new (what the hybrid asks the model for).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Callable
 from extract.evaluate.scoring import VIEWS
 from extract.grounding import locate
 from extract.rules import extract_eligibility
-from extract.rules import cancer_types, therapies, vocab
+from extract.rules import biomarkers, cancer_types, therapies, vocab
 from extract.rules.context import _CLAUSE_BREAK, _SENTENCE_BREAK, annotate
 from extract.rules.polarity import cohort_specific, requirement, scoped_to_cohort, stated_requirement
 from schemas import Criterion
@@ -42,7 +42,10 @@ from schemas.fields import ITEM_FIELD, STRICTER
 
 
 def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
-    return [(hit.start, hit.end, set(hit.value.markers)) for hit in vocab.markers().scan(quote)]
+    """Markers named, but not as what a therapy targets ("anti-PD-1 therapy" states no PD-1 status)."""
+    therapies = _therapies(quote)
+    return [(hit.start, hit.end, set(hit.value.markers)) for hit in vocab.markers().scan(quote)
+            if not any(start <= hit.start and hit.end <= end for start, end, _ in therapies)]  # fmt: skip
 
 
 def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
@@ -93,7 +96,7 @@ class Support:
 SUPPORT: dict[str, Support] = {
     "biomarkers": Support(named=(("any_of.marker", "marker"),), polarity=("requirement", stated_requirement),
                           plain={"any_of.status": "positive"}, identity=("any_of.marker",),
-                          not_when=("conditional", "permitted", "cohort")),  # fmt: skip
+                          needs=biomarkers._BIOMARKER_CONTEXT, not_when=("conditional", "permitted", "cohort")),  # fmt: skip
     "cancer_types": Support(named=(("name", "cancer_type"),), polarity=("requirement", requirement), identity=("name",),
                             refuses=cancer_types._OTHER_CANCER, not_when=("conditional", "permitted", "cohort")),  # fmt: skip
     "prior_therapies": Support(named=(("therapy", "therapy"), ("drugs", "therapy")), polarity=("requirement", requirement),
@@ -234,16 +237,23 @@ def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, en
     return None
 
 
-def reach(criterion: Criterion) -> set[str]:
-    """The fields of which some item quoting the criterion could be supported (`unsupported`), for
-    quotes a model would choose: the criterion, each of its sentences and clauses, and each span from
-    a sentence's start to a vocabulary name's end ("Prior exposure to sotatercept", whatever follows).
-    A field is in reach where the rules read it in one of those alone and nothing outside takes it out
-    (rule 2), or, for a named field, where one of its vocabulary names is in a sentence the rules'
-    tests let speak of it (rule 3); never in a quote stated for one cohort (rule 1)."""
+def reach(criterion: Criterion, said: list[tuple[str, dict[str, Any]]] = ()) -> set[str]:
+    """The fields of which some item quoting the criterion could be supported (`unsupported`) and say
+    something the items `said` of it ((field, item) pairs: the rules') do not, for quotes a model
+    would choose: the criterion, each of its sentences and clauses, and each span from a sentence's
+    start to a vocabulary name's end ("Prior exposure to sotatercept", whatever follows). A field is in
+    reach where the rules read facts of it in one of those alone that `said` lacks and nothing outside
+    takes them out (rule 2), or, for a named field, where a vocabulary name `said` lacks is in a
+    sentence the rules' tests let speak of it (rule 3); never in a quote stated for one cohort (rule 1)."""
     text = criterion.text
     if cohort_specific(text):
         return set()
+    said_facts: dict[str, set[tuple]] = {}
+    said_names: dict[str, set[str]] = {}
+    for name, item in said:
+        said_facts.setdefault(name, set()).update(facts(name, item))
+        said_names.setdefault(name, set()).update(str(value).lower() for path, _ in SUPPORT[name].named
+                                                  for value in values(item, path))  # fmt: skip
     named = {name: [hit for _, vocabulary in support.named for hit in VOCABULARIES[vocabulary](text)]
              for name, support in SUPPORT.items() if support.named}  # fmt: skip
     spans = {(0, len(text))}
@@ -256,9 +266,13 @@ def reach(criterion: Criterion) -> set[str]:
     for start, end in spans:
         if text[start:end].strip() and not scoped_to_cohort(text, start):
             read = _read_alone(text[start:end], criterion)
-            found |= {name for name in SUPPORT if _facts_read(name, read) and _outside(name, text, start, end) is None}
+            found |= {name for name in SUPPORT if not _facts_read(name, read) <= said_facts.get(name, set())
+                      and _outside(name, text, start, end) is None}  # fmt: skip
     for name, hits in named.items():
-        if name not in found and any(not scoped_to_cohort(text, start) and _gated(SUPPORT[name], text, start, end) is None
-                                     for start, end, _ in hits):  # fmt: skip
+        if name not in found and any(
+            not names <= said_names.get(name, set()) and not scoped_to_cohort(text, start)
+            and _gated(SUPPORT[name], text, start, end) is None
+            for start, end, names in hits
+        ):  # fmt: skip
             found.add(name)
     return found

@@ -27,9 +27,9 @@ COVERED = ("Inclusion Criteria:\n\n- ECOG performance status 0-1\n"
 UNCOVERED = "\n- Patients who received trastuzumab-based therapy as part of a neoadjuvant regimen, documented in the chart"
 # A washout: the check would reject any therapy item quoting it, so it is not sent.
 WASHOUT = "\n- Prior treatment with trastuzumab or other investigational agents within 4 weeks"
-# The rules read ECOG 0-2 in a criterion whose quote covers too little of it: it is sent, with the draft.
-LONG_ECOG = ("\n\nInclusion Criteria:\n\n- ECOG performance status 0-2 as assessed by the investigator at "
-             "screening within 28 days before the first dose of the study drug")  # fmt: skip
+# The rules read ECOG 0-2, and the check could take a prior therapy they did not read: it is sent, with the draft.
+LONG_ECOG = ("\n\nInclusion Criteria:\n\n- ECOG performance status 0-2 as assessed by the investigator, for patients "
+             "who received trastuzumab-based therapy as part of a neoadjuvant regimen")  # fmt: skip
 
 
 def trial(nct_id: str, text: str) -> Trial:
@@ -211,3 +211,13 @@ def test_the_version_follows_both_the_rules_and_the_prompt(workspace):
     chosen.rules.prompt_version = "rules-000000000000"  # an edit to a vocabulary
     assert chosen.prompt_version != before[0] and chosen.answer_version != before[1]
 
+
+
+def test_a_criterion_whose_every_reading_the_rules_made_already_is_not_sent(openai_server, workspace):
+    # The rules read ECOG 0-2 there and nothing else could be taken, however little of it their quote covers.
+    text = ("Inclusion Criteria:\n\n- ECOG performance status 0-2 as assessed by the investigator at screening "
+            "within 28 days before the first dose")  # fmt: skip
+    summary = extract(workspace, trial("NCT00000011", text))
+
+    assert summary.extracted == 1 and openai_server.count == 0
+    assert [p.max for p in workspace.current_record("NCT00000011").eligibility.performance_status] == [2]

@@ -35,6 +35,8 @@ BRAIN = criterion("exclusion", "Untreated or symptomatic brain metastases")
 NO_BRAIN = criterion("inclusion", "Patients without brain metastases")
 MEASURABLE = criterion("inclusion", "Measurable disease per RECIST 1.1")
 COHORT = criterion("inclusion", "Cohort B: ECOG 0-2")
+CD4 = criterion("inclusion", "CD4 count of at least 350 cells/mm3")
+ANTI_PD1 = criterion("exclusion", "Prior anti-PD-1 therapy")
 
 
 def lab(c, quote=None, analyte="anc", comparator=">=", value=1.5, unit="x10^9/L"):
@@ -82,6 +84,9 @@ UNSUPPORTED = [
     # the rules read the therapy in the quote alone, but the window outside it takes it out
     ("prior_therapies", WASHOUT, therapy(WASHOUT, "chemotherapy", "excluded", quote="Prior chemotherapy"),
      "'within 21 days' (window) outside the quote takes it out"),
+    # a marker's name with no finding or test beside it, or as what a therapy targets, states no status
+    ("biomarkers", CD4, marker(CD4, "CD4", "positive"), "has none of the words the rules need"),
+    ("biomarkers", ANTI_PD1, marker(ANTI_PD1, "PDCD1", "positive", "excluded"), "no marker name of 'PDCD1'"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="required", name="breast cancer"), "not required/breast cancer"),
     ("cancer_types", PANCREAS, item(PANCREAS, requirement="excluded", name="pancreatic cancer"), "not excluded/pancreatic"),
     ("brain_metastases", BRAIN, item(BRAIN, status="excluded"), "the rules read allowed_if_stable"),
@@ -116,6 +121,10 @@ def test_reach_follows_what_the_check_refuses_and_the_quotes_a_model_would_choos
     mixed = criterion("exclusion", "Prior exposure to cetuximab or panitumumab or history of hypersensitivity to either")
     assert "prior_therapies" in reach(mixed)
     assert unsupported("prior_therapies", therapy(mixed, "cetuximab", "excluded", "Prior exposure to cetuximab"), mixed) is None
+    # what the rules said already is out of reach: only what a model item could add is in it
+    said = [(name, item) for name in ("labs",) for item in extract_eligibility([LABS])[name]]
+    assert "labs" in reach(LABS) and "labs" not in reach(LABS, said)
+    assert "prior_therapies" in reach(mixed, [("prior_therapies", therapy(mixed, "cetuximab", "excluded"))])  # panitumumab
 
 
 def test_every_item_field_is_declared():
