@@ -105,7 +105,7 @@ def test_the_hybrid_sends_a_real_server_its_scoped_request_and_keeps_every_rules
     assert eligex(env, "extract", TRIAL, "--backend", "rules").returncode == 0
     rules = json.loads(record_file.read_text())["eligibility"]
 
-    # The seed trial sends 7 of its 8 criteria, asking for 5 of the 9 fields (their schema as the grammar).
+    # The seed trial sends 3 of its 8 criteria, asking for 4 of the 9 fields (their schema as the grammar).
     hybrid = eligex(env, "extract", TRIAL, "--backend", "hybrid", "--concurrency", "1")
 
     assert hybrid.returncode == 0 and "Traceback" not in hybrid.stderr, hybrid.stderr
