@@ -49,7 +49,7 @@ def measure(workspace: Workspace, server: RemoteServer, name: str, trials) -> di
         for trial in trials:
             all_ = segment(trial.eligibility_text)
             rules = extract_rules(all_)
-            to_send = inner.to_send(rules, all_)
+            to_send, _ = inner.plan(rules, all_)
             criteria, sent = criteria + len(all_), sent + len(to_send)
             chars, sent_chars = chars + sum(len(c.text) for c in all_), sent_chars + sum(len(c.text) for c in to_send)
             skipped += not to_send

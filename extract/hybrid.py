@@ -58,15 +58,14 @@ def criterion_of(item: dict[str, Any]) -> str | None:
     return (item.get("evidence") or {}).get("criterion_id")
 
 
-def covered(criterion: Criterion, eligibility: dict[str, Any]) -> bool:
-    """The rules made items quoting the criterion and their quotes cover `COVERAGE` of its text."""
-    quotes = [item["evidence"].get("quote") or "" for _, item in items_of(eligibility) if criterion_of(item) == criterion.id]
+def covered(criterion: Criterion, said: list[tuple[str, dict[str, Any]]]) -> bool:
+    """The rules' items quoting the criterion (`said`) cover `COVERAGE` of its text."""
     quoted = [False] * len(criterion.text)
-    for quote in quotes:
-        span = locate(criterion.text, quote, [])
+    for _, item in said:
+        span = locate(criterion.text, item["evidence"].get("quote") or "", [])
         if span:
             quoted[span[0] : span[1]] = [True] * (span[1] - span[0])
-    return bool(quotes) and sum(quoted) >= COVERAGE * len(criterion.text.strip())
+    return bool(said) and sum(quoted) >= COVERAGE * len(criterion.text.strip())
 
 
 def answer_field(name: str) -> str:
@@ -138,6 +137,7 @@ class HybridBackend:
         self.rules, self.llm = rules, llm
         llm.note = draft_note
         self._asking: dict[tuple[str, ...], OpenAIBackend] = {}
+        self._last_plan: tuple[tuple, tuple[list[Criterion], OpenAIBackend]] | None = None
 
     def asking(self, fields: tuple[str, ...]) -> OpenAIBackend:
         """The model's backend scoped to `fields` (their conventions and schema only), one per set."""
@@ -172,25 +172,30 @@ class HybridBackend:
         the rules' quotes do not cover, where the check could take a model item saying something the
         rules' items of it do not (`extract.support.reach`), asking for the fields it could take there
         and those of the rules' items quoting it."""
-        said = items_of(eligibility)
-        reached = {c.id: reach(c, [(name, item) for name, item in said if criterion_of(item) == c.id])
-                   for c in criteria if not covered(c, eligibility)}  # fmt: skip
+        said: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
+        for name, item in items_of(eligibility):
+            said.setdefault(criterion_of(item), []).append((name, item))
+        reached = {c.id: reach(c, said.get(c.id, [])) for c in criteria if not covered(c, said.get(c.id, []))}
         sent = [c for c in criteria if reached.get(c.id)]
-        ids = {c.id for c in sent}
-        fields = {answer_field(name) for c in sent for name in reached[c.id]}
-        fields |= {answer_field(name) for name, item in items_of(eligibility) if criterion_of(item) in ids}
+        fields = {answer_field(name) for c in sent for name in [*reached[c.id], *(n for n, _ in said.get(c.id, []))]}
         return sent, self.asking(tuple(name for name in ANSWER_FIELDS if name in fields))
 
-    def to_send(self, eligibility: dict[str, Any], criteria: list[Criterion]) -> list[Criterion]:
-        return self.plan(eligibility, criteria)[0]
+    def _rules_plan(self, criteria: list[Criterion]) -> tuple[list[Criterion], OpenAIBackend]:
+        """`plan` from the rules' reading, for the estimate before a run, which asks a trial's parts and
+        then its tokens: the last trial's plan is kept for the second (a plan costs some rules readings
+        of each criterion's spans)."""
+        key = tuple((c.id, c.kind, c.text) for c in criteria)
+        if self._last_plan is None or self._last_plan[0] != key:
+            self._last_plan = (key, self.plan(extract_eligibility(criteria), criteria))
+        return self._last_plan[1]
 
     def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
         """The requests a trial costs (for the estimate before a run): none when the rules account for it."""
-        sent, llm = self.plan(extract_eligibility(criteria), criteria)
+        sent, llm = self._rules_plan(criteria)
         return llm.parts(sent) if sent else []
 
     def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
-        sent, llm = self.plan(extract_eligibility(criteria), criteria)
+        sent, llm = self._rules_plan(criteria)
         return llm.input_tokens_estimate(trial, sent) if sent else 0
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:

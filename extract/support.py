@@ -42,10 +42,9 @@ from schemas.fields import ITEM_FIELD, STRICTER
 
 
 def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
-    """Markers named, but not as what a therapy targets ("anti-PD-1 therapy" states no PD-1 status)."""
-    therapies = _therapies(quote)
-    return [(hit.start, hit.end, set(hit.value.markers)) for hit in vocab.markers().scan(quote)
-            if not any(start <= hit.start and hit.end <= end for start, end, _ in therapies)]  # fmt: skip
+    """Marker names as the rules' biomarker finder reads them (`_marker_hits`): a name glued into a
+    word is part of it ("anti-PD-1 therapy" names no PD-1 status)."""
+    return [(hit.start, hit.end, set(hit.marker.markers)) for hit in biomarkers._marker_hits(quote)]
 
 
 def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
