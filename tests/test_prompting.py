@@ -122,6 +122,17 @@ def test_the_examples_follow_the_system_prompt_in_the_trials_message(monkeypatch
         load_prompt()
 
 
+def test_a_decision_about_one_field_goes_with_that_field_and_the_shared_ones_with_every_request():
+    prompt = load_prompt()
+    labs, performance = prompt.scoped(("labs",)).system, prompt.scoped(("performance_status",)).system
+    assert '"Granulocytes" is `anc`' in labs and '"Granulocytes" is `anc`' not in performance
+    assert "Zubrod is ECOG." in performance and "Zubrod is ECOG." not in labs
+    assert "sets no minimum" in prompt.scoped(("age_limits",)).system and "sets no minimum" not in labs
+    for system in (labs, performance, prompt.system):
+        assert guide_section("decisions") in system and "Exceptions are not representable in v1" in system
+    assert all(decision in prompt.system for decision in ('"Granulocytes" is `anc`', "Zubrod is ECOG.", "sets no minimum"))
+
+
 def test_a_prompt_scoped_to_some_fields_keeps_their_sections_the_shared_ones_schema_and_examples(monkeypatch):
     monkeypatch.setenv("ELIGEX_FEWSHOT_K", "2")
     prompt = load_prompt()
