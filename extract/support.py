@@ -44,25 +44,27 @@ from schemas.fields import ITEM_FIELD, STRICTER
 def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
     """Marker names as the rules' biomarker finder reads them (`_marker_hits`): a name glued into a
     word is part of it ("anti-PD-1 therapy" names no PD-1 status)."""
-    return [(hit.start, hit.end, set(hit.marker.markers)) for hit in biomarkers._marker_hits(quote)]
+    return [(hit.start, hit.end, set(hit.marker.markers), set(hit.marker.markers)) for hit in biomarkers._marker_hits(quote)]
 
 
 def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
-    """Drugs and classes named, each with the classes it belongs to ("trastuzumab" names anti-her2 therapy)."""
+    """Drugs and classes named, each with the classes it belongs to ("trastuzumab" names anti-her2 therapy,
+    but says only trastuzumab)."""
     hits = [*vocab.drugs().scan(quote), *vocab.therapy_classes().scan(quote), *vocab.generic_classes(quote)]
     named = []
     for hit in hits:
         kinds = {hit.value, *vocab.drug_classes(hit.value), *vocab.class_ancestors(hit.value)}
-        named.append((hit.start, hit.end, {kind.lower() for kind in kinds}))
+        named.append((hit.start, hit.end, {kind.lower() for kind in kinds}, {hit.value.lower()}))
     return named
 
 
 def _cancer_names(quote: str) -> list[tuple[int, int, set[str]]]:
-    return [(hit.start, hit.end, {hit.value.name.lower()}) for hit in vocab.cancer_types().scan(quote)]
+    return [(hit.start, hit.end, {hit.value.name.lower()}, {hit.value.name.lower()}) for hit in vocab.cancer_types().scan(quote)]
 
 
-# A vocabulary's reading of a quote: (start, end, the values those words name), in the quote's offsets.
-Reader = Callable[[str], list[tuple[int, int, set[str]]]]
+# A vocabulary's reading of a quote: (start, end, the values those words name, the ones among them the
+# words say themselves: a drug, not its classes), in the quote's offsets.
+Reader = Callable[[str], list[tuple[int, int, set[str], set[str]]]]
 VOCABULARIES: dict[str, Reader] = {"marker": _markers, "therapy": _therapies, "cancer_type": _cancer_names}
 
 
@@ -221,7 +223,7 @@ def _named(name: str, item: dict[str, Any], criterion: Criterion, start: int, en
     for path, vocabulary in support.named:
         read = VOCABULARIES[vocabulary](text[start:end])
         for value in values(item, path):
-            where = next(((s, e) for s, e, names in read if str(value).lower() in {n.lower() for n in names}), None)
+            where = next(((s, e) for s, e, names, _ in read if str(value).lower() in {n.lower() for n in names}), None)
             if where is None:
                 return f"no {vocabulary.replace('_', ' ')} name of {value!r} is in it"
             first = first or (start + where[0], start + where[1])
@@ -242,7 +244,8 @@ def reach(criterion: Criterion, said: list[tuple[str, dict[str, Any]]] = ()) -> 
     would choose: the criterion, each of its sentences and clauses, and each span from a sentence's
     start to a vocabulary name's end ("Prior exposure to sotatercept", whatever follows). A field is in
     reach where the rules read facts of it in one of those alone that `said` lacks and nothing outside
-    takes them out (rule 2), or, for a named field, where a vocabulary name `said` lacks is in a
+    takes them out (rule 2), or, for a named field, where words naming a value `said` lacks (the drug
+    itself, not a class it belongs to: a model naming the class of a drug said adds nothing) are in a
     sentence the rules' tests let speak of it (rule 3); never in a quote stated for one cohort (rule 1)."""
     text = criterion.text
     if cohort_specific(text):
@@ -260,7 +263,7 @@ def reach(criterion: Criterion, said: list[tuple[str, dict[str, Any]]] = ()) -> 
         breaks = [(m.start(), m.end()) for m in pattern.finditer(text)]
         spans.update(zip([0, *(end for _, end in breaks)], [*(start for start, _ in breaks), len(text)]))
     context = annotate(text)
-    spans.update((context.sentence(start, end)[0], end) for hits in named.values() for start, end, _ in hits)
+    spans.update((context.sentence(start, end)[0], end) for hits in named.values() for start, end, *_ in hits)
     found: set[str] = set()
     for start, end in spans:
         if text[start:end].strip() and not scoped_to_cohort(text, start):
@@ -269,9 +272,9 @@ def reach(criterion: Criterion, said: list[tuple[str, dict[str, Any]]] = ()) -> 
                       and _outside(name, text, start, end) is None}  # fmt: skip
     for name, hits in named.items():
         if name not in found and any(
-            not names <= said_names.get(name, set()) and not scoped_to_cohort(text, start)
+            not own <= said_names.get(name, set()) and not scoped_to_cohort(text, start)
             and _gated(SUPPORT[name], text, start, end) is None
-            for start, end, names in hits
+            for start, end, _, own in hits
         ):  # fmt: skip
             found.add(name)
     return found

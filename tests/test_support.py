@@ -125,6 +125,10 @@ def test_reach_follows_what_the_check_refuses_and_the_quotes_a_model_would_choos
     said = [(name, item) for name in ("labs",) for item in extract_eligibility([LABS])[name]]
     assert "labs" in reach(LABS) and "labs" not in reach(LABS, said)
     assert "prior_therapies" in reach(mixed, [("prior_therapies", therapy(mixed, "cetuximab", "excluded"))])  # panitumumab
+    # a drug the rules named is said, and the classes it belongs to with it; a class said leaves the drug to add
+    prior = criterion("exclusion", "Prior treatment with trastuzumab")
+    assert "prior_therapies" not in reach(prior, [("prior_therapies", therapy(prior, "trastuzumab", "excluded"))])
+    assert "prior_therapies" in reach(prior, [("prior_therapies", therapy(prior, "anti-HER2 therapy", "excluded"))])
 
 
 def test_every_item_field_is_declared():
