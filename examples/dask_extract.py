@@ -28,7 +28,7 @@ META = pandas.DataFrame({
     "nct_id": pandas.Series(dtype="string"), "content_sha256": pandas.Series(dtype="string"),
     "record": pandas.Series(dtype="string"), "error": pandas.Series(dtype="string"),
     "input_tokens": pandas.Series(dtype="int64"), "output_tokens": pandas.Series(dtype="int64"),
-    "cost_usd": pandas.Series(dtype="float64"),
+    "cost_usd": pandas.Series(dtype="float64"), "incomplete": pandas.Series(dtype="bool"),
 })[list(RESULT_COLUMNS)]  # fmt: skip
 
 

@@ -29,8 +29,9 @@ class Draft:
     output_tokens: int = 0
     cost_usd: float | None = None
     warnings: list[str] = field(default_factory=list)
-    # False for a partial answer the answer cache must not keep (the hybrid's rules alone, its model failed)
-    cacheable: bool = True
+    # False for a partial answer (the hybrid's rules alone, its model failed): the answer cache does not
+    # keep it, and its record, marked incomplete, is not up to date for the next run
+    complete: bool = True
 
 
 class Backend(Protocol):
@@ -70,6 +71,7 @@ def assemble(trial: Trial, criteria: list[Criterion], draft: Draft, backend: Bac
         cost_usd=draft.cost_usd,
         warnings=draft.warnings + grounded.warnings + invalid + contradictions(eligibility, criteria),
         ungrounded_items=grounded.ungrounded,
+        incomplete=not draft.complete,
     )
     return EligibilityRecord(
         nct_id=trial.nct_id,

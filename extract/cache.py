@@ -4,7 +4,7 @@ A backend that is worth caching says what decides its answers besides the trial'
 `answer_version` (the openai backend: prompt, tool schema, model and parameters); the cache key is
 that, the schema version and the eligibility text. A cached answer is the backend's draft as it was
 (its eligibility and warnings), costing nothing: no tokens, $0.00. `refresh` asks the backend again
-and the new draft replaces the cached one. Failures are never cached, nor a partial draft (`Draft.cacheable`).
+and the new draft replaces the cached one. Failures are never cached, nor a partial draft (`Draft.complete`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class CachedBackend:
             answer = cached["response"]
             return Draft(eligibility=answer["eligibility"], cost_usd=0.0, warnings=answer["warnings"])
         draft = await self.backend.extract(trial, criteria)
-        if not draft.cacheable:
+        if not draft.complete:
             return draft
         # Written with the trial's record (the workspace's next group write).
         self.workspace.cache_put(key, model=self.model or "", prompt_version=self.prompt_version or "",

@@ -210,9 +210,9 @@ class HybridBackend:
         except UpstreamError as error:  # this trial's answer failed: the rules' reading stands, not cached
             spent = billed(error)
             warning = one_line(redact(f"hybrid: the model gave no answer ({error}); kept the rules' items only "
-                                      "(extract --force asks again)"), 500)  # fmt: skip
+                                      "(a rerun asks again)"), 500)  # fmt: skip
             return Draft(eligibility=rules, input_tokens=spent.input_tokens, output_tokens=spent.output_tokens,
-                         cost_usd=spent.cost_usd, warnings=[warning], cacheable=False)  # fmt: skip
+                         cost_usd=spent.cost_usd, warnings=[warning], complete=False)  # fmt: skip
         return merged(rules, answer, sent)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from schemas import Trial
 
-RESULT_COLUMNS = ("nct_id", "content_sha256", "record", "error", "input_tokens", "output_tokens", "cost_usd")
+RESULT_COLUMNS = ("nct_id", "content_sha256", "record", "error", "input_tokens", "output_tokens", "cost_usd", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Result:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    incomplete: bool = False  # the record's `extraction.incomplete`: the next run redoes it
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RESULT_COLUMNS}
@@ -71,7 +72,8 @@ async def _extract_all(rows: list[tuple[str, str]], backend: Any) -> list[Result
         else:
             extraction = outcome.extraction
             results.append(Result(nct_id, trial.source.content_sha256, outcome.model_dump_json(indent=2), None,
-                                  extraction.input_tokens, extraction.output_tokens, extraction.cost_usd))  # fmt: skip
+                                  extraction.input_tokens, extraction.output_tokens, extraction.cost_usd,
+                                  extraction.incomplete))  # fmt: skip
     return results
 
 

@@ -88,7 +88,7 @@ _UP_TO_DATE = """
     SELECT c.nct_id
     FROM current_records c JOIN extractions e USING (run_id, nct_id) JOIN runs r USING (run_id)
          JOIN trials t ON t.nct_id = c.nct_id
-    WHERE e.status = 'ok' AND e.content_sha256 = t.content_sha256
+    WHERE e.status = 'ok' AND NOT e.incomplete AND e.content_sha256 = t.content_sha256
       AND r.backend = ? AND r.model IS NOT DISTINCT FROM ? AND r.prompt_version IS NOT DISTINCT FROM ?
 """
 

@@ -161,6 +161,11 @@ MIGRATIONS = [
     ALTER TABLE pending_files ADD COLUMN run_id VARCHAR;
     ALTER TABLE pending_files ADD COLUMN nct_id VARCHAR
     """,
+    # A record missing part of its answer (the record's `extraction.incomplete`), which the next run
+    # redoes: read by the planner without opening the records.
+    """
+    ALTER TABLE extractions ADD COLUMN incomplete BOOLEAN NOT NULL DEFAULT false
+    """,
 ]
 # A file to write with a group of rows: its path, its bytes, and the (run_id, nct_id) of the extraction
 # row whose record the bytes are, if they are one (`Workspace.stage_file`).
@@ -633,6 +638,7 @@ class Workspace:
             rows.append(("extractions", [
                 run_id, result.nct_id, result.content_sha256, "ok" if result.record is not None else "error",
                 result.error, result.record, result.input_tokens, result.output_tokens, result.cost_usd, _now(),
+                result.incomplete,
             ]))  # fmt: skip
             if serve and result.record is not None:
                 rows.append(("current_records", [result.nct_id, run_id]))
@@ -782,12 +788,12 @@ class _Write:
 def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[Any]:
     extraction = record.extraction
     return [run_id, record.nct_id, record.source.content_sha256, "ok", None, document,
-            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now()]  # fmt: skip
+            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now(), extraction.incomplete]  # fmt: skip
 
 
 def _error_row(run_id: str, trial: Trial, reason: str, billed: Billed) -> list[Any]:
     return [run_id, trial.nct_id, trial.source.content_sha256, "error", reason, None,
-            billed.input_tokens, billed.output_tokens, billed.cost_usd, _now()]  # fmt: skip
+            billed.input_tokens, billed.output_tokens, billed.cost_usd, _now(), False]  # fmt: skip
 
 
 _CACHE_ENTRY = "SELECT response, input_tokens, output_tokens FROM llm_cache WHERE cache_key = ?"

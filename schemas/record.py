@@ -411,6 +411,11 @@ class Extraction(Contract):
     cost_usd: NonNegative | None = Field(default=None, description="what those tokens cost, where the model is priced")
     warnings: list[str] = Field(default_factory=list, description="what was dropped or doubtful, one line each")
     ungrounded_items: int = Field(default=0, ge=0, description="extension: items dropped for want of evidence")
+    incomplete: bool = Field(
+        default=False,
+        description="extension: part of the answer is missing (the hybrid's model gave none: the rules' items "
+        "only); the next extraction run does it again",
+    )
 
 
 class EligibilityRecord(Contract):

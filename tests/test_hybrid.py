@@ -10,7 +10,7 @@ from openai_server import OpenAIServer, openai_server, tool_call  # noqa: F401
 
 from cli import make_backend, run_async
 from extract.hybrid import DRAFT_HEADING, HybridBackend
-from extract.pipeline import run_extraction
+from extract.pipeline import plan, run_extraction
 from extract.sources import RawRecord
 from extract.store import Workspace
 from extract.hashing import canonical_sha256
@@ -128,12 +128,16 @@ def test_a_model_that_fails_leaves_the_rules_items_with_a_warning_and_is_asked_a
     assert record.extraction.input_tokens == 900  # what the failed answer cost
     assert [w for w in record.extraction.warnings if w.startswith("hybrid:")] == [
         "hybrid: the model gave no answer (the model's answer was cut off at its output token limit); kept the rules' "
-        "items only (extract --force asks again)"]
-    # not cached: a forced run asks the model again
+        "items only (a rerun asks again)"]
+    # marked incomplete and not cached: a plain rerun asks the model again, and its complete record stays
+    assert record.extraction.incomplete
     openai_server.script(tool_call({}))
     chosen = make_backend("hybrid", "test-model", workspace)
-    rerun = run_extraction(workspace, chosen, list(workspace.trials(["NCT00000010"])), force=True)
+    assert plan(workspace, chosen).to_extract == 1
+    rerun = run_extraction(workspace, chosen, list(workspace.trials(["NCT00000010"])))
     assert run_async(asyncio.wait_for(rerun, 30), chosen).extracted == 1 and openai_server.count == 2
+    assert not workspace.current_record("NCT00000010").extraction.incomplete
+    assert plan(workspace, chosen).to_extract == 0
 
 
 def ecog(maximum: int, quote: str) -> dict:
