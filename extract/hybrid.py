@@ -40,7 +40,8 @@ COVERAGE = 0.5  # share of a criterion's characters the rules' quotes must cover
 AGE_FIELDS = tuple(STRICTER)  # min_age_years, max_age_years: evidence in `origins`
 DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm, correct or complete it; "
                  "answer every item these criteria state, quoting them):")  # fmt: skip
-HYBRID_VERSION = "hybrid-v4"  # the draft's wording, the merge, what is sent (extract/support.py): a change redoes every hybrid record
+# The draft's wording, the merge and what is sent (extract/support.py): a change redoes every hybrid record.
+HYBRID_VERSION = "hybrid-v4"
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -18,7 +18,8 @@ from typing import Any, Iterable
 
 from schemas import Trial
 
-RESULT_COLUMNS = ("nct_id", "content_sha256", "record", "error", "input_tokens", "output_tokens", "cost_usd", "incomplete")
+RESULT_COLUMNS = ("nct_id", "content_sha256", "record", "error", "input_tokens", "output_tokens", "cost_usd",
+                  "incomplete")
 
 
 @dataclass(frozen=True)

@@ -788,7 +788,8 @@ class _Write:
 def _record_row(run_id: str, record: EligibilityRecord, document: str) -> list[Any]:
     extraction = record.extraction
     return [run_id, record.nct_id, record.source.content_sha256, "ok", None, document,
-            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now(), extraction.incomplete]  # fmt: skip
+            extraction.input_tokens, extraction.output_tokens, extraction.cost_usd, _now(),
+            extraction.incomplete]  # fmt: skip
 
 
 def _error_row(run_id: str, trial: Trial, reason: str, billed: Billed) -> list[Any]:

@@ -41,13 +41,19 @@ from schemas import Criterion
 from schemas.fields import ITEM_FIELD, STRICTER
 
 
-def _markers(quote: str) -> list[tuple[int, int, set[str]]]:
+# A vocabulary's reading of a quote, name by name: (start, end, the values those words name, the ones
+# among them the words say themselves: a drug, not its classes), in the quote's offsets.
+Named = tuple[int, int, set[str], set[str]]
+
+
+def _markers(quote: str) -> list[Named]:
     """Marker names as the rules' biomarker finder reads them (`_marker_hits`): a name glued into a
     word is part of it ("anti-PD-1 therapy" names no PD-1 status)."""
-    return [(hit.start, hit.end, set(hit.marker.markers), set(hit.marker.markers)) for hit in biomarkers._marker_hits(quote)]
+    return [(hit.start, hit.end, set(hit.marker.markers), set(hit.marker.markers))
+            for hit in biomarkers._marker_hits(quote)]  # fmt: skip
 
 
-def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
+def _therapies(quote: str) -> list[Named]:
     """Drugs and classes named, each with the classes it belongs to ("trastuzumab" names anti-her2 therapy,
     but says only trastuzumab)."""
     hits = [*vocab.drugs().scan(quote), *vocab.therapy_classes().scan(quote), *vocab.generic_classes(quote)]
@@ -58,13 +64,12 @@ def _therapies(quote: str) -> list[tuple[int, int, set[str]]]:
     return named
 
 
-def _cancer_names(quote: str) -> list[tuple[int, int, set[str]]]:
-    return [(hit.start, hit.end, {hit.value.name.lower()}, {hit.value.name.lower()}) for hit in vocab.cancer_types().scan(quote)]
+def _cancer_names(quote: str) -> list[Named]:
+    return [(hit.start, hit.end, {hit.value.name.lower()}, {hit.value.name.lower()})
+            for hit in vocab.cancer_types().scan(quote)]  # fmt: skip
 
 
-# A vocabulary's reading of a quote: (start, end, the values those words name, the ones among them the
-# words say themselves: a drug, not its classes), in the quote's offsets.
-Reader = Callable[[str], list[tuple[int, int, set[str], set[str]]]]
+Reader = Callable[[str], list[Named]]
 VOCABULARIES: dict[str, Reader] = {"marker": _markers, "therapy": _therapies, "cancer_type": _cancer_names}
 
 
