@@ -445,7 +445,9 @@ def announce(backend, trials, up_to_date: int, price_factor: float = 1.0) -> Non
         return
     from extract.pipeline import estimate
 
-    cost = estimate(backend, trials)
+    # The hybrid plans each trial first (the rules' reading of its criteria): minutes for 10,000 trials.
+    with progress(len(trials), f"estimating ({backend.name})") as bar:
+        cost = estimate(backend, trials, on_trial=bar.update)
     price = f"about ${cost.usd * price_factor:.2f}" if cost.usd is not None else f"unknown (no price for {backend.model} in the price table)"
     click.echo(
         f"backend {backend.name}, model {backend.model}: {cost.requests} requests for {cost.trials} trials "

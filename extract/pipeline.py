@@ -59,9 +59,9 @@ class Estimate:
     usd: float | None = 0.0  # None when the price table does not know the model
 
 
-def estimate(backend, trials: list[Trial]) -> Estimate:
+def estimate(backend, trials: list[Trial], on_trial: Callable[[], None] = lambda: None) -> Estimate:
     """What extracting `trials` with the cached LLM backend (extract/cache.py) will ask and cost, before
-    anything is sent; under `refresh` no trial is answered from the cache."""
+    anything is sent; under `refresh` no trial is answered from the cache. `on_trial` after each trial."""
     from extract.llm import Usage, cost_usd
 
     llm = backend.backend
@@ -69,10 +69,11 @@ def estimate(backend, trials: list[Trial]) -> Estimate:
     for trial in trials:
         if backend.cached(trial):
             result.cached += 1
-            continue
-        criteria = segment(trial.eligibility_text)
-        result.requests += len(llm.parts(criteria))
-        result.input_tokens += llm.input_tokens_estimate(trial, criteria)
+        else:
+            criteria = segment(trial.eligibility_text)
+            result.requests += len(llm.parts(criteria))
+            result.input_tokens += llm.input_tokens_estimate(trial, criteria)
+        on_trial()
     result.output_tokens = result.requests * OUTPUT_TOKENS_PER_REQUEST
     result.usd = cost_usd(llm.prices, llm.model, Usage(result.input_tokens, result.output_tokens))
     return result
