@@ -32,7 +32,7 @@ from extract.hashing import canonical_sha256
 from extract.llm import ANSWER_FIELDS, NO_ITEMS, OpenAIBackend
 from extract.rules import RulesBackend, extract_eligibility
 from extract.rules import _merge as merge_item  # the rules' own merge (not renamed: an edit there is a new rules version)
-from extract.support import facts, identity, reach, unsupported
+from extract.support import facts, identity, reach, restates, unsupported
 from schemas import Criterion, Trial
 from schemas.fields import LIST_FIELDS, RULE_KEY, SINGLE_FIELDS, STRICTER
 
@@ -111,7 +111,9 @@ def combine(rules: dict[str, Any], model: dict[str, Any], sent: list[Criterion])
         why = f"it names {cid}, a criterion it was not sent" if criterion is None else unsupported(name, item, criterion)
         rivals: list[dict[str, Any]] = []
         if why is None:
-            if facts(name, item) <= said.get(name, set()):
+            if facts(name, item) <= said.get(name, set()) or any(
+                n == name and criterion_of(rule) == cid and restates(name, item, rule) for n, rule in kept
+            ):  # fmt: skip
                 continue  # a confirmation: the rules' item stays
             quote = item["evidence"]["quote"]
             rivals = [r for n, r in kept if n == name and criterion_of(r) == cid and identity(name, r) == identity(name, item)]

@@ -64,6 +64,11 @@ def _therapies(quote: str) -> list[Named]:
     return named
 
 
+def _oncotree(item: dict[str, Any]) -> set[str]:
+    """The OncoTree codes the vocabulary gives a cancer type's name ("breast carcinoma": BRCA)."""
+    return {hit.value.oncotree for hit in vocab.cancer_types().scan(str(item.get("name") or "")) if hit.value.oncotree}
+
+
 def _cancer_names(quote: str) -> list[Named]:
     return [(hit.start, hit.end, {hit.value.name.lower()}, {hit.value.name.lower()})
             for hit in vocab.cancer_types().scan(quote)]  # fmt: skip
@@ -90,6 +95,9 @@ class Support:
     reread_only: tuple[str, ...] = ()
     # what makes two items the same thing, one of which corrects the other (extract/hybrid.py)
     identity: tuple[str, ...] = ()
+    # the concepts of a vocabulary an item names (a cancer type's OncoTree codes): an item naming one a
+    # rules item names, with the same requirement, says the same in other words (`restates`)
+    concept: Callable[[dict[str, Any]], set[str]] | None = None
     # The rules' own tests of whether a sentence speaks of the field at all, for the vocabulary path:
     # words one of which it must hold, words none of which it may hold, and ConText modifiers that take
     # the named words out (a washout window, a therapy planned, a biomarker that only conditions another
@@ -104,6 +112,7 @@ SUPPORT: dict[str, Support] = {
                           plain={"any_of.status": "positive"}, identity=("any_of.marker",),
                           needs=biomarkers._BIOMARKER_CONTEXT, not_when=("conditional", "permitted", "cohort")),  # fmt: skip
     "cancer_types": Support(named=(("name", "cancer_type"),), polarity=("requirement", requirement), identity=("name",),
+                            concept=_oncotree,
                             refuses=cancer_types._OTHER_CANCER, not_when=("conditional", "permitted", "cohort")),  # fmt: skip
     "prior_therapies": Support(named=(("therapy", "therapy"), ("drugs", "therapy")), polarity=("requirement", requirement),
                                reread_only=("min_lines", "max_lines", "min_duration_months"), identity=("therapy",),
@@ -131,6 +140,13 @@ def _as_list(value: Any) -> list[Any]:
 def identity(name: str, item: dict[str, Any]) -> tuple:
     """What an item is about, whatever it says of it: a correction has the identity of what it corrects."""
     return tuple(tuple(sorted(map(str, values(item, path)))) for path in SUPPORT[name].identity)
+
+
+def restates(name: str, item: dict[str, Any], other: dict[str, Any]) -> bool:
+    """`item` says what `other` says in other words: a concept of the field's vocabulary both name
+    ("breast cancer" and "invasive breast cancer": BRCA), with the same requirement."""
+    concept = SUPPORT[name].concept
+    return concept is not None and item.get("requirement") == other.get("requirement") and bool(concept(item) & concept(other))
 
 
 def facts(name: str, item: dict[str, Any]) -> set[tuple]:

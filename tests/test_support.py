@@ -192,3 +192,19 @@ def test_the_model_speaks_only_for_the_criteria_it_was_sent():
     answer = model(("prior_therapies", therapy(elsewhere, "fluoropyrimidine", "required")))
     merged, warnings = combine(draft(ECOG, elsewhere), answer, [ECOG])
     assert merged["prior_therapies"] == [] and "inc-2, a criterion it was not sent" in warnings[0]
+
+
+def test_a_model_item_naming_what_the_rules_said_in_other_words_is_a_confirmation():
+    # "breast cancer" where the rules read "invasive breast cancer": the vocabulary's one OncoTree concept (BRCA)
+    breast = criterion("inclusion", "Histologically confirmed invasive breast cancer")
+    rules = draft(breast)
+    assert [(c["name"], c["code"]["code"]) for c in rules["cancer_types"]] == [("invasive breast cancer", "BRCA")]
+    restated = model(("cancer_types", item(breast, "breast cancer", name="breast cancer", requirement="required",
+                                           code={"system": "oncotree", "code": "BRCA"})))  # fmt: skip
+    assert combine(rules, restated, [breast]) == (rules, [])
+    other = criterion("inclusion", "Histologically confirmed invasive breast cancer or ovarian cancer")
+    added = model(("cancer_types", item(other, "ovarian cancer", name="ovarian cancer", requirement="required", code=None)))
+    rules = draft(other)
+    rules["cancer_types"] = [c for c in rules["cancer_types"] if c["name"] != "ovarian cancer"]  # as if the rules missed it
+    merged, _ = combine(rules, added, [other])
+    assert [c["name"] for c in merged["cancer_types"]] == ["invasive breast cancer", "ovarian cancer"]
