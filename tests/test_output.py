@@ -141,6 +141,8 @@ def test_fetch_retries_are_said(ctgov, tmp_path, monkeypatch):  # noqa: F811
 
 
 def test_the_llm_backend_says_model_and_cost_before_the_first_call_and_its_retries(tmp_path, monkeypatch):
+    # and the estimate's progress: the hybrid plans each trial (the rules' reading of every criterion's
+    # spans) before the first call, minutes for 10,000 trials, which a curator sees pass
     root = str(tmp_path / "ws")
     run("--workspace", root, "import", str(SHARED_DATA / "ctgov-v2" / "NCT05594173.json"))
     server = OpenAIServer(respond=first_criterion_answer)
@@ -150,6 +152,8 @@ def test_the_llm_backend_says_model_and_cost_before_the_first_call_and_its_retri
         server.script(error(500, "upstream broke", retry_after="0"))
         result = run("--workspace", root, "extract", "--all", "--backend", "openai")
         again = run("--workspace", root, "extract", "--all", "--backend", "openai")
+        monkeypatch.setenv("ELIGEX_PROGRESS_SECONDS", "0")
+        hybrid = run("--workspace", root, "extract", "--all", "--backend", "hybrid")
     finally:
         server.stop()
     assert result.exit_code == 0, result.stderr
@@ -159,23 +163,7 @@ def test_the_llm_backend_says_model_and_cost_before_the_first_call_and_its_retri
     assert announced < retried and "upstream broke" in lines[retried]
     assert "1 requests for 1 trials (0 answered from the cache, 0 up to date); estimated cost about $0.0" in lines[announced]
     assert "0 requests for 0 trials (0 answered from the cache, 1 up to date)" in again.stderr
-
-
-def test_the_estimate_before_a_paid_run_shows_its_progress(tmp_path, monkeypatch):
-    # The hybrid plans each trial (the rules' reading of every criterion's spans) before the first call:
-    # minutes for 10,000 trials, which a curator sees pass.
-    root = str(tmp_path / "ws")
-    run("--workspace", root, "import", str(SHARED_DATA / "ctgov-v2" / "NCT05594173.json"))
-    server = OpenAIServer(respond=first_criterion_answer)
-    server.start()
-    try:
-        use_llm_server(monkeypatch, tmp_path, server.base_url, "sk-test-not-secret", ELIGEX_MODEL="test-model")
-        monkeypatch.setenv("ELIGEX_PROGRESS_SECONDS", "0")
-        result = run("--workspace", root, "extract", "--all", "--backend", "hybrid")
-    finally:
-        server.stop()
-    assert result.exit_code == 0, result.stderr
-    lines = result.stderr.splitlines()
+    lines = hybrid.stderr.splitlines()
     [estimated] = [i for i, line in enumerate(lines) if line.startswith("estimating (hybrid): 1 of 1 after ")]
     [announced] = [i for i, line in enumerate(lines) if line.startswith("backend hybrid, model test-model: ")]
     assert estimated < announced
