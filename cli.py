@@ -413,12 +413,14 @@ def extract_trials(workspace: Workspace, chosen, named: list[str] | None, *, for
     work = plan(workspace, chosen, named, force)
     if skip_if_none and not work.to_extract:
         return None
+    if chosen.name == "rules":
+        with progress(work.to_extract, f"extracting ({chosen.name})") as bar:
+            bar.run_id = new_run_id(chosen)
+            return run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(), run_id=bar.run_id)
+    trials = planned_trials(workspace, chosen, work)
+    announce(chosen, trials, work.skipped)  # its own progress first, then the run's
     with progress(work.to_extract, f"extracting ({chosen.name})") as bar:
         bar.run_id = new_run_id(chosen)
-        if chosen.name == "rules":
-            return run_in_pool(workspace, chosen, work, workers=workers, on_done=lambda _: bar.update(), run_id=bar.run_id)
-        trials = planned_trials(workspace, chosen, work)
-        announce(chosen, trials, work.skipped)
         return run_async(
             run_extraction(workspace, chosen, trials, skipped=work.skipped, concurrency=concurrency,
                            on_done=lambda _: bar.update(), run_id=bar.run_id),

@@ -118,7 +118,7 @@ class Progress:
         if sys.stderr.isatty():
             self._bar = click.progressbar(length=total or 0, label=label, file=sys.stderr, show_pos=True)
         self._started = self._shown = time.monotonic()
-        self._outer, Progress.latest = Progress.latest, self
+        Progress.latest = self
 
     def __enter__(self) -> Progress:
         if self._bar is not None:
@@ -128,10 +128,6 @@ class Progress:
     def __exit__(self, *exc_info) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc_info)
-        # Work within other work (the estimate before a run's first call) done: the outer work is where an
-        # interruption stops. Interrupted, this work is.
-        if Progress.latest is self and exc_info[0] is None:
-            Progress.latest = self._outer
 
     def update(self, steps: int = 1) -> None:
         self.advance_to(self.done + steps)
