@@ -482,7 +482,7 @@ def make_backend(name: str | None, model: str | None, workspace: Workspace | Non
         from extract.hybrid import HybridBackend
         from extract.rules import RulesBackend
 
-        llm = HybridBackend(RulesBackend(), llm)
+        llm = HybridBackend.from_environment(RulesBackend(), llm)
     return llm if workspace is None else CachedBackend(llm, workspace, refresh=refresh)
 
 

@@ -3,7 +3,9 @@
 Both run against the scripted server (tests/openai_server.py as a script, in a process of its own,
 answering every call with `first_criterion_answer` and reporting as prompt tokens the characters of
 the messages and the tool schema over 4), with no answer cache, over the dev split's trials imported
-as the README's evaluation does. Written to bench/results/hybrid.json:
+as the README's evaluation does, 8 trials in flight (`eligex extract`'s default); the hybrid with its
+packs (`pack_trials` trials a request at most) and without them (`hybrid_alone`: ELIGEX_PACK_TRIALS=1).
+Written to bench/results/hybrid.json:
 
     .venv/bin/python -m bench.hybrid
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from bench.openai_latency import NO_THROTTLE, RemoteServer, environment
 from bench.run import ROOT
 from cli import make_backend, run_async
+from extract.hybrid import PACK_TRIALS
 from extract.importer import files_under, import_files
 from extract.pipeline import run_extraction
 from extract.store import Workspace
@@ -25,6 +28,7 @@ from extract.text import segment
 
 SOURCES = [ROOT.parent / "shared" / "data" / name for name in ("ctgov-v2", "ctgov-classic-xml", "ctgov-2026")]
 OUT = ROOT / "bench" / "results" / "hybrid.json"
+CONCURRENCY = 8  # `eligex extract`'s default: the trials in flight, whose asks the hybrid packs
 
 
 def gold_trials(workspace: Workspace, nct_ids: list[str]) -> list:
@@ -37,7 +41,8 @@ def gold_trials(workspace: Workspace, nct_ids: list[str]) -> list:
 def measure(workspace: Workspace, server: RemoteServer, name: str, trials) -> dict:
     backend = make_backend(name, None)
     calls = server.count
-    summary = run_async(run_extraction(workspace, backend, trials, force=True), backend).as_dict()
+    run = run_extraction(workspace, backend, trials, force=True, concurrency=CONCURRENCY)
+    summary = run_async(run, backend).as_dict()
     requests = server.count - calls
     result = {"trials": len(trials), "requests": requests, "requests_per_trial": round(requests / len(trials), 3),
               "input_tokens_per_trial": round(summary["input_tokens"] / len(trials), 1),
@@ -73,15 +78,19 @@ def main() -> None:
                 workspace = Workspace(Path(folder) / "workspace")
                 trials = gold_trials(workspace, dev)
                 result: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "split": "dev",
-                                "server": "tests/openai_server.py (scripted)"}  # fmt: skip
+                                "server": "tests/openai_server.py (scripted)", "concurrency": CONCURRENCY,
+                                "pack_trials": PACK_TRIALS}  # fmt: skip
                 for name in ("openai", "hybrid"):
                     result[name] = measure(workspace, server, name, trials)
+                with environment({"ELIGEX_PACK_TRIALS": "1"}):  # each trial a request of its own
+                    result["hybrid_alone"] = measure(workspace, server, "hybrid", trials)
                 workspace.close()
-        o, h = result["openai"], result["hybrid"]
-        result["hybrid_over_openai"] = {
-            "input_tokens": round(h["input_tokens_per_trial"] / o["input_tokens_per_trial"], 3),
-            "requests": round(h["requests_per_trial"] / o["requests_per_trial"], 3),
-        }
+        o = result["openai"]
+        for name in ("hybrid", "hybrid_alone"):
+            result[f"{name}_over_openai"] = {
+                "input_tokens": round(result[name]["input_tokens_per_trial"] / o["input_tokens_per_trial"], 3),
+                "requests": round(result[name]["requests_per_trial"] / o["requests_per_trial"], 3),
+            }
     finally:
         server.stop()
     OUT.write_text(json.dumps(result, indent=2) + "\n")

@@ -26,10 +26,11 @@ import json
 from typing import Any
 
 from extract.backend import Draft
-from extract.errors import UpstreamError, UpstreamUnreachable, billed, one_line, redact
+from extract.errors import UpstreamError, UpstreamUnreachable, billed, one_line, positive_env, redact
 from extract.grounding import locate
 from extract.hashing import canonical_sha256
 from extract.llm import ANSWER_FIELDS, NO_ITEMS, OpenAIBackend
+from extract.packing import Packer
 from extract.rules import RulesBackend, extract_eligibility
 from extract.rules import _merge as merge_item  # the rules' own merge (not renamed: an edit there is a new rules version)
 from extract.support import facts, identity, reach, restates, unsupported
@@ -41,7 +42,9 @@ AGE_FIELDS = tuple(STRICTER)  # min_age_years, max_age_years: evidence in `origi
 DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm, correct or complete it; "
                  "answer every item these criteria state, quoting them):")  # fmt: skip
 # The draft's wording, the merge and what is sent (extract/support.py): a change redoes every hybrid record.
-HYBRID_VERSION = "hybrid-v4"
+HYBRID_VERSION = "hybrid-v5"
+PACK_TRIALS = 4  # trials asked in one request at most (ELIGEX_PACK_TRIALS; 1: each trial alone)
+PACK_WAIT_SECONDS = 0.5  # how long a trial's ask waits for others to share its request
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -136,11 +139,21 @@ class HybridBackend:
 
     name = "hybrid"
 
-    def __init__(self, rules: RulesBackend, llm: OpenAIBackend) -> None:
+    def __init__(self, rules: RulesBackend, llm: OpenAIBackend, pack_trials: int = PACK_TRIALS,
+                 pack_wait: float = PACK_WAIT_SECONDS) -> None:  # fmt: skip
         self.rules, self.llm = rules, llm
         llm.note = draft_note
         self._asking: dict[tuple[str, ...], OpenAIBackend] = {}
         self._last_plan: tuple[tuple, tuple[list[Criterion], OpenAIBackend]] | None = None
+        # The trials in flight share requests (extract/packing.py): an ask is a trial, the criteria sent
+        # and the fields asked; a pack asks every field one of its trials is asked for.
+        self.pack_trials = pack_trials
+        self._packer = Packer(self._ask_pack, size=pack_trials, chars=llm.part_chars, wait=pack_wait,
+                              weight=lambda ask: sum(len(c.text) for c in ask[1]))  # fmt: skip
+
+    @classmethod
+    def from_environment(cls, rules: RulesBackend, llm: OpenAIBackend) -> HybridBackend:
+        return cls(rules, llm, pack_trials=int(positive_env("ELIGEX_PACK_TRIALS", PACK_TRIALS)))
 
     def asking(self, fields: tuple[str, ...]) -> OpenAIBackend:
         """The model's backend scoped to `fields` (their conventions and schema only), one per set."""
@@ -164,7 +177,7 @@ class HybridBackend:
     @property
     def answer_version(self) -> str:
         return canonical_sha256({"hybrid": HYBRID_VERSION, "coverage": COVERAGE, "rules": self.rules.prompt_version,
-                                 "llm": self.llm.answer_version})  # fmt: skip
+                                 "llm": self.llm.answer_version, "pack_trials": self.pack_trials})  # fmt: skip
 
     @property
     def prices(self) -> dict[str, dict[str, float]]:
@@ -193,13 +206,15 @@ class HybridBackend:
         return self._last_plan[1]
 
     def parts(self, criteria: list[Criterion]) -> list[list[Criterion]]:
-        """The requests a trial costs (for the estimate before a run): none when the rules account for it."""
+        """The requests a trial costs alone (for the estimate before a run, which counts `pack_trials` of
+        them a request): none when the rules account for it."""
         sent, llm = self._rules_plan(criteria)
         return llm.parts(sent) if sent else []
 
     def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
+        """Its criteria, draft and examples, and its share of a pack's prompt and tool."""
         sent, llm = self._rules_plan(criteria)
-        return llm.input_tokens_estimate(trial, sent) if sent else 0
+        return llm.input_tokens_estimate(trial, sent, prefix_share=1 / self.pack_trials) if sent else 0
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
         rules = (await self.rules.extract(trial, criteria)).eligibility
@@ -207,7 +222,7 @@ class HybridBackend:
         if not sent:
             return Draft(eligibility=rules, cost_usd=0.0)
         try:
-            answer = await llm.extract(trial, sent)
+            answer = await self._packer.ask((trial, sent, llm.prompt.fields))
         except UpstreamUnreachable:
             raise  # every trial would fail alike: the run stops
         except UpstreamError as error:  # this trial's answer failed: the rules' reading stands, not cached
@@ -217,6 +232,11 @@ class HybridBackend:
             return Draft(eligibility=rules, input_tokens=spent.input_tokens, output_tokens=spent.output_tokens,
                          cost_usd=spent.cost_usd, warnings=[warning], complete=False)  # fmt: skip
         return merged(rules, answer, sent)
+
+    async def _ask_pack(self, asks: list[tuple[Trial, list[Criterion], tuple[str, ...]]]) -> list[Draft | BaseException]:
+        """The trials of a pack asked in one request, for every field one of them is asked for."""
+        fields = tuple(name for name in ANSWER_FIELDS if any(name in asked for *_, asked in asks))
+        return await self.asking(fields).extract_pack([(trial, sent) for trial, sent, _ in asks])
 
 
 def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:

@@ -19,6 +19,7 @@ methods; answers are cached by extract/cache.py, a wrapper around any backend.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import functools
 import json
@@ -58,6 +59,10 @@ PRICES_FILE = PROMPTS / "prices.json"
 DEFAULT_MODEL = "gpt-4.1-mini"  # with OpenAI itself; a local server is asked what it serves
 CHARS_PER_TOKEN = 3  # for sizing parts: clinical text runs nearer 3 characters a token than 4
 CUT_OFF = "the model's answer was cut off at its output token limit"
+# A pack's message opens with it: the schema's `trials` says the rest.
+PACK_HEADING = ("Several trials follow, each with its own criteria: read each on its own, and answer each one "
+                "under its NCT id in `trials`, every item quoting a criterion of that trial.")  # fmt: skip
+Ask = tuple[Trial, list[Criterion]]  # some of a trial's criteria, to be read together
 MISQUOTED = "misquoted"  # the error type of a quote that is not in the criteria
 NO_ITEMS = "the model answered with no items at all: every criterion is left in `other`"
 # How servers say a request is longer than the model's context (OpenAI, vLLM, llama.cpp, TGI).
@@ -79,14 +84,21 @@ class Quote(Contract):
     @model_validator(mode="after")
     def _in_the_criteria(self, info: ValidationInfo) -> Quote:
         """With the trial in the validation context (`quote_context`), a quote the aligner would not find
-        is an error the model is told about, criterion text and all; without it, no check."""
+        is an error the model is told about, criterion text and all; without it, no check (a pack's
+        quotes are checked by the trial they are answered under: `_quotes_in_their_trial`)."""
         trial = info.context or {}
-        if "criteria" in trial and locate(trial["text"], self.quote, trial["criteria"], self.criterion_id) is None:
-            named = next((c.text for c in trial["criteria"] if c.id == self.criterion_id), None)
-            where = f"criterion {self.criterion_id} ({named[:300]!r})" if named else "the criteria given"
-            raise PydanticCustomError(MISQUOTED, "the quote {quote} is not in {where}: quote its words exactly",
-                                      {"quote": repr(self.quote[:200]), "where": where})  # fmt: skip
+        if "criteria" in trial and (problem := misquote(self, trial)) is not None:
+            raise PydanticCustomError(MISQUOTED, problem)
         return self
+
+
+def misquote(quote: Quote, trial: dict[str, Any]) -> str | None:
+    """What the model is told when the aligner would not find the quote in the trial (`quote_context`)."""
+    if locate(trial["text"], quote.quote, trial["criteria"], quote.criterion_id) is not None:
+        return None
+    named = next((c.text for c in trial["criteria"] if c.id == quote.criterion_id), None)
+    where = f"criterion {quote.criterion_id} ({named[:300]!r})" if named else "the criteria given"
+    return f"the quote {quote.quote[:200]!r} is not in {where}: quote its words exactly"
 
 
 class AgeLimits(Contract):
@@ -104,25 +116,69 @@ def _answer_field(field: ItemField) -> tuple[Any, Any]:
 ANSWER_FIELDS = ("age_limits", *(field.name for field in ITEM_FIELDS))  # what the model may answer, in order
 
 
-@functools.lru_cache(maxsize=None)
-def extracted(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
-    """The answer's model, asking for `fields` (a request scoped to some fields: the hybrid's)."""
+def _answer_specs(fields: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
     if unknown := sorted(set(fields) - set(ANSWER_FIELDS)):
         raise ValueError(f"not fields of the answer: {', '.join(unknown)}")
     specs = {"age_limits": (AgeLimits | None, Field(default=None, description="only when the criteria state an age"))}
     specs |= {field.name: _answer_field(field) for field in ITEM_FIELDS}
+    return {name: specs[name] for name in ANSWER_FIELDS if name in fields}
+
+
+@functools.lru_cache(maxsize=None)
+def extracted(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
+    """The answer's model, asking for `fields` (a request scoped to some fields: the hybrid's)."""
     return create_model(
         "ExtractedEligibility",
         __base__=Contract,
         __doc__="What the eligibility criteria require; every item quotes the criterion it comes from.",
-        **{name: specs[name] for name in ANSWER_FIELDS if name in fields},
+        **_answer_specs(fields),
+    )
+
+
+class _TrialAnswer(Contract):
+    """One trial's answer within a pack: its quotes are checked against that trial's criteria."""
+
+    nct_id: str = Field(pattern=r"^NCT[0-9]{8}$", description="the trial these items are about")
+
+    @model_validator(mode="after")
+    def _quotes_in_their_trial(self, info: ValidationInfo) -> _TrialAnswer:
+        trials = (info.context or {}).get("trials")
+        if trials is None:  # no validation context: no check, as for a trial's answer
+            return self
+        if self.nct_id not in trials:
+            raise PydanticCustomError("unknown_trial", "{nct_id} is not a trial of this request: answer under the "
+                                      "ids given ({ids})", {"nct_id": self.nct_id, "ids": ", ".join(trials)})  # fmt: skip
+        problems = [problem for quote in _quotes(self) if (problem := misquote(quote, trials[self.nct_id])) is not None]
+        if problems:
+            raise PydanticCustomError(MISQUOTED, "; ".join(problems))
+        return self
+
+
+def _quotes(answer: Contract) -> list[Quote]:
+    """Every quote of an answer's items."""
+    items = [item for name in type(answer).model_fields for value in [getattr(answer, name)]
+             for item in (value if isinstance(value, list) else [value])]  # fmt: skip
+    return [item.evidence for item in items if isinstance(getattr(item, "evidence", None), Quote)]
+
+
+@functools.lru_cache(maxsize=None)
+def packed(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
+    """The answer to a pack (several trials in one request, extract/packing.py): one answer of
+    `extracted(fields)` per trial, under its NCT id."""
+    trial = create_model("TrialEligibility", __base__=_TrialAnswer, **_answer_specs(fields))
+    return create_model(
+        "PackedEligibility",
+        __base__=Contract,
+        __doc__="What each trial's eligibility criteria require, trial by trial; every item quotes a criterion of its trial.",
+        trials=(list[trial], Field(default_factory=list, description="one entry per trial, under its NCT id")),
     )
 
 
 @functools.lru_cache(maxsize=None)
-def answer_model(fields: tuple[str, ...] = ANSWER_FIELDS) -> type[Contract]:
-    """`extracted(fields)` as instructor uses it (its tool schema generated once, not per request)."""
-    return instructor.response_schema(extracted(fields))
+def answer_model(fields: tuple[str, ...] = ANSWER_FIELDS, pack: bool = False) -> type[Contract]:
+    """`extracted(fields)` (a pack's: `packed(fields)`) as instructor uses it (its tool schema generated
+    once, not per request)."""
+    return instructor.response_schema(packed(fields) if pack else extracted(fields))
 
 
 ExtractedEligibility = extracted()
@@ -187,10 +243,18 @@ class Prompt:
         fields = tuple(name for name in ANSWER_FIELDS if name in fields)
         return Prompt(self.name, scoped_system(self.system, fields), self.shots, fields)
 
-    def user(self, trial: Trial, criteria: list[Criterion]) -> str:
-        """The trial's message: the chosen examples, if any, then the trial."""
+    def user(self, trial: Trial, criteria: list[Criterion], note: str = "") -> str:
+        """The trial's message: the chosen examples, if any, then the trial (and `note` after it)."""
         shots = self.shots.message(trial.nct_id, criteria, self.fields) if self.shots is not None else ""
-        return shots + trial_message(trial, criteria)
+        return shots + trial_message(trial, criteria) + (f"\n\n{note}" if note else "")
+
+    def pack_user(self, asks: list[Ask], notes: list[str]) -> str:
+        """A pack's message (extract/packing.py): the examples chosen for all its criteria, then each
+        trial as alone (with its note), and how to answer them."""
+        criteria = [criterion for _, part in asks for criterion in part]
+        shots = self.shots.message([t.nct_id for t, _ in asks], criteria, self.fields, PACK_HEADING) if self.shots else ""
+        trials = [trial_message(trial, part) + (f"\n\n{note}" if note else "") for (trial, part), note in zip(asks, notes)]
+        return (shots or f"{PACK_HEADING}\n\n") + "\n\n".join(trials)
 
 
 def scoped_system(system: str, fields: tuple[str, ...]) -> str:
@@ -249,6 +313,9 @@ class Usage:
     output_tokens: int = 0
     cached_tokens: int = 0  # input tokens the provider served from its prompt cache
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in ("input_tokens", "output_tokens", "cached_tokens")))
+
     def add(self, response: Any) -> None:
         usage = getattr(response, "usage", None)
         if usage is None:  # some local servers report none
@@ -257,6 +324,19 @@ class Usage:
         self.output_tokens += usage.completion_tokens or 0
         details = usage.prompt_tokens_details
         self.cached_tokens += (details.cached_tokens or 0) if details else 0
+
+
+def shares(usage: Usage, weights: list[int]) -> list[Usage]:
+    """A pack's usage shared out by weight (what each trial adds to the request), every total kept whole."""
+    total = sum(weights) or 1
+    split = [Usage() for _ in weights]
+    for name in ("input_tokens", "output_tokens", "cached_tokens"):
+        spent, given = getattr(usage, name), 0
+        for index, weight in enumerate(weights):
+            part = spent - given if index == len(weights) - 1 else spent * weight // total
+            setattr(split[index], name, part)
+            given += part
+    return split
 
 
 def load_prices() -> dict[str, dict[str, float]]:
@@ -415,7 +495,9 @@ class OpenAIBackend:
         return cls(model=model, client=client, settings=settings)
 
     async def extract(self, trial: Trial, criteria: list[Criterion]) -> Draft:
-        usage = Usage()
+        return await self._extract(trial, criteria, Usage())
+
+    async def _extract(self, trial: Trial, criteria: list[Criterion], usage: Usage) -> Draft:
         # One part after another: the pipeline's --concurrency is then the bound on requests in flight.
         answers = []
         try:
@@ -458,16 +540,29 @@ class OpenAIBackend:
         system = {"role": "system", "content": self.prompt.system}
         if trial is None:
             return [system]
-        note = self.note(criteria) if self.note is not None else ""
-        return [system, {"role": "user", "content": self.prompt.user(trial, criteria) + (f"\n\n{note}" if note else "")}]
+        return [system, {"role": "user", "content": self.prompt.user(trial, criteria, self._note(criteria))}]
+
+    def _note(self, criteria: list[Criterion]) -> str:
+        return self.note(criteria) if self.note is not None else ""
 
     def arguments(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
         """What instructor's `create` is given for a part of a trial (for the stable prefix alone,
         without one): the messages as literals (`literal`), the model and the parameters, and the
         validation context."""
-        messages, variables = literal(self.messages(trial, criteria))
-        context = variables | (quote_context(trial, criteria) if trial is not None else {})
-        return {"response_model": self.prompt.answer_model, "context": context, "strict": False, "messages": messages,
+        context = quote_context(trial, criteria) if trial is not None else {}
+        return self._arguments(self.messages(trial, criteria), self.prompt.answer_model, context)
+
+    def pack_arguments(self, asks: list[Ask]) -> dict[str, Any]:
+        """`arguments` for a pack: one message holding every trial, the pack's answer model, and each
+        trial's quotes checked against its own criteria."""
+        user = self.prompt.pack_user(asks, [self._note(part) for _, part in asks])
+        messages = [{"role": "system", "content": self.prompt.system}, {"role": "user", "content": user}]
+        context = {"trials": {trial.nct_id: quote_context(trial, part) for trial, part in asks}}
+        return self._arguments(messages, answer_model(self.prompt.fields, pack=True), context)
+
+    def _arguments(self, messages: list[dict[str, str]], response_model: type, context: dict[str, Any]) -> dict[str, Any]:
+        messages, variables = literal(messages)
+        return {"response_model": response_model, "context": variables | context, "strict": False, "messages": messages,
                 "model": self.model, "max_tokens": self.settings.max_tokens, "temperature": 0}  # fmt: skip
 
     def request(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
@@ -501,32 +596,37 @@ class OpenAIBackend:
 
     async def _ask(self, trial: Trial, criteria: list[Criterion], usage: Usage, create: Any = None,
                    reasks: int | None = None) -> dict[str, Any]:  # fmt: skip
-        """One validated answer for some of a trial's criteria, re-asked while it fails validation
-        (`reasks` times at most); `usage` counts every attempt's tokens, failed ones too. `create`:
-        instructor's patched create (default: through our transport)."""
+        """One validated answer for some of a trial's criteria (`_validated`)."""
+        return await self._validated(self.arguments(trial, criteria), trial.nct_id, usage, create, reasks)
+
+    async def _validated(self, arguments: dict[str, Any], about: str, usage: Usage, create: Any = None,
+                         reasks: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """One validated answer to `arguments` (about the trials named `about`), re-asked while it fails
+        validation (`reasks` times at most); `usage` counts every attempt's tokens, failed ones too.
+        `create`: instructor's patched create (default: through our transport)."""
         hooks = Hooks()
         hooks.on("completion:response", usage.add)
-        hooks.on("parse:error", self._reask_notice(trial))
+        hooks.on("parse:error", self._reask_notice(about))
         reasks = self.settings.reasks if reasks is None else reasks
         try:
-            answer = await (create or self._create)(**self.arguments(trial, criteria), max_retries=reasks, hooks=hooks)
+            answer = await (create or self._create)(**arguments, max_retries=reasks, hooks=hooks)
         except IncompleteOutputException:
             raise UpstreamError(CUT_OFF) from None
         except InstructorRetryException as failure:
-            return self._last_try(failure)
+            return self._last_try(failure, arguments["response_model"])
         return answer.model_dump(mode="json")
 
-    def _reask_notice(self, trial: Trial):
+    def _reask_notice(self, about: str):
         """A `parse:error` hook: each re-ask is said (logger "eligex"), with the reason the model is given."""
 
         def notice(error: Exception, *, attempt_number: int = 0, is_last_attempt: bool = False, **_: Any) -> None:
             if not is_last_attempt:
-                log.warning(one_line(f"re-asking the model ({self.model}) for {trial.nct_id} "
+                log.warning(one_line(f"re-asking the model ({self.model}) for {about} "
                                      f"(attempt {attempt_number + 1}): {_problem(error)}", 300))  # fmt: skip
 
         return notice
 
-    def _last_try(self, failure: InstructorRetryException) -> dict[str, Any]:
+    def _last_try(self, failure: InstructorRetryException, response_model: type[Contract]) -> dict[str, Any]:
         """After the last attempt: an answer whose only faults are misquotes is kept (the aligner drops
         each misquoted item, with a warning); any other fault fails the part, and a transport failure
         is raised as it was."""
@@ -535,8 +635,35 @@ class OpenAIBackend:
             raise problem
         if isinstance(problem, ValidationError) and failure.last_completion is not None and misquoted_only(problem):
             text = answer_text(failure.last_completion, self.settings.mode)
-            return self.prompt.answer_model.model_validate_json(text, strict=False).model_dump(mode="json")
+            return response_model.model_validate_json(text, strict=False).model_dump(mode="json")
         raise UpstreamError(f"no valid answer after {failure.n_attempts} attempt(s): {_problem(problem)}") from None
+
+    async def extract_pack(self, asks: list[Ask], spent: list[Usage] | None = None) -> list[Draft | BaseException]:
+        """For each of several trials asked in one request (extract/packing.py), its draft or its failure,
+        each with its share of the usage (`shares`; `spent`: what each trial cost before), a failure
+        of the request being every trial's. A pack the server finds too long, or whose answer is cut
+        off, is asked again in halves; a trial alone is asked as `extract` asks it."""
+        spent = spent or [Usage() for _ in asks]
+        if len(asks) == 1:
+            try:
+                return [await self._extract(*asks[0], spent[0])]
+            except Exception as error:
+                return [error]
+        usage = Usage()
+        weights = [len(trial_message(trial, part)) + len(self._note(part)) for trial, part in asks]
+        try:
+            answer = await self._validated(self.pack_arguments(asks), ", ".join(t.nct_id for t, _ in asks), usage)
+        except Exception as error:
+            spent = [before + share for before, share in zip(spent, shares(usage, weights))]
+            if isinstance(error, UpstreamError) and (error.args == (CUT_OFF,) or too_long(error.__cause__)):
+                half = len(asks) // 2
+                return await self.extract_pack(asks[:half], spent[:half]) + await self.extract_pack(asks[half:], spent[half:])
+            return [self.billed(copy.copy(error), each) for each in spent]  # the same failure, each billed its own
+        by_trial: dict[str, list[dict[str, Any]]] = {}
+        for one in answer.get("trials") or []:
+            by_trial.setdefault(one.pop("nct_id"), []).append(one)
+        return [self.draft(merge(by_trial.get(trial.nct_id, [])), before + share)
+                for (trial, _), before, share in zip(asks, spent, shares(usage, weights))]  # fmt: skip
 
     async def answered(self, trial: Trial, criteria: list[Criterion], completion: ChatCompletion, usage: Usage) -> dict[str, Any]:
         """A completion obtained elsewhere (a Batch API result) read as `_ask` reads an answer: the same
@@ -629,9 +756,11 @@ class OpenAIBackend:
                 f"LLM request to {self.client.base_url} failed after {attempts} attempt(s): {describe(error)}{why}"
             )) from error
 
-    def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion]) -> int:
-        """The input tokens the trial's requests will cost, roughly: for a cost estimate before a run."""
-        return sum(self._tokens_estimate({"messages": self.messages(trial, part)}) for part in self.parts(criteria))
+    def input_tokens_estimate(self, trial: Trial, criteria: list[Criterion], prefix_share: float = 1.0) -> int:
+        """The input tokens the trial's requests will cost, roughly: for a cost estimate before a run.
+        `prefix_share`: the part of the stable prefix (system prompt, tool) the trial pays a request
+        (the trials of a pack share one)."""
+        return sum(self._tokens_estimate({"messages": self.messages(trial, part)}, prefix_share) for part in self.parts(criteria))
 
     async def _attempt(self, request: dict[str, Any]) -> Any:
         """One request with a deadline for its whole answer (the client's timeout restarts with every
@@ -650,10 +779,10 @@ class OpenAIBackend:
         self._breaker.answered()
         return response
 
-    def _tokens_estimate(self, request: dict[str, Any]) -> int:
+    def _tokens_estimate(self, request: dict[str, Any], prefix_share: float = 1.0) -> int:
         """Roughly what the provider counts against tokens per minute: four characters a token."""
         added = request["messages"][len(self._prefix["messages"]) :]  # the trial's message, re-asks
-        return (self._prefix_chars + sum(len(message.get("content") or "") for message in added)) // 4
+        return (int(self._prefix_chars * prefix_share) + sum(len(message.get("content") or "") for message in added)) // 4
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server sent one, else exponential backoff with jitter; capped either way."""

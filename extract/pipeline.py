@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -66,14 +67,16 @@ def estimate(backend, trials: list[Trial], on_trial: Callable[[], None] = lambda
 
     llm = backend.backend
     result = Estimate(trials=len(trials))
+    parts = 0
     for trial in trials:
         if backend.cached(trial):
             result.cached += 1
         else:
             criteria = segment(trial.eligibility_text)
-            result.requests += len(llm.parts(criteria))
+            parts += len(llm.parts(criteria))
             result.input_tokens += llm.input_tokens_estimate(trial, criteria)
         on_trial()
+    result.requests = math.ceil(parts / getattr(llm, "pack_trials", 1))  # the hybrid's trials share requests
     result.output_tokens = result.requests * OUTPUT_TOKENS_PER_REQUEST
     result.usd = cost_usd(llm.prices, llm.model, Usage(result.input_tokens, result.output_tokens))
     return result

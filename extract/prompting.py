@@ -175,27 +175,30 @@ class FewShot:
         idf = {token: math.log((1 + len(documents)) / (1 + count)) + 1 for token, count in frequency.items()}
         return idf, [_weighted(document, idf) for document in documents]
 
-    def select(self, nct_id: str, criteria: list[Criterion]) -> list[Example]:
-        """The k examples most like these criteria; never the trial's own gold."""
+    def select(self, nct_id: str | Collection[str], criteria: list[Criterion]) -> list[Example]:
+        """The k examples most like these criteria; never the trial's own gold (a pack's: any of its trials')."""
         if self.k == 0 or not self.examples:
             return []
+        own = {nct_id} if isinstance(nct_id, str) else set(nct_id)
         idf, vectors = self._index
         query, query_norm = _weighted(Counter(tokens(" ".join(c.text for c in criteria))), idf)
         scored = []
         for example_, (vector, norm) in zip(self.examples, vectors):
-            if example_.nct_id == nct_id:
+            if example_.nct_id in own:
                 continue
             dot = sum(weight * vector.get(token, 0.0) for token, weight in query.items())
             scored.append((-(dot / (norm * query_norm)) if norm and query_norm else 0.0, example_.nct_id, example_))
         return [example_ for _, _, example_ in sorted(scored, key=lambda s: s[:2])[: self.k]]
 
-    def message(self, nct_id: str, criteria: list[Criterion], fields: Collection[str] | None = None) -> str:
-        """The examples as the opening of the trial's message, or nothing; answering `fields` only, when given."""
+    def message(self, nct_id: str | Collection[str], criteria: list[Criterion], fields: Collection[str] | None = None,
+                then: str = "Now the trial to read.") -> str:  # fmt: skip
+        """The examples as the opening of the trial's message (a pack's), or nothing; answering `fields`
+        only, when given."""
         chosen = self.select(nct_id, criteria)
         if not chosen:
             return ""
         parts = [f"Example {number} (another trial, labelled):\n{e.render(fields)}" for number, e in enumerate(chosen, 1)]
-        return "\n\n".join(parts) + "\n\nNow the trial to read.\n\n"
+        return "\n\n".join(parts) + f"\n\n{then}\n\n"
 
 
 def _weighted(counts: Counter[str], idf: dict[str, float]) -> tuple[dict[str, float], float]:

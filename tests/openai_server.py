@@ -82,16 +82,27 @@ def prompt_tokens(request: dict) -> int:
 
 def first_criterion_answer(request: dict) -> Reply:
     """A small valid extraction of any trial: one cancer type quoting the start of its first criterion
-    (nothing, when the request's tool does not ask for cancer types: a request scoped to other fields)."""
+    (nothing, when the request's tool does not ask for cancer types: a request scoped to other fields);
+    for a pack of trials (a tool asking `trials`), that for each trial of its message."""
     user = next(m["content"] for m in request["messages"] if m["role"] == "user")
-    criterion_id, text = re.search(r"^\[((?:inc|exc)-\d+)\] (.+)$", user, re.MULTILINE).groups()
-    quote = " ".join(text.split()[:6])
-    answer = {"cancer_types": [{"name": "solid tumour", "requirement": "required",
-                                "evidence": {"criterion_id": criterion_id, "quote": quote}}]}  # fmt: skip
-    asked = [tool["function"]["parameters"].get("properties", {}) for tool in request.get("tools", [])]
-    if asked and "cancer_types" not in asked[0]:
-        answer = {}
+    asked = [tool["function"]["parameters"] for tool in request.get("tools", [])]
+    if asked and "trials" in asked[0].get("properties", {}):
+        trial_schema = asked[0]["$defs"]["TrialEligibility"]
+        blocks = re.split(r"^Trial (NCT\d{8}):", user, flags=re.MULTILINE)[1:]
+        answer = {"trials": [{"nct_id": nct_id, **_first_criterion(block, trial_schema)}
+                             for nct_id, block in zip(blocks[::2], blocks[1::2])]}  # fmt: skip
+    else:
+        answer = _first_criterion(user, asked[0] if asked else None)
     return tool_call(answer, usage=(prompt_tokens(request), len(json.dumps(answer)) // 4))
+
+
+def _first_criterion(text: str, schema: dict | None) -> dict:
+    criterion_id, criterion = re.search(r"^\[((?:inc|exc)-\d+)\] (.+)$", text, re.MULTILINE).groups()
+    if schema is not None and "cancer_types" not in schema.get("properties", {}):
+        return {}
+    quote = " ".join(criterion.split()[:6])
+    return {"cancer_types": [{"name": "solid tumour", "requirement": "required",
+                              "evidence": {"criterion_id": criterion_id, "quote": quote}}]}  # fmt: skip
 
 
 def _completion(message: dict, finish_reason: str, usage: tuple[int, int]) -> dict:

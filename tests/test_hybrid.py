@@ -208,6 +208,21 @@ def test_the_estimate_before_a_run_counts_only_what_is_sent(workspace):
     assert planned.requests == 1 and planned.input_tokens > 0
 
 
+def test_the_estimate_counts_a_pack_as_one_request_whose_prompt_its_trials_share(workspace, monkeypatch):
+    from extract.pipeline import estimate
+
+    nct_ids = [f"NCT0000007{n}" for n in range(3)]
+    for nct_id in nct_ids:
+        one = trial(nct_id, COVERED + UNCOVERED)
+        workspace.store_trial(RawRecord("test", "json", one.model_dump_json().encode(), one))
+    packed = estimate(make_backend("hybrid", "test-model", workspace), list(workspace.trials(nct_ids)))
+    monkeypatch.setenv("ELIGEX_PACK_TRIALS", "1")
+    alone = estimate(make_backend("hybrid", "test-model", workspace), list(workspace.trials(nct_ids)))
+
+    assert (packed.requests, alone.requests) == (1, 3)
+    assert packed.input_tokens < alone.input_tokens / 2  # the prompt and the tool are most of a request
+
+
 def test_the_version_follows_both_the_rules_and_the_prompt(workspace):
     chosen = make_backend("hybrid", "test-model", workspace).backend
     before = (chosen.prompt_version, chosen.answer_version)
@@ -225,3 +240,88 @@ def test_a_criterion_whose_every_reading_the_rules_made_already_is_not_sent(open
 
     assert summary.extracted == 1 and openai_server.count == 0
     assert [p.max for p in workspace.current_record("NCT00000011").eligibility.performance_status] == [2]
+
+
+# -- packs: the trials in flight share a request (extract/packing.py) --------------------------------
+
+def therapy(nct_id: str, quote: str = "Patients who received trastuzumab") -> dict:
+    return {"nct_id": nct_id, "prior_therapies": [{"requirement": "excluded", "therapy": "trastuzumab",
+                                                   "evidence": {"criterion_id": "exc-2", "quote": quote}}]}  # fmt: skip
+
+
+def alone(answer: dict) -> dict:
+    """A trial's answer as a request asking it alone wants it."""
+    return {name: value for name, value in answer.items() if name != "nct_id"}
+
+
+def test_trials_in_flight_share_one_request_each_with_its_items_and_its_share_of_the_tokens(openai_server, workspace):
+    openai_server.script(tool_call({"trials": [therapy("NCT00000021"), therapy("NCT00000022")]}, usage=(1000, 100)))
+
+    summary = extract(workspace, trial("NCT00000021", COVERED + UNCOVERED), trial("NCT00000022", COVERED + UNCOVERED),
+                      trial("NCT00000023", COVERED))  # fmt: skip
+
+    assert summary.extracted == 3 and openai_server.count == 1  # the third needs no request
+    [request] = openai_server.requests
+    sent = user_message(request)
+    assert "Trial NCT00000021" in sent and "Trial NCT00000022" in sent and "NCT00000023" not in sent
+    assert sent.count(DRAFT_HEADING) == 2  # each trial with its own draft
+    assert list(request["tools"][0]["function"]["parameters"]["properties"]) == ["trials"]
+    records = [workspace.current_record(nct_id) for nct_id in ("NCT00000021", "NCT00000022")]
+    assert [[t.therapy for t in r.eligibility.prior_therapies] for r in records] == [["trastuzumab"], ["trastuzumab"]]
+    assert [r.eligibility.prior_therapies[0].evidence.start for r in records] == [(COVERED + UNCOVERED).index("Patients")] * 2
+    # the same text from each: half each, the totals whole
+    assert [r.extraction.input_tokens for r in records] == [500, 500] and summary.input_tokens == 1000
+    assert summary.output_tokens == 100
+
+
+def test_a_quote_from_another_trial_of_the_pack_is_re_asked_with_the_reason(openai_server, workspace):
+    other = UNCOVERED.replace("trastuzumab", "pertuzumab")
+    wrong = {"trials": [therapy("NCT00000031"), therapy("NCT00000032")]}  # the second quotes the first's text
+    right = {"trials": [therapy("NCT00000031"), therapy("NCT00000032", "Patients who received pertuzumab") | {
+        "prior_therapies": [{"requirement": "excluded", "therapy": "pertuzumab",
+                             "evidence": {"criterion_id": "exc-2", "quote": "Patients who received pertuzumab"}}]}]}  # fmt: skip
+    openai_server.script(tool_call(wrong), tool_call(right))
+
+    extract(workspace, trial("NCT00000031", COVERED + UNCOVERED), trial("NCT00000032", COVERED + other))
+
+    assert openai_server.count == 2
+    reask = openai_server.requests[1]["messages"][-1]["content"]
+    assert "'Patients who received trastuzumab' is not in criterion exc-2 ('Patients who received pertuzumab" in reask
+    assert [t.therapy for t in workspace.current_record("NCT00000032").eligibility.prior_therapies] == ["pertuzumab"]
+
+
+def test_a_pack_cut_off_is_asked_again_trial_by_trial_and_every_attempt_is_billed(openai_server, workspace):
+    cut_off = tool_call('{"trials": [{"nct_id": "NCT00000041", "prior_the', usage=(2000, 4096))
+    cut_off.body["choices"][0]["finish_reason"] = "length"
+    openai_server.script(cut_off, tool_call(alone(therapy("NCT00000041")), usage=(600, 50), when="NCT00000041"),
+                         tool_call({}, usage=(600, 10), when="NCT00000042"))  # fmt: skip
+
+    summary = extract(workspace, trial("NCT00000041", COVERED + UNCOVERED), trial("NCT00000042", COVERED + UNCOVERED))
+
+    assert openai_server.count == 3 and summary.failures == {}
+    first, second = (workspace.current_record(n) for n in ("NCT00000041", "NCT00000042"))
+    assert [t.therapy for t in first.eligibility.prior_therapies] == ["trastuzumab"]
+    assert not first.extraction.incomplete and not second.extraction.incomplete
+    assert summary.input_tokens == 3200 and summary.output_tokens == 4156
+    assert first.extraction.input_tokens == 1600  # its half of the cut-off pack, and its own request
+
+
+def test_a_pack_that_fails_is_each_trials_failure_each_billed_its_share(openai_server, workspace):
+    openai_server.script(*[tool_call('{"trials": "nothing"}', usage=(1000, 20))] * 3)  # never valid, re-asked twice
+
+    summary = extract(workspace, trial("NCT00000051", COVERED + UNCOVERED), trial("NCT00000052", COVERED + UNCOVERED))
+
+    assert openai_server.count == 3 and summary.failures == {}
+    records = [workspace.current_record(n) for n in ("NCT00000051", "NCT00000052")]
+    assert all(r.extraction.incomplete and [p.max for p in r.eligibility.performance_status] == [1] for r in records)
+    assert [r.extraction.input_tokens for r in records] == [1500, 1500] and summary.input_tokens == 3000
+
+
+def test_one_trial_a_request_when_packs_are_turned_off(openai_server, workspace, monkeypatch):
+    monkeypatch.setenv("ELIGEX_PACK_TRIALS", "1")
+    openai_server.script(tool_call({}, when="NCT00000061"), tool_call({}, when="NCT00000062"))
+
+    extract(workspace, trial("NCT00000061", COVERED + UNCOVERED), trial("NCT00000062", COVERED + UNCOVERED))
+
+    assert openai_server.count == 2
+    assert all("trials" not in r["tools"][0]["function"]["parameters"]["properties"] for r in openai_server.requests)

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.skipif(not os.environ.get("ELIGEX_REAL_LLM"), reason="`
 ROOT = Path(__file__).resolve().parents[1]
 ELIGEX = Path(sys.executable).with_name("eligex")
 TRIAL = "NCT06450314"  # the seed trial: 948 characters of criteria, one request
+PACKED_WITH = "NCT05913115"  # the hybrid sends one criterion of it (68 characters): it shares the seed's request
+SHARED_DATA = ROOT.parent / "shared" / "data"
 # A bound on each command, so that an answer that never ends fails the test instead of hanging it.
 # The answers are bounded at 256 tokens: grammar-constrained sampling over Gemma's 262,000-token
 # vocabulary is slow on a CPU.
@@ -98,25 +100,29 @@ def test_one_trial_end_to_end_then_from_the_cache(local_llm, tmp_path):
     assert cached["eligibility"] == record["eligibility"]
 
 
-def test_the_hybrid_sends_a_real_server_its_scoped_request_and_keeps_every_rules_item(local_llm, tmp_path):
+def test_the_hybrid_sends_a_real_server_a_pack_of_scoped_requests_and_keeps_every_rules_item(local_llm, tmp_path):
     env = environment(local_llm, tmp_path / "ws")
-    assert eligex(env, "import", "evals/records").returncode == 0
-    record_file = tmp_path / "ws" / "structured" / f"{TRIAL}.json"
-    assert eligex(env, "extract", TRIAL, "--backend", "rules").returncode == 0
-    rules = json.loads(record_file.read_text())["eligibility"]
+    assert eligex(env, "import", "evals/records", str(SHARED_DATA / "ctgov-v2" / f"{PACKED_WITH}.json")).returncode == 0
+    trials = (TRIAL, PACKED_WITH)
+    record_files = [tmp_path / "ws" / "structured" / f"{nct_id}.json" for nct_id in trials]
+    assert eligex(env, "extract", *trials, "--backend", "rules").returncode == 0
+    rules = [json.loads(path.read_text())["eligibility"] for path in record_files]
 
-    # The seed trial sends 3 of its 8 criteria, asking for 4 of the 9 fields (their schema as the grammar).
-    hybrid = eligex(env, "extract", TRIAL, "--backend", "hybrid", "--concurrency", "1")
+    # Both trials in flight: one request for both (the pack's schema as the grammar), asked again trial by
+    # trial if its answer is cut off.
+    hybrid = eligex(env, "extract", *trials, "--backend", "hybrid", "--concurrency", "2")
 
     assert hybrid.returncode == 0 and "Traceback" not in hybrid.stderr, hybrid.stderr
-    record = json.loads(record_file.read_text())
-    assert record["extraction"]["backend"] == "hybrid" and record["extraction"]["input_tokens"] > 0
-    # never below rules: a model item replaces a rules item or adds one; a failed answer keeps them all
-    for name, value in rules.items():
-        if isinstance(value, list) and name != "other":
-            assert len(record["eligibility"][name]) >= len(value), name
-        elif value is not None and name != "origins":
-            assert record["eligibility"][name] is not None, name
+    for path, before in zip(record_files, rules):
+        record = json.loads(path.read_text())
+        assert record["extraction"]["backend"] == "hybrid" and record["extraction"]["input_tokens"] > 0
+        assert not [w for w in record["extraction"]["warnings"] if "HTTP" in w]  # the server took every request
+        # never below rules: a model item replaces a rules item or adds one; a failed answer keeps them all
+        for name, value in before.items():
+            if isinstance(value, list) and name != "other":
+                assert len(record["eligibility"][name]) >= len(value), name
+            elif value is not None and name != "origins":
+                assert record["eligibility"][name] is not None, name
 
 
 def test_an_answer_cut_off_at_its_bound_is_a_one_line_error(local_llm, tmp_path):
