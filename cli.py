@@ -193,7 +193,7 @@ REGISTRY_OPTIONS = options(
 EXTRACTION_OPTIONS = options(
     click.option("--model", help="LLM model name (openai backend); default from ELIGEX_MODEL."),
     click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
-                 help="Trials extracted at once: requests in flight, for the openai backend."),
+                 help="Trials extracted at once: requests in flight for the openai backend; the hybrid packs up to ELIGEX_PACK_TRIALS of them a request."),
     click.option("--workers", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="the number of cores",
                  help="Processes extracting at once, for the rules backend."),
 )  # fmt: skip

@@ -9,7 +9,8 @@ rejected or change nothing, so asking for it only costs tokens. The request (the
 backend's one request path: its prompt, retries, re-asks, usage and cache) carries the rules' items
 for those criteria as a draft, and asks only for the fields the check could take there: the system
 prompt's sections and the tool schema of the others are not sent (`extract.llm.Prompt.scoped`). A
-trial with no such criterion costs no request at all.
+trial with no such criterion costs no request at all, and the trials in flight share requests: up to
+`PACK_TRIALS` of them in one, each answered under its NCT id (extract/packing.py, `OpenAIBackend.extract_pack`).
 
 The model's answer for a sent criterion is merged item by item (`combine`): an item is taken only when
 its quote supports it (extract/support.py: the rules' parsers read its facts in the quote, or its
