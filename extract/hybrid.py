@@ -141,7 +141,7 @@ class HybridBackend:
     name = "hybrid"
 
     def __init__(self, rules: RulesBackend, llm: OpenAIBackend, pack_trials: int = PACK_TRIALS,
-                 pack_wait: float = PACK_WAIT_SECONDS) -> None:  # fmt: skip
+                 pack_wait: float | None = None) -> None:  # fmt: skip
         self.rules, self.llm = rules, llm
         llm.note = draft_note
         self._asking: dict[tuple[str, ...], OpenAIBackend] = {}
@@ -149,7 +149,8 @@ class HybridBackend:
         # The trials in flight share requests (extract/packing.py): an ask is a trial, the criteria sent
         # and the fields asked; a pack asks every field one of its trials is asked for.
         self.pack_trials = pack_trials
-        self._packer = Packer(self._ask_pack, size=pack_trials, chars=llm.part_chars, wait=pack_wait,
+        self._packer = Packer(self._ask_pack, size=pack_trials, chars=llm.part_chars,
+                              wait=PACK_WAIT_SECONDS if pack_wait is None else pack_wait,
                               weight=lambda ask: sum(len(c.text) for c in ask[1]))  # fmt: skip
 
     @classmethod

@@ -244,6 +244,12 @@ def test_a_criterion_whose_every_reading_the_rules_made_already_is_not_sent(open
 
 # -- packs: the trials in flight share a request (extract/packing.py) --------------------------------
 
+
+@pytest.fixture
+def patient_packs(monkeypatch):
+    """A pack's trials reach it one rules reading apart: a loaded machine must not split them."""
+    monkeypatch.setattr("extract.hybrid.PACK_WAIT_SECONDS", 2.0)
+
 def therapy(nct_id: str, quote: str = "Patients who received trastuzumab") -> dict:
     return {"nct_id": nct_id, "prior_therapies": [{"requirement": "excluded", "therapy": "trastuzumab",
                                                    "evidence": {"criterion_id": "exc-2", "quote": quote}}]}  # fmt: skip
@@ -254,6 +260,7 @@ def alone(answer: dict) -> dict:
     return {name: value for name, value in answer.items() if name != "nct_id"}
 
 
+@pytest.mark.usefixtures("patient_packs")
 def test_trials_in_flight_share_one_request_each_with_its_items_and_its_share_of_the_tokens(openai_server, workspace):
     openai_server.script(tool_call({"trials": [therapy("NCT00000021"), therapy("NCT00000022")]}, usage=(1000, 100)))
 
@@ -274,6 +281,7 @@ def test_trials_in_flight_share_one_request_each_with_its_items_and_its_share_of
     assert summary.output_tokens == 100
 
 
+@pytest.mark.usefixtures("patient_packs")
 def test_a_quote_from_another_trial_of_the_pack_is_re_asked_with_the_reason(openai_server, workspace):
     other = UNCOVERED.replace("trastuzumab", "pertuzumab")
     wrong = {"trials": [therapy("NCT00000031"), therapy("NCT00000032")]}  # the second quotes the first's text
@@ -290,6 +298,7 @@ def test_a_quote_from_another_trial_of_the_pack_is_re_asked_with_the_reason(open
     assert [t.therapy for t in workspace.current_record("NCT00000032").eligibility.prior_therapies] == ["pertuzumab"]
 
 
+@pytest.mark.usefixtures("patient_packs")
 def test_a_pack_cut_off_is_asked_again_trial_by_trial_and_every_attempt_is_billed(openai_server, workspace):
     cut_off = tool_call('{"trials": [{"nct_id": "NCT00000041", "prior_the', usage=(2000, 4096))
     cut_off.body["choices"][0]["finish_reason"] = "length"
@@ -306,6 +315,7 @@ def test_a_pack_cut_off_is_asked_again_trial_by_trial_and_every_attempt_is_bille
     assert first.extraction.input_tokens == 1600  # its half of the cut-off pack, and its own request
 
 
+@pytest.mark.usefixtures("patient_packs")
 def test_a_pack_that_fails_is_each_trials_failure_each_billed_its_share(openai_server, workspace):
     openai_server.script(*[tool_call('{"trials": "nothing"}', usage=(1000, 20))] * 3)  # never valid, re-asked twice
 
