@@ -59,6 +59,7 @@ PRICES_FILE = PROMPTS / "prices.json"
 DEFAULT_MODEL = "gpt-4.1-mini"  # with OpenAI itself; a local server is asked what it serves
 CHARS_PER_TOKEN = 3  # for sizing parts: clinical text runs nearer 3 characters a token than 4
 CUT_OFF = "the model's answer was cut off at its output token limit"
+
 # A pack's message opens with it: the schema's `trials` says the rest.
 PACK_HEADING = ("Several trials follow, each with its own criteria: read each on its own, and answer each one "
                 "under its NCT id in `trials`, every item quoting a criterion of that trial.")  # fmt: skip
@@ -68,6 +69,7 @@ NO_ITEMS = "the model answered with no items at all: every criterion is left in 
 # How servers say a request is longer than the model's context (OpenAI, vLLM, llama.cpp, TGI).
 _CONTEXT_ERROR = re.compile(r"context.length|context window|maximum context|too many tokens|prompt is too long", re.I)
 MODES = {"tools": instructor.Mode.TOOLS, "json": instructor.Mode.JSON}
+
 
 # Failures are reported once, per trial, by the pipeline; without a handler of its own instructor's
 # log records (an ERROR line per failed attempt) would reach stderr through logging's last-resort handler.
@@ -246,15 +248,14 @@ class Prompt:
     def user(self, trial: Trial, criteria: list[Criterion], note: str = "") -> str:
         """The trial's message: the chosen examples, if any, then the trial (and `note` after it)."""
         shots = self.shots.message(trial.nct_id, criteria, self.fields) if self.shots is not None else ""
-        return shots + trial_message(trial, criteria) + (f"\n\n{note}" if note else "")
+        return shots + trial_block(trial, criteria, note)
 
-    def pack_user(self, asks: list[Ask], notes: list[str]) -> str:
+    def pack_user(self, asks: list[Ask], blocks: list[str]) -> str:
         """A pack's message (extract/packing.py): the examples chosen for all its criteria, then each
-        trial as alone (with its note), and how to answer them."""
+        trial's block as it goes alone (`trial_block`), and how to answer them."""
         criteria = [criterion for _, part in asks for criterion in part]
         shots = self.shots.message([t.nct_id for t, _ in asks], criteria, self.fields, PACK_HEADING) if self.shots else ""
-        trials = [trial_message(trial, part) + (f"\n\n{note}" if note else "") for (trial, part), note in zip(asks, notes)]
-        return (shots or f"{PACK_HEADING}\n\n") + "\n\n".join(trials)
+        return (shots or f"{PACK_HEADING}\n\n") + "\n\n".join(blocks)
 
 
 def scoped_system(system: str, fields: tuple[str, ...]) -> str:
@@ -286,6 +287,11 @@ def trial_message(trial: Trial, criteria: list[Criterion]) -> str:
     return "\n".join(lines)
 
 
+def trial_block(trial: Trial, criteria: list[Criterion], note: str = "") -> str:
+    """The trial's criteria as sent, and `note` after them (the hybrid's rules draft)."""
+    return trial_message(trial, criteria) + (f"\n\n{note}" if note else "")
+
+
 def empty(answer: dict[str, Any]) -> bool:
     """An answer with no item in any field."""
     return not any(answer.values())
@@ -314,7 +320,7 @@ class Usage:
     cached_tokens: int = 0  # input tokens the provider served from its prompt cache
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(getattr(self, name) + getattr(other, name) for name in ("input_tokens", "output_tokens", "cached_tokens")))
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in COUNTS))
 
     def add(self, response: Any) -> None:
         usage = getattr(response, "usage", None)
@@ -326,11 +332,14 @@ class Usage:
         self.cached_tokens += (details.cached_tokens or 0) if details else 0
 
 
+COUNTS = tuple(counter.name for counter in dataclasses.fields(Usage))
+
+
 def shares(usage: Usage, weights: list[int]) -> list[Usage]:
     """A pack's usage shared out by weight (what each trial adds to the request), every total kept whole."""
     total = sum(weights) or 1
     split = [Usage() for _ in weights]
-    for name in ("input_tokens", "output_tokens", "cached_tokens"):
+    for name in COUNTS:
         spent, given = getattr(usage, name), 0
         for index, weight in enumerate(weights):
             part = spent - given if index == len(weights) - 1 else spent * weight // total
@@ -552,10 +561,10 @@ class OpenAIBackend:
         context = quote_context(trial, criteria) if trial is not None else {}
         return self._arguments(self.messages(trial, criteria), self.prompt.answer_model, context)
 
-    def pack_arguments(self, asks: list[Ask]) -> dict[str, Any]:
-        """`arguments` for a pack: one message holding every trial, the pack's answer model, and each
-        trial's quotes checked against its own criteria."""
-        user = self.prompt.pack_user(asks, [self._note(part) for _, part in asks])
+    def pack_arguments(self, asks: list[Ask], blocks: list[str]) -> dict[str, Any]:
+        """`arguments` for a pack (`blocks`: each trial's `trial_block`): one message holding every
+        trial, the pack's answer model, and each trial's quotes checked against its own criteria."""
+        user = self.prompt.pack_user(asks, blocks)
         messages = [{"role": "system", "content": self.prompt.system}, {"role": "user", "content": user}]
         context = {"trials": {trial.nct_id: quote_context(trial, part) for trial, part in asks}}
         return self._arguments(messages, answer_model(self.prompt.fields, pack=True), context)
@@ -650,12 +659,13 @@ class OpenAIBackend:
             except Exception as error:
                 return [error]
         usage = Usage()
-        weights = [len(trial_message(trial, part)) + len(self._note(part)) for trial, part in asks]
+        blocks = [trial_block(trial, part, self._note(part)) for trial, part in asks]
+        weights = [len(block) for block in blocks]  # what each trial adds to the request
         try:
-            answer = await self._validated(self.pack_arguments(asks), ", ".join(t.nct_id for t, _ in asks), usage)
+            answer = await self._validated(self.pack_arguments(asks, blocks), ", ".join(t.nct_id for t, _ in asks), usage)
         except Exception as error:
             spent = [before + share for before, share in zip(spent, shares(usage, weights))]
-            if isinstance(error, UpstreamError) and (error.args == (CUT_OFF,) or too_long(error.__cause__)):
+            if isinstance(error, UpstreamError) and (str(error) == CUT_OFF or too_long(error.__cause__)):
                 half = len(asks) // 2
                 return await self.extract_pack(asks[:half], spent[:half]) + await self.extract_pack(asks[half:], spent[half:])
             return [self.billed(copy.copy(error), each) for each in spent]  # the same failure, each billed its own
