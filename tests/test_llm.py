@@ -505,7 +505,10 @@ def test_raw_newlines_inside_json_strings_are_accepted(openai_server, workspace)
 
 
 @pytest.mark.usefixtures("environment")
-def test_parts_follow_the_models_context_and_go_one_after_another(openai_server, workspace):
+def test_parts_follow_the_models_context_and_go_one_after_another(openai_server, workspace, monkeypatch):
+    # Answers take 0.1 s so that requests sent together would overlap; the 0.5 s deadline of the
+    # other tests is too close to that on a loaded machine (a retry would add a request).
+    monkeypatch.setenv("ELIGEX_LLM_TIMEOUT", "10")
     openai_server.respond, openai_server.latency = first_criterion_answer, 0.1
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
     roomy, small = backend(workspace, context_tokens=128_000), backend(workspace, context_tokens=7000, max_tokens=400)
