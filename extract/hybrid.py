@@ -46,6 +46,7 @@ DRAFT_HEADING = ("Draft from deterministic rules for the criteria above (confirm
 HYBRID_VERSION = "hybrid-v5"
 PACK_TRIALS = 4  # trials asked in one request at most (ELIGEX_PACK_TRIALS; 1: each trial alone)
 PACK_WAIT_SECONDS = 0.5  # how long a trial's ask waits for others to share its request
+PackAsk = tuple[Trial, list[Criterion], tuple[str, ...]]  # a trial, the criteria sent, the fields asked
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -235,10 +236,13 @@ class HybridBackend:
                          cost_usd=spent.cost_usd, warnings=[warning], complete=False)  # fmt: skip
         return merged(rules, answer, sent)
 
-    async def _ask_pack(self, asks: list[tuple[Trial, list[Criterion], tuple[str, ...]]]) -> list[Draft | BaseException]:
-        """The trials of a pack asked in one request, for every field one of them is asked for."""
-        fields = tuple(name for name in ANSWER_FIELDS if any(name in asked for *_, asked in asks))
-        return await self.asking(fields).extract_pack([(trial, sent) for trial, sent, _ in asks])
+    async def _ask_pack(self, asks: list[PackAsk]) -> list[Draft | BaseException]:
+        """The trials of a pack asked in one request."""
+        return await self.pack_asking(asks).extract_pack([(trial, sent) for trial, sent, _ in asks])
+
+    def pack_asking(self, asks: list[PackAsk]) -> OpenAIBackend:
+        """The backend asking a pack: for every field one of its trials is asked for."""
+        return self.asking(tuple(name for name in ANSWER_FIELDS if any(name in asked for *_, asked in asks)))
 
 
 def merged(rules: dict[str, Any], answer: Draft, sent: list[Criterion]) -> Draft:

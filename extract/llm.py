@@ -577,11 +577,22 @@ class OpenAIBackend:
     def request(self, trial: Trial | None = None, criteria: list[Criterion] = ()) -> dict[str, Any]:
         """The chat completion first sent for a part of a trial, exactly as `_ask` sends it (the Batch API
         sends it as is): instructor prepares it from `arguments`, and an empty answer ends the attempt."""
+        return self._prepared(self.arguments(trial, criteria))
+
+    def pack_request(self, asks: list[Ask]) -> dict[str, Any]:
+        """The chat completion first sent for a pack, exactly as `extract_pack` sends it."""
+        return self._prepared(self.pack_arguments(asks, self.blocks(asks)))
+
+    def _prepared(self, arguments: dict[str, Any]) -> dict[str, Any]:
         prepared: dict[str, Any] = {}
         hooks = Hooks()
         hooks.on("completion:kwargs", lambda **request: prepared.update(request))
-        self._prepare(**self.arguments(trial, criteria), max_retries=0, hooks=hooks)
+        self._prepare(**arguments, max_retries=0, hooks=hooks)
         return prepared | {"messages": alternating(prepared["messages"])}
+
+    def blocks(self, asks: list[Ask]) -> list[str]:
+        """Each trial of a pack as its message holds it (`trial_block`)."""
+        return [trial_block(trial, part, self._note(part)) for trial, part in asks]
 
     def _nothing(self, **request: Any) -> ChatCompletion:
         """An empty answer in the mode's shape: what `request` has instructor's preparation end with."""
@@ -659,7 +670,7 @@ class OpenAIBackend:
             except Exception as error:
                 return [error]
         usage = Usage()
-        blocks = [trial_block(trial, part, self._note(part)) for trial, part in asks]
+        blocks = self.blocks(asks)
         weights = [len(block) for block in blocks]  # what each trial adds to the request
         try:
             answer = await self._validated(self.pack_arguments(asks, blocks), ", ".join(t.nct_id for t, _ in asks), usage)

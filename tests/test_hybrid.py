@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -10,6 +11,8 @@ from openai_server import OpenAIServer, openai_server, tool_call  # noqa: F401
 
 from cli import make_backend, run_async
 from extract.hybrid import DRAFT_HEADING, HybridBackend
+from extract.rules import extract_eligibility
+from extract.text import segment
 from extract.pipeline import plan, run_extraction
 from extract.sources import RawRecord
 from extract.store import Workspace
@@ -279,6 +282,21 @@ def test_trials_in_flight_share_one_request_each_with_its_items_and_its_share_of
     # the same text from each: half each, the totals whole
     assert [r.extraction.input_tokens for r in records] == [500, 500] and summary.input_tokens == 1000
     assert summary.output_tokens == 100
+
+
+@pytest.mark.usefixtures("patient_packs")
+def test_a_packs_request_can_be_built_without_sending_it(openai_server, workspace):
+    # bench/hybrid_local.py sends packs itself, to keep the model's answers as written
+    openai_server.script(tool_call({"trials": [therapy("NCT00000024"), therapy("NCT00000025")]}))
+    trials = [trial("NCT00000024", COVERED + UNCOVERED), trial("NCT00000025", COVERED + LONG_ECOG)]
+
+    extract(workspace, *trials)
+
+    hybrid = make_backend("hybrid", "test-model", workspace).backend
+    planned = [(t, *hybrid.plan(extract_eligibility(segment(t.eligibility_text)), segment(t.eligibility_text))) for t in trials]
+    asks = [(t, sent, llm.prompt.fields) for t, sent, llm in planned]
+    built = hybrid.pack_asking(asks).pack_request([(t, sent) for t, sent, _ in asks])
+    assert openai_server.requests == [json.loads(json.dumps(built))]
 
 
 @pytest.mark.usefixtures("patient_packs")
