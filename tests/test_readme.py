@@ -1,0 +1,20 @@
+"""The README's promises about itself: every environment variable the project reads is in its table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+VARIABLE = re.compile(r"\bELIGEX_[A-Z_]+[A-Z]\b")
+
+
+def test_every_eligex_variable_is_in_the_readmes_table():
+    read = {name for folder in ("extract", "schemas", "tests") for path in (CHECKOUT / folder).rglob("*.py")
+            for name in VARIABLE.findall(path.read_text(encoding="utf-8"))}  # fmt: skip
+    read |= set(VARIABLE.findall((CHECKOUT / "cli.py").read_text(encoding="utf-8")))
+    readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("### Environment variables"):]
+    table = table[: table.index("\n### ")]
+    listed = set(re.findall(r"^\| `(ELIGEX_[A-Z_]+)` \|", table, flags=re.MULTILINE))
+    assert read and sorted(read - listed) == []
