@@ -15,12 +15,18 @@ extract/support.py (main at BASELINE: a quote in the criterion sufficed) and by 
 Each record goes through `extract.backend.assemble` (grounding, the registry's scalars) and the
 harness's scoring, beside the rules' own. Written to bench/results/hybrid_local.json:
 
-    .venv/bin/python -m bench.hybrid_local --trials 8   # the figures in the README; 20 is the default
+    .venv/bin/python -m bench.hybrid_local --trials 30                  # the README's figures; 20 by default
+    .venv/bin/python -m bench.hybrid_local --trials 30 --pack-trials 4  # packs, as ELIGEX_PACK_TRIALS=4
+
+With `--pack-trials N` the trials asked go in packs of up to N (extract/packing.py: in order, up to
+the part's characters), each pack one request as the backend sends it, its answer read trial by
+trial under their NCT ids (hybrid_local_packsN.json, answers in hybrid_local_answers_packsN.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -44,8 +50,9 @@ from bench.run import ROOT
 from extract.backend import Draft, assemble
 from extract.evaluate.harness import load_gold, split_ids
 from extract.evaluate.scoring import FIELDS, score_trial, summarise
-from extract.hybrid import HybridBackend, combine, items_of
+from extract.hybrid import HybridBackend, combine, items_of, pack_weight
 from extract.llm import ExtractedEligibility, OpenAIBackend, merge, to_eligibility
+from extract.packing import Packer
 from extract.rules import RulesBackend, extract_eligibility
 from extract.store import Workspace
 from extract.text import segment
@@ -63,17 +70,18 @@ NICE = 10
 BASELINE = "d73328d"  # main before extract/support.py: the merge measured as "hybrid_before"
 
 
-def hybrid_backend(base_url: str) -> HybridBackend:
+def hybrid_backend(base_url: str, pack_trials: int) -> HybridBackend:
     with environment(SETTINGS | {"OPENAI_BASE_URL": base_url}):
-        return HybridBackend(RulesBackend(), OpenAIBackend.from_environment())
+        return HybridBackend(RulesBackend(), OpenAIBackend.from_environment(), pack_trials=pack_trials)
 
 
-def load_answers(path: Path, version: str) -> dict[str, Any]:
+def load_answers(path: Path, version: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The answers kept for this request version: each trial's, and the packs' its trials point to."""
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    return kept["trials"] if kept.get("answer_version") == version else {}
+        return {}, []
+    return (kept["trials"], kept.get("packs", [])) if kept.get("answer_version") == version else ({}, [])
 
 
 def to_ask(backend: HybridBackend, trials, answers: dict[str, Any]) -> list:
@@ -88,26 +96,54 @@ def to_ask(backend: HybridBackend, trials, answers: dict[str, Any]) -> list:
     return found
 
 
-def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str, Any], path: Path) -> None:
-    """The model's answer for each pending trial, part after part as the backend sends them: the
-    backend's own request scoped to the fields asked (`OpenAIBackend.request`: system prompt, tool,
-    model, temperature 0) with its messages (`messages`: the criteria and the rules' draft), the tool
-    call's arguments kept as the model wrote them. Saved after each trial."""
-    client = openai.OpenAI(base_url=base_url, api_key="not-needed", timeout=1800, max_retries=0)
-    for trial, sent, llm in pending:
-        prefix = {key: value for key, value in llm.request().items() if key != "messages"}
-        started, parts = time.monotonic(), []
-        for part in llm.parts(sent):
-            answer = client.chat.completions.create(**prefix, messages=llm.messages(trial, part))
-            call = answer.choices[0].message.tool_calls
-            parts.append({"criteria": [c.id for c in part], "finish_reason": answer.choices[0].finish_reason,
-                          "arguments": call[0].function.arguments if call else answer.choices[0].message.content or "",
-                          "input_tokens": answer.usage.prompt_tokens, "output_tokens": answer.usage.completion_tokens})  # fmt: skip
-        answers[trial.nct_id] = {"sent": [c.id for c in sent], "seconds": round(time.monotonic() - started, 1), "parts": parts}
-        print(f"{trial.nct_id}: {len(sent)} criteria sent, {len(parts)} requests, {answers[trial.nct_id]['seconds']} s, "
-              f"{sum(map(cut_off, parts))} cut off", file=sys.stderr)  # fmt: skip
+def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str, Any], packs: list[dict[str, Any]],
+        path: Path) -> None:  # fmt: skip
+    """The model's answer for each pending trial, as the backend asks it: its trials in packs of up to
+    `pack_trials` and `part_chars` (extract/packing.py, in evals/splits.json order; a pack's request is
+    `pack_request`), a trial alone part after part (`request`: system prompt, tool scoped to the fields
+    asked, model, temperature 0, the criteria and the rules' draft). One request at a time, as the
+    one-thread server answers; the tool call's arguments kept as the model wrote them (a pack's cut
+    off is not asked again in halves, as the backend would: its finished items are what is measured).
+    Saved after each request."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", timeout=1800, max_retries=0)
+    one_at_a_time = asyncio.Lock()
+
+    async def answer(request: dict[str, Any], criteria: list[str]) -> dict[str, Any]:
+        async with one_at_a_time:
+            started = time.monotonic()
+            answered = await client.chat.completions.create(**request)
+        call = answered.choices[0].message.tool_calls
+        return {"criteria": criteria, "finish_reason": answered.choices[0].finish_reason,
+                "arguments": call[0].function.arguments if call else answered.choices[0].message.content or "",
+                "input_tokens": answered.usage.prompt_tokens, "output_tokens": answered.usage.completion_tokens,
+                "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+    async def send(asks: list) -> list[None]:
+        if len(asks) == 1:
+            [(trial, sent, fields)] = asks
+            llm = backend.asking(fields)
+            parts = [await answer(llm.request(trial, part), [c.id for c in part]) for part in llm.parts(sent)]
+            answers[trial.nct_id] = {"sent": [c.id for c in sent], "seconds": round(sum(p["seconds"] for p in parts), 1),
+                                     "parts": parts}  # fmt: skip
+        else:
+            request = backend.pack_asking(asks).pack_request([(trial, sent) for trial, sent, _ in asks])
+            packs.append(await answer(request, [c.id for _, sent, _ in asks for c in sent])
+                         | {"trials": [trial.nct_id for trial, *_ in asks]})  # fmt: skip
+            for trial, sent, _ in asks:
+                answers[trial.nct_id] = {"sent": [c.id for c in sent], "pack": len(packs) - 1}
+        done = [answers[trial.nct_id].get("parts") or [packs[-1]] for trial, *_ in asks][0]
+        print(f"{', '.join(t.nct_id for t, *_ in asks)}: {sum(len(s) for _, s, _ in asks)} criteria sent, "
+              f"{len(done)} requests, {sum(p['seconds'] for p in done):.1f} s, {sum(map(cut_off, done))} cut off",
+              file=sys.stderr)  # fmt: skip
         path.write_text(json.dumps({"answer_version": backend.answer_version, "model": backend.model,
-                                    "trials": answers}, indent=1) + "\n")  # fmt: skip
+                                    "trials": answers, "packs": packs}, indent=1) + "\n")  # fmt: skip
+        return [None] * len(asks)
+
+    async def every() -> None:
+        packer = Packer(send, size=backend.pack_trials, chars=backend.llm.part_chars, wait=0.1, weight=pack_weight)
+        await asyncio.gather(*(packer.ask((trial, sent, llm.prompt.fields)) for trial, sent, llm in pending))
+
+    asyncio.run(every())
 
 
 def cut_off(part: dict[str, Any]) -> bool:
@@ -119,44 +155,51 @@ def cut_off(part: dict[str, Any]) -> bool:
     return part["finish_reason"] == "length"
 
 
-def salvaged(arguments: str) -> dict[str, Any]:
-    """The items of a tool call's arguments that the model finished writing: Gemma 3 270M, greedy, goes
-    on repeating items until its token limit, so most answers are cut off (the backend fails such a
-    trial, rightly). Each complete item is kept when the answer model (`ExtractedEligibility`) accepts
-    it; the one cut off, and anything after, is dropped."""
+_KEY = re.compile(r'\s*,?\s*"(\w+)"\s*:\s*')
+_GAP = re.compile(r"\s*,?\s*")
+_CLOSE = {"[": re.compile(r"\s*\]"), "{": re.compile(r"\s*\}")}
+
+
+def finished(text: str, at: int, into: frozenset[str] = frozenset()) -> tuple[dict[str, Any], bool]:
+    """The members of the JSON object opened just before `at` that the model finished writing (an
+    array: its finished elements), and whether the object itself was finished. An element of an
+    array named in `into` (a pack's `trials`) that was cut off is read the same way, member by member."""
     decoder, found = json.JSONDecoder(), {}
-    text, at = arguments, arguments.find("{") + 1
-    while at > 0:
-        key = re.compile(r'\s*,?\s*"(\w+)"\s*:\s*').match(text, at)
+    while not _CLOSE["{"].match(text, at):
+        key = _KEY.match(text, at)
         if not key:
-            break
+            return found, False
         at, name = key.end(), key.group(1)
-        if text.startswith("[", at):
-            items, at = [], at + 1
-            while True:
-                try:
-                    item, at = decoder.raw_decode(text, re.compile(r"\s*,?\s*").match(text, at).end())
-                except ValueError:
-                    break
-                items.append(item)
-            found[name] = items
-            closing = re.compile(r"\s*\]").match(text, at)
-            if not closing:
-                break
-            at = closing.end()
-        else:
+        if not text.startswith("[", at):
             try:
                 found[name], at = decoder.raw_decode(text, at)
             except ValueError:
-                break
+                return found, False
+            continue
+        items, at = found.setdefault(name, []), at + 1
+        while not _CLOSE["["].match(text, at):
+            at = _GAP.match(text, at).end()
+            try:
+                item, at = decoder.raw_decode(text, at)
+            except ValueError:
+                if name in into and text.startswith("{", at):
+                    items.append(finished(text, at + 1)[0])
+                return found, False
+            items.append(item)
+        at = _CLOSE["["].match(text, at).end()
+    return found, True
+
+
+def checked(found: dict[str, Any]) -> dict[str, Any]:
+    """The items of `found` that the answer model (`ExtractedEligibility`) accepts, each on its own."""
     answer: dict[str, Any] = {}
     for name, value in found.items():
         for one in value if isinstance(value, list) else [value]:
             try:
-                checked = ExtractedEligibility.model_validate({name: [one] if isinstance(value, list) else one})
+                valid = ExtractedEligibility.model_validate({name: [one] if isinstance(value, list) else one})
             except (ValidationError, TypeError):
                 continue
-            kept = checked.model_dump(mode="json")[name]
+            kept = valid.model_dump(mode="json")[name]
             if isinstance(value, list):
                 answer.setdefault(name, []).extend(kept)
             else:
@@ -164,8 +207,29 @@ def salvaged(arguments: str) -> dict[str, Any]:
     return answer
 
 
-def model_answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """The model's eligibility for one trial, its parts merged as the backend merges them."""
+def salvaged(arguments: str) -> dict[str, Any]:
+    """The items of a tool call's arguments that the model finished writing: Gemma 3 270M, greedy, goes
+    on repeating items until its token limit, so most answers are cut off (the backend fails such a
+    trial, rightly). Each complete item is kept when the answer model accepts it; the one cut off,
+    and anything after, is dropped."""
+    at = arguments.find("{") + 1
+    return checked(finished(arguments, at)[0]) if at else {}
+
+
+def salvaged_pack(arguments: str, nct_id: str) -> list[dict[str, Any]]:
+    """`salvaged` for one trial of a pack's answer: the items it finished writing under that trial's NCT
+    id (in a trial's answer cut off too)."""
+    at = arguments.find("{") + 1
+    trials = finished(arguments, at, frozenset({"trials"}))[0].get("trials", []) if at else []
+    return [checked({k: v for k, v in one.items() if k != "nct_id"})
+            for one in trials if isinstance(one, dict) and one.get("nct_id") == nct_id]  # fmt: skip
+
+
+def model_answer(nct_id: str, answer: dict[str, Any], packs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model's eligibility for one trial, its parts (or its pack's answers for it) merged as the
+    backend merges them."""
+    if "pack" in answer:
+        return to_eligibility(merge(salvaged_pack(packs[answer["pack"]]["arguments"], nct_id)))
     return to_eligibility(merge([salvaged(part["arguments"]) for part in answer.get("parts") or []]))
 
 
@@ -191,7 +255,8 @@ def _reason(warning: str) -> str:
     return f"{field}: {re.sub(r'(inc|exc)-[0-9]+', 'X', why)}"
 
 
-def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[str, Any]) -> dict[str, Any]:
+def score(backend: HybridBackend, trials, answers: dict[str, Any], packs: list[dict[str, Any]],
+          gold: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Rules alone, the hybrid with the baseline's merge and with today's, scored on the same trials."""
     merges = {"hybrid_before": baseline_combine(), "hybrid": combine}
     scored: dict[str, list] = {"rules": [], **{name: [] for name in merges}}
@@ -202,7 +267,7 @@ def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[st
         criteria = segment(trial.eligibility_text)
         answer = answers.get(trial.nct_id) or {}
         sent = [c for c in criteria if c.id in set(answer.get("sent") or [])]
-        model = model_answer(answer)
+        model = model_answer(trial.nct_id, answer, packs)
         drafts = {"rules": Draft(eligibility=extract_eligibility(criteria))}
         for name, merge_with in merges.items():
             eligibility, warnings = merge_with(extract_eligibility(criteria), json.loads(json.dumps(model)), sent)
@@ -228,9 +293,15 @@ def score(backend: HybridBackend, trials, answers: dict[str, Any], gold: dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20, help="the first N dev trials (default 20)")
-    parser.add_argument("--answers", type=Path, default=ANSWERS, help="the model's answers, kept between runs")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--pack-trials", type=int, default=1,
+                        help="trials asked in one request at most, as ELIGEX_PACK_TRIALS (default 1: each alone)")
+    parser.add_argument("--answers", type=Path, help=f"the model's answers, kept between runs (default {ANSWERS.name}, "
+                        "or with _packsN for packs of N)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help=f"default {OUT.name}, or with _packsN")
     args = parser.parse_args()
+    suffix = f"_packs{args.pack_trials}" if args.pack_trials > 1 else ""
+    answers_path = args.answers or ANSWERS.with_name(f"{ANSWERS.stem}{suffix}.json")
+    out = args.out or OUT.with_name(f"{OUT.stem}{suffix}.json")
     gold = load_gold()
     nct_ids = split_ids("dev")[: args.trials]
     started = time.monotonic()
@@ -238,36 +309,39 @@ def main() -> None:
         workspace = Workspace(Path(folder) / "workspace")
         trials = gold_trials(workspace, nct_ids)
         workspace.close()
-        offline = hybrid_backend("http://127.0.0.1:9/v1")  # builds the request; sends nothing
-        answers = load_answers(args.answers, offline.answer_version)
+        offline = hybrid_backend("http://127.0.0.1:9/v1", args.pack_trials)  # builds the requests; sends nothing
+        answers, packs = load_answers(answers_path, offline.answer_version)
         pending = to_ask(offline, trials, answers)
         if pending:
             local_llm.install()  # nothing when it is installed already
             with local_llm.serve(Path(folder), nice=NICE) as base_url:
-                ask(hybrid_backend(base_url), base_url, pending, answers, args.answers)
+                ask(hybrid_backend(base_url, args.pack_trials), base_url, pending, answers, packs, answers_path)
     asked = [answers[t.nct_id] for t in trials if t.nct_id in answers]
-    seconds = [a["seconds"] for a in asked]
-    parts = [part for a in asked for part in a["parts"]]
+    in_packs = sorted({a["pack"] for a in asked if "pack" in a})
+    requests = [part for a in asked for part in a.get("parts", [])] + [packs[i] for i in in_packs]
+    # a pack's time is shared by its trials
+    seconds = [a["seconds"] if "parts" in a else packs[a["pack"]]["seconds"] / len(packs[a["pack"]]["trials"])
+               for a in asked]  # fmt: skip
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "split": "dev", "rule": f"the first {args.trials} dev trials in evals/splits.json order",
         "trial_ids": [t.nct_id for t in trials],
         "model": f"{local_llm.MODEL_ALIAS} ({local_llm.PACKAGES[1]}), llama-cpp-python {local_llm.PACKAGES[0]}, "
                  f"n_ctx {local_llm.CONTEXT_TOKENS}, 1 thread, nice {NICE}",
-        "settings": SETTINGS,
+        "settings": SETTINGS, "pack_trials": args.pack_trials,
         "load": os.getloadavg(),
         "model_seconds_per_trial": {"median": statistics.median(seconds) if seconds else None,
                                     "mean": round(statistics.mean(seconds), 1) if seconds else None,
                                     "total": round(sum(seconds), 1), "trials_asked": len(seconds)},  # fmt: skip
-        "requests": len(parts), "requests_cut_off_at_max_tokens": sum(map(cut_off, parts)),
-        "input_tokens_per_trial": round(sum(p["input_tokens"] for p in parts) / max(len(trials), 1), 1),
-        "output_tokens_per_trial": round(sum(p["output_tokens"] for p in parts) / max(len(trials), 1), 1),
-        **score(offline, trials, answers, gold),
+        "requests": len(requests), "packs": len(in_packs), "requests_cut_off_at_max_tokens": sum(map(cut_off, requests)),
+        "input_tokens_per_trial": round(sum(p["input_tokens"] for p in requests) / max(len(trials), 1), 1),
+        "output_tokens_per_trial": round(sum(p["output_tokens"] for p in requests) / max(len(trials), 1), 1),
+        **score(offline, trials, answers, packs, gold),
         "bench_seconds": round(time.monotonic() - started, 1),
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("hybrid_before_fields_below_rules", "hybrid_fields_below_rules", "changes",
-                                             "model_seconds_per_trial")}
+                                             "model_seconds_per_trial", "requests", "packs")}
                      | {"micro": {n: result[n]["micro"]["f1"] for n in ("rules", "hybrid_before", "hybrid")}}, indent=2))  # fmt: skip
 
 

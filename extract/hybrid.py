@@ -49,6 +49,11 @@ PACK_WAIT_SECONDS = 0.5  # how long a trial's ask waits for others to share its 
 PackAsk = tuple[Trial, list[Criterion], tuple[str, ...]]  # a trial, the criteria sent, the fields asked
 
 
+def pack_weight(ask: PackAsk) -> int:
+    """What an ask adds to a pack: the characters of the criteria it sends."""
+    return sum(len(c.text) for c in ask[1])
+
+
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every (field, item) of a draft, ages as {"value", "evidence"} items."""
     found = [(name, item) for name in LIST_FIELDS for item in eligibility.get(name) or []]
@@ -152,7 +157,7 @@ class HybridBackend:
         self.pack_trials = pack_trials
         self._packer = Packer(self._ask_pack, size=pack_trials, chars=llm.part_chars,
                               wait=PACK_WAIT_SECONDS if pack_wait is None else pack_wait,
-                              weight=lambda ask: sum(len(c.text) for c in ask[1]))  # fmt: skip
+                              weight=pack_weight)  # fmt: skip
 
     @classmethod
     def from_environment(cls, rules: RulesBackend, llm: OpenAIBackend) -> HybridBackend:
