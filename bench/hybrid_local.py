@@ -125,13 +125,14 @@ def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str,
             parts = [await answer(llm.request(trial, part), [c.id for c in part]) for part in llm.parts(sent)]
             answers[trial.nct_id] = {"sent": [c.id for c in sent], "seconds": round(sum(p["seconds"] for p in parts), 1),
                                      "parts": parts}  # fmt: skip
+            done = parts
         else:
             request = backend.pack_asking(asks).pack_request([(trial, sent) for trial, sent, _ in asks])
             packs.append(await answer(request, [c.id for _, sent, _ in asks for c in sent])
                          | {"trials": [trial.nct_id for trial, *_ in asks]})  # fmt: skip
             for trial, sent, _ in asks:
                 answers[trial.nct_id] = {"sent": [c.id for c in sent], "pack": len(packs) - 1}
-        done = [answers[trial.nct_id].get("parts") or [packs[-1]] for trial, *_ in asks][0]
+            done = packs[-1:]
         print(f"{', '.join(t.nct_id for t, *_ in asks)}: {sum(len(s) for _, s, _ in asks)} criteria sent, "
               f"{len(done)} requests, {sum(p['seconds'] for p in done):.1f} s, {sum(map(cut_off, done))} cut off",
               file=sys.stderr)  # fmt: skip
@@ -157,7 +158,7 @@ def cut_off(part: dict[str, Any]) -> bool:
 
 _KEY = re.compile(r'\s*,?\s*"(\w+)"\s*:\s*')
 _GAP = re.compile(r"\s*,?\s*")
-_CLOSE = {"[": re.compile(r"\s*\]"), "{": re.compile(r"\s*\}")}
+_END_ARRAY, _END_OBJECT = re.compile(r"\s*\]"), re.compile(r"\s*\}")
 
 
 def finished(text: str, at: int, into: frozenset[str] = frozenset()) -> tuple[dict[str, Any], bool]:
@@ -165,7 +166,7 @@ def finished(text: str, at: int, into: frozenset[str] = frozenset()) -> tuple[di
     array: its finished elements), and whether the object itself was finished. An element of an
     array named in `into` (a pack's `trials`) that was cut off is read the same way, member by member."""
     decoder, found = json.JSONDecoder(), {}
-    while not _CLOSE["{"].match(text, at):
+    while not _END_OBJECT.match(text, at):
         key = _KEY.match(text, at)
         if not key:
             return found, False
@@ -177,7 +178,7 @@ def finished(text: str, at: int, into: frozenset[str] = frozenset()) -> tuple[di
                 return found, False
             continue
         items, at = found.setdefault(name, []), at + 1
-        while not _CLOSE["["].match(text, at):
+        while not _END_ARRAY.match(text, at):
             at = _GAP.match(text, at).end()
             try:
                 item, at = decoder.raw_decode(text, at)
@@ -186,7 +187,7 @@ def finished(text: str, at: int, into: frozenset[str] = frozenset()) -> tuple[di
                     items.append(finished(text, at + 1)[0])
                 return found, False
             items.append(item)
-        at = _CLOSE["["].match(text, at).end()
+        at = _END_ARRAY.match(text, at).end()
     return found, True
 
 
