@@ -11,11 +11,11 @@ from openai_server import OpenAIServer, openai_server, tool_call  # noqa: F401
 
 from cli import make_backend, run_async
 from extract.hybrid import DRAFT_HEADING, HybridBackend
-from extract.rules import extract_eligibility
-from extract.text import segment
 from extract.pipeline import plan, run_extraction
+from extract.rules import extract_eligibility
 from extract.sources import RawRecord
 from extract.store import Workspace
+from extract.text import segment
 from extract.hashing import canonical_sha256
 from schemas import Trial
 from schemas.record import Source, TrialFacts
