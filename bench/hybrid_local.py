@@ -50,9 +50,8 @@ from bench.run import ROOT
 from extract.backend import Draft, assemble
 from extract.evaluate.harness import load_gold, split_ids
 from extract.evaluate.scoring import FIELDS, score_trial, summarise
-from extract.hybrid import HybridBackend, combine, items_of, pack_weight
+from extract.hybrid import HybridBackend, combine, items_of
 from extract.llm import ExtractedEligibility, OpenAIBackend, merge, to_eligibility
-from extract.packing import Packer
 from extract.rules import RulesBackend, extract_eligibility
 from extract.store import Workspace
 from extract.text import segment
@@ -141,7 +140,7 @@ def ask(backend: HybridBackend, base_url: str, pending: list, answers: dict[str,
         return [None] * len(asks)
 
     async def every() -> None:
-        packer = Packer(send, size=backend.pack_trials, chars=backend.llm.part_chars, wait=0.1, weight=pack_weight)
+        packer = backend.packer(send, wait=0.1)
         await asyncio.gather(*(packer.ask((trial, sent, llm.prompt.fields)) for trial, sent, llm in pending))
 
     asyncio.run(every())

@@ -24,7 +24,7 @@ cache does not keep it: the hybrid is never below the rules. Pure but for the mo
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from extract.backend import Draft
 from extract.errors import UpstreamError, UpstreamUnreachable, billed, one_line, positive_env, redact
@@ -47,11 +47,6 @@ HYBRID_VERSION = "hybrid-v5"
 PACK_TRIALS = 4  # trials asked in one request at most (ELIGEX_PACK_TRIALS; 1: each trial alone)
 PACK_WAIT_SECONDS = 0.5  # how long a trial's ask waits for others to share its request
 PackAsk = tuple[Trial, list[Criterion], tuple[str, ...]]  # a trial, the criteria sent, the fields asked
-
-
-def pack_weight(ask: PackAsk) -> int:
-    """What an ask adds to a pack: the characters of the criteria it sends."""
-    return sum(len(c.text) for c in ask[1])
 
 
 def items_of(eligibility: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -155,9 +150,13 @@ class HybridBackend:
         # The trials in flight share requests (extract/packing.py): an ask is a trial, the criteria sent
         # and the fields asked; a pack asks every field one of its trials is asked for.
         self.pack_trials = pack_trials
-        self._packer = Packer(self._ask_pack, size=pack_trials, chars=llm.part_chars,
-                              wait=PACK_WAIT_SECONDS if pack_wait is None else pack_wait,
-                              weight=pack_weight)  # fmt: skip
+        self._packer = self.packer(self._ask_pack, PACK_WAIT_SECONDS if pack_wait is None else pack_wait)
+
+    def packer(self, send: Callable[[list[PackAsk]], Awaitable[list[Any]]], wait: float) -> Packer[PackAsk]:
+        """A packer of this backend's asks: at most `pack_trials` of them, and the part's characters of
+        criteria sent."""
+        return Packer(send, size=self.pack_trials, chars=self.llm.part_chars, wait=wait,
+                      weight=lambda ask: sum(len(c.text) for c in ask[1]))  # fmt: skip
 
     @classmethod
     def from_environment(cls, rules: RulesBackend, llm: OpenAIBackend) -> HybridBackend:

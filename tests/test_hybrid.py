@@ -293,9 +293,12 @@ def test_a_packs_request_can_be_built_without_sending_it(openai_server, workspac
     extract(workspace, *trials)
 
     hybrid = make_backend("hybrid", "test-model", workspace).backend
-    planned = [(t, *hybrid.plan(extract_eligibility(segment(t.eligibility_text)), segment(t.eligibility_text))) for t in trials]
-    asks = [(t, sent, llm.prompt.fields) for t, sent, llm in planned]
-    built = hybrid.pack_asking(asks).pack_request([(t, sent) for t, sent, _ in asks])
+    asks = []
+    for one in trials:
+        criteria = segment(one.eligibility_text)
+        sent, llm = hybrid.plan(extract_eligibility(criteria), criteria)
+        asks.append((one, sent, llm.prompt.fields))
+    built = hybrid.pack_asking(asks).pack_request([(one, sent) for one, sent, _ in asks])
     assert openai_server.requests == [json.loads(json.dumps(built))]
 
 

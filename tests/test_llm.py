@@ -90,7 +90,14 @@ def workspace(tmp_path, rows) -> Workspace:
 
 @pytest.fixture
 def environment(monkeypatch, tmp_path, openai_server):
-    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_LLM_TIMEOUT="0.5")
+    # A deadline a loaded CI machine never meets by accident; the deadline tests shorten it (`short_deadline`).
+    use_llm_server(monkeypatch, tmp_path, openai_server.base_url, API_KEY, ELIGEX_LLM_TIMEOUT="10")
+
+
+@pytest.fixture
+def short_deadline(environment, monkeypatch):
+    """Half a second for each request's whole answer, for the tests of that deadline."""
+    monkeypatch.setenv("ELIGEX_LLM_TIMEOUT", "0.5")
 
 
 def backend(workspace: Workspace, **settings) -> CachedBackend:
@@ -264,7 +271,7 @@ def test_server_errors_past_the_budget_fail_one_trial_and_the_batch_goes_on(open
     assert [(p.scale, p.min, p.max) for p in other.eligibility.performance_status] == [("ECOG", 0, 3)]
 
 
-@pytest.mark.usefixtures("environment")
+@pytest.mark.usefixtures("short_deadline")
 def test_a_stalled_request_times_out_and_is_retried(openai_server, workspace):
     openai_server.script(dataclasses.replace(tool_call(ANSWER), delay=5), tool_call(ANSWER))
 
@@ -275,7 +282,7 @@ def test_a_stalled_request_times_out_and_is_retried(openai_server, workspace):
     assert time.monotonic() - started < 3  # the client timeout (0.5 s), not the stall, set the pace
 
 
-@pytest.mark.usefixtures("environment")
+@pytest.mark.usefixtures("short_deadline")
 def test_a_server_dripping_its_answer_meets_the_deadline_of_each_request(openai_server, workspace):
     # One byte every 0.1 s: each read is well within ELIGEX_LLM_TIMEOUT=0.5, the whole answer takes minutes.
     openai_server.script(*[dataclasses.replace(tool_call(ANSWER), drip=0.1)] * 2, tool_call(ANSWER))
@@ -505,10 +512,7 @@ def test_raw_newlines_inside_json_strings_are_accepted(openai_server, workspace)
 
 
 @pytest.mark.usefixtures("environment")
-def test_parts_follow_the_models_context_and_go_one_after_another(openai_server, workspace, monkeypatch):
-    # Answers take 0.1 s so that requests sent together would overlap; the 0.5 s deadline of the
-    # other tests is too close to that on a loaded machine (a retry would add a request).
-    monkeypatch.setenv("ELIGEX_LLM_TIMEOUT", "10")
+def test_parts_follow_the_models_context_and_go_one_after_another(openai_server, workspace):
     openai_server.respond, openai_server.latency = first_criterion_answer, 0.1
     criteria = segment(next(workspace.trials([TRIAL])).eligibility_text)
     roomy, small = backend(workspace, context_tokens=128_000), backend(workspace, context_tokens=7000, max_tokens=400)

@@ -10,9 +10,9 @@ VARIABLE = re.compile(r"\bELIGEX_[A-Z_]+[A-Z]\b")
 
 
 def test_every_eligex_variable_is_in_the_readmes_table():
-    read = {name for folder in ("extract", "schemas", "tests") for path in (CHECKOUT / folder).rglob("*.py")
-            for name in VARIABLE.findall(path.read_text(encoding="utf-8"))}  # fmt: skip
-    read |= set(VARIABLE.findall((CHECKOUT / "cli.py").read_text(encoding="utf-8")))
+    folders = ("extract", "schemas", "tests")
+    sources = [CHECKOUT / "cli.py", *(path for folder in folders for path in (CHECKOUT / folder).rglob("*.py"))]
+    read = {name for path in sources for name in VARIABLE.findall(path.read_text(encoding="utf-8"))}
     readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("### Environment variables"):]
     table = table[: table.index("\n### ")]
